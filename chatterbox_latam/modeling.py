@@ -1,0 +1,320 @@
+"""One loader for every Chatterbox checkpoint the project meets.
+
+The same functions load the real `ResembleAI/chatterbox` repository (by repo id or from a local snapshot), the
+official Latin-American pack, and the tiny random-init checkpoint that tests and the demo build
+(`chatterbox_latam.tiny_model`). A checkpoint is a folder in the upstream file layout; an optional `config.json`
+beside the weights records reduced sizes, so a small model is built from the same upstream classes with other
+widths and depths instead of a copy of their code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+MODEL_TYPE = "chatterbox-latam"
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """File names of one flavour of Chatterbox checkpoint, as published on the Hub."""
+
+    name: str
+    ve: str
+    t3: str
+    s3gen: str
+    tokenizer: str
+    conds: str | None = "conds.pt"
+    multilingual: bool = True
+    support_repo: str | None = None
+    """Repository that holds the files this one does not ship (the language packs reuse the base's VE and tokenizer)."""
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {"ve": self.ve, "t3": self.t3, "s3gen": self.s3gen, "tokenizer": self.tokenizer}
+
+
+LAYOUTS = {
+    "multilingual": CheckpointLayout(
+        name="multilingual",
+        ve="ve.pt",
+        t3="t3_mtl23ls_v2.safetensors",
+        s3gen="s3gen.pt",
+        tokenizer="grapheme_mtl_merged_expanded_v1.json",
+    ),
+    "english": CheckpointLayout(
+        name="english",
+        ve="ve.safetensors",
+        t3="t3_cfg.safetensors",
+        s3gen="s3gen.safetensors",
+        tokenizer="tokenizer.json",
+        multilingual=False,
+    ),
+    "es-mx-latam": CheckpointLayout(
+        name="es-mx-latam",
+        ve="ve.pt",
+        t3="t3_es_mx_latam.safetensors",
+        s3gen="s3gen_v3.pt",
+        tokenizer="grapheme_mtl_merged_expanded_v1.json",
+        support_repo="ResembleAI/chatterbox",
+    ),
+}
+REPO_LAYOUTS = {
+    "resembleai/chatterbox": "multilingual",
+    "resembleai/chatterbox-multilingual-es-mx-latam": "es-mx-latam",
+}
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """A checkpoint could not be found locally nor downloaded; the message says what to do."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint resolved to local files."""
+
+    source: str
+    directory: Path
+    layout: CheckpointLayout
+    paths: dict[str, Path]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Identifies the weights that feature extraction depends on (used to key feature caches)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for key in ("ve", "s3gen"):
+            path = self.paths[key]
+            stat = path.stat()
+            digest.update(f"{key}:{path.name}:{stat.st_size}:".encode())
+            with open(path, "rb") as handle:  # size plus head and tail: cheap, and changes with the weights
+                digest.update(handle.read(1 << 20))
+                handle.seek(max(0, stat.st_size - (1 << 20)))
+                digest.update(handle.read())
+        digest.update(json.dumps(self.config, sort_keys=True).encode())
+        return digest.hexdigest()[:16]
+
+
+def _detect_layout(directory: Path, config: dict[str, Any]) -> CheckpointLayout:
+    if config.get("layout") in LAYOUTS:
+        return LAYOUTS[config["layout"]]
+    for layout in LAYOUTS.values():
+        if (directory / layout.t3).exists():
+            return layout
+    present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    expected = ", ".join(f"{layout.t3} ({layout.name})" for layout in LAYOUTS.values())
+    raise CheckpointNotFoundError(
+        f"{directory} holds no Chatterbox T3 weights (expected one of: {expected}); found: {present or 'nothing'}."
+    )
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = directory / CONFIG_NAME
+    if not path.exists():
+        return {}
+    config = json.loads(path.read_text(encoding="utf-8"))
+    return config if config.get("model_type") == MODEL_TYPE else {}
+
+
+def _download(repo_id: str, filenames: list[str], revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id=repo_id,
+                revision=revision,
+                allow_patterns=filenames,
+                token=os.getenv("HF_TOKEN"),
+            )
+        )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as error:
+        raise CheckpointNotFoundError(
+            f"Could not get {filenames} of the Hub repo '{repo_id}' ({type(error).__name__}: {error}). "
+            "Check the network and HF_TOKEN, or download it once with "
+            f"`hf download {repo_id} --local-dir DIR` and pass DIR instead of the repo id."
+        ) from error
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = None, revision: str | None = None) -> Checkpoint:
+    """Finds a checkpoint's files: a local folder as it is, a Hub repo id through `snapshot_download`.
+
+    `variant` picks the layout when a repo holds several (`ResembleAI/chatterbox` holds the multilingual and the
+    English model); a local folder is recognised by its files.
+    """
+    source = str(name_or_path)
+    directory = Path(source).expanduser()
+    if directory.is_dir():
+        config = _read_config(directory)
+        layout = LAYOUTS[variant] if variant else _detect_layout(directory, config)
+    elif directory.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise CheckpointNotFoundError(
+            f"'{source}' is neither a checkpoint folder nor a Hub repo id (OWNER/NAME). "
+            "Point base_model to a folder in the ResembleAI/chatterbox file layout or to a repo id."
+        )
+    else:
+        layout = LAYOUTS[variant or REPO_LAYOUTS.get(source.lower(), "multilingual")]
+        own = [layout.t3, layout.s3gen, CONFIG_NAME]
+        if not layout.support_repo:
+            own += [layout.ve, layout.tokenizer, *([layout.conds] if layout.conds else [])]
+        directory = _download(source, own, revision)
+        config = _read_config(directory)
+
+    paths = {key: directory / name for key, name in layout.files.items()}
+    if layout.conds:
+        paths["conds"] = directory / layout.conds
+    missing = [key for key, path in paths.items() if not path.exists()]
+    if missing and layout.support_repo and not Path(source).is_dir():
+        support = _download(layout.support_repo, [layout.files[k] if k != "conds" else layout.conds for k in missing], None)
+        for key in missing:
+            paths[key] = support / (layout.files[key] if key != "conds" else layout.conds)
+        missing = [key for key, path in paths.items() if not path.exists()]
+    if "conds" in missing:
+        paths.pop("conds")  # optional: the default voice
+        missing.remove("conds")
+    if missing:
+        raise CheckpointNotFoundError(
+            f"Checkpoint '{source}' ({layout.name} layout) lacks {[layout.files[k] for k in missing]} in {directory}."
+        )
+    return Checkpoint(source=source, directory=directory, layout=layout, paths=paths, config=config)
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if "model" in state and not torch.is_tensor(state["model"]):  # upstream's T3 files may wrap the state
+        state = state["model"][0]
+    return state
+
+
+def load_voice_encoder(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """The VoiceEncoder (16 kHz audio -> 256-d unit-norm speaker embedding)."""
+    from chatterbox.models.voice_encoder import VoiceEncoder
+
+    ve = VoiceEncoder()
+    ve.load_state_dict(_load_state(checkpoint.paths["ve"]))
+    return ve.to(device).eval()
+
+
+def t3_config(checkpoint_config: dict[str, Any], multilingual: bool = True):
+    """Upstream `T3Config`, with the reduced sizes a checkpoint's config.json records."""
+    from chatterbox.models.t3.llama_configs import LLAMA_CONFIGS
+    from chatterbox.models.t3.modules.t3_config import T3Config
+
+    hp = T3Config.multilingual() if multilingual else T3Config.english_only()
+    overrides = dict(checkpoint_config.get("t3", {}))
+    llama = overrides.pop("llama", None)
+    for key, value in overrides.items():
+        if not hasattr(hp, key):
+            raise ValueError(f"config.json sets t3.{key}, which T3Config does not have.")
+        setattr(hp, key, value)
+    if llama:
+        base = LLAMA_CONFIGS[hp.llama_config_name]
+        # T3 looks its backbone up by name; a reduced one gets its own entry, the upstream entries stay as they are.
+        name = "chatterbox_latam:" + json.dumps(llama, sort_keys=True)
+        LLAMA_CONFIGS.setdefault(name, {**base, **llama})
+        hp.llama_config_name = name
+    return hp
+
+
+def build_t3(checkpoint_config: dict[str, Any], multilingual: bool = True):
+    from chatterbox.models.t3 import T3
+
+    return T3(t3_config(checkpoint_config, multilingual))
+
+
+def load_t3(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """T3 (text tokens -> S3 speech tokens) built from the checkpoint's config and loaded strictly."""
+    t3 = build_t3(checkpoint.config, checkpoint.layout.multilingual)
+    t3.load_state_dict(_load_state(checkpoint.paths["t3"]))
+    return t3.to(device).eval()
+
+
+def build_s3gen(checkpoint_config: dict[str, Any]):
+    """Upstream S3Gen; a config with `s3gen.encoder` / `s3gen.decoder` sizes gets a smaller flow of the same classes.
+
+    The S3 tokenizer, CAMPPlus and HiFT keep upstream's fixed sizes (their constructors take none).
+    """
+    from chatterbox.models.s3gen import S3Gen
+
+    s3gen = S3Gen()
+    sizes = checkpoint_config.get("s3gen")
+    if sizes:
+        from chatterbox.models.s3gen.configs import CFM_PARAMS
+        from chatterbox.models.s3gen.decoder import ConditionalDecoder
+        from chatterbox.models.s3gen.flow import CausalMaskedDiffWithXvec
+        from chatterbox.models.s3gen.flow_matching import CausalConditionalCFM
+        from chatterbox.models.s3gen.transformer.upsample_encoder import UpsampleConformerEncoder
+
+        encoder = UpsampleConformerEncoder(
+            **{
+                "output_size": 512, "attention_heads": 8, "linear_units": 2048, "num_blocks": 6, "dropout_rate": 0.1,
+                "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "normalize_before": True,
+                "input_layer": "linear", "pos_enc_layer_type": "rel_pos_espnet",
+                "selfattention_layer_type": "rel_selfattn", "input_size": 512, "use_cnn_module": False,
+                "macaron_style": False, **sizes.get("encoder", {}),
+            }
+        )
+        estimator = ConditionalDecoder(
+            **{
+                "in_channels": 320, "out_channels": 80, "causal": True, "channels": [256], "dropout": 0.0,
+                "attention_head_dim": 64, "n_blocks": 4, "num_mid_blocks": 12, "num_heads": 8, "act_fn": "gelu",
+                **sizes.get("decoder", {}),
+            }
+        )
+        decoder = CausalConditionalCFM(spk_emb_dim=80, cfm_params=CFM_PARAMS, estimator=estimator)
+        s3gen.flow = CausalMaskedDiffWithXvec(encoder=encoder, decoder=decoder)
+    return s3gen
+
+
+def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder)."""
+    s3gen = build_s3gen(checkpoint.config)
+    s3gen.load_state_dict(_load_state(checkpoint.paths["s3gen"]))
+    return s3gen.to(device).eval()
+
+
+def load_text_tokenizer(checkpoint: Checkpoint):
+    """The grapheme tokenizer: `MTLTokenizer` for multilingual checkpoints, `EnTokenizer` for the English one."""
+    from chatterbox.models.tokenizers import EnTokenizer, MTLTokenizer
+
+    cls = MTLTokenizer if checkpoint.layout.multilingual else EnTokenizer
+    return cls(str(checkpoint.paths["tokenizer"]))
+
+
+def load_chatterbox(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", variant: str | None = None):
+    """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves."""
+    checkpoint = resolve_checkpoint(name_or_path, variant=variant)
+    device = str(device)
+    parts = dict(
+        t3=load_t3(checkpoint, device),
+        s3gen=load_s3gen(checkpoint, device),
+        ve=load_voice_encoder(checkpoint, device),
+        tokenizer=load_text_tokenizer(checkpoint),
+        device=device,
+    )
+    if checkpoint.layout.multilingual:
+        from chatterbox.mtl_tts import ChatterboxMultilingualTTS as cls
+        from chatterbox.mtl_tts import Conditionals
+    else:
+        from chatterbox.tts import ChatterboxTTS as cls
+        from chatterbox.tts import Conditionals
+    conds = None
+    if "conds" in checkpoint.paths:
+        conds = Conditionals.load(checkpoint.paths["conds"], map_location="cpu").to(device)
+    return cls(conds=conds, **parts)

@@ -1,0 +1,417 @@
+"""Raw recordings -> validated, cleaned clips -> cached features -> a map-style prepared dataset with splits.
+
+`prepare_dataset` is the library side of `training/prepare_data.py`. It never stops on a bad row: each one is
+recorded in `<prepared_dir>/rejected.jsonl` with its reason, and every good row is kept. Work is cached by
+content (cleaned clips by source bytes and cleaning settings; features by clip and checkpoint), each cache file
+written atomically, so a rerun recomputes nothing and a killed run continues where it stopped. The dataset is
+assembled in a staging folder and renamed into place, so `<prepared_dir>/dataset` is always complete.
+
+Columns of every split:
+    id, source, audio (cleaned, 24 kHz FLAC), text (what T3 reads), raw_text, speaker_id, accent, duration,
+    speech_tokens (S3, 25 Hz), speaker_emb (VoiceEncoder, 256, unit norm),
+    prompt_id, prompt_speech_tokens (<= 6 s of *another* utterance of the same speaker), prompt_speaker_emb,
+    prompt_is_self (True where the speaker has a single utterance and the clip must prompt itself),
+    and with S3Gen features: speech_feat (2T x 80 mel at 24 kHz), xvector (CAMPPlus, 192);
+    plus any extra columns of the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from .audio import CleaningConfig, Rejected, clean_audio, decode_audio, encode_flac
+from .config import DataConfig, ModelConfig
+from .features import FeatureExtractor, length_batches, load_features, save_atomic
+from .modeling import Checkpoint, load_text_tokenizer, resolve_checkpoint
+from .sources import SourceRow, iter_rows
+from .text import text_for_model, unknown_graphemes
+
+logger = logging.getLogger(__name__)
+
+DATASET_DIRNAME = "dataset"
+REPORT_NAME = "rejected.jsonl"
+SUMMARY_NAME = "summary.json"
+FEATURES_VERSION = 1  # bump when what features.py computes changes
+
+
+@dataclass
+class Clip:
+    """A kept row: cleaned audio in the cache, its text, and where it came from."""
+
+    id: str
+    source: str
+    clean_path: str
+    text: str
+    raw_text: str
+    speaker_id: str
+    accent: str
+    duration: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareResult:
+    dataset_dir: Path
+    summary: dict[str, Any]
+
+
+def _digest(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Preparer:
+    """Holds the caches and the counters of one preparation run."""
+
+    def __init__(self, model_config: ModelConfig, data_config: DataConfig, progress: bool = True):
+        self.model_config = model_config
+        self.config = data_config
+        self.progress = progress
+        self.prepared_dir = Path(data_config.prepared_dir)
+        self.cache_dir = Path(data_config.cache_dir or self.prepared_dir / "cache")
+        self.cleaning = CleaningConfig(
+            sampling_rate=data_config.sampling_rate,
+            min_seconds=data_config.min_audio_length,
+            max_seconds=data_config.max_audio_length,
+            trim_silence=data_config.trim_silence,
+            trim_top_db=data_config.trim_top_db,
+            target_loudness=data_config.target_loudness,
+        )
+        self.clean_dir = self.cache_dir / "clean" / _digest(json.dumps(asdict(self.cleaning), sort_keys=True))[:12]
+        self.checkpoint: Checkpoint = resolve_checkpoint(
+            model_config.base_model, variant=model_config.model_variant, revision=model_config.model_revision
+        )
+        self.tokenizer = load_text_tokenizer(self.checkpoint)
+        self.rejected: list[dict[str, str]] = []
+        self.rows_in = 0
+
+    # -- rows -> clips -------------------------------------------------------------------------------------------
+    def reject(self, row: SourceRow, problem: Rejected) -> None:
+        source = row.audio if isinstance(row.audio, str) else "<bytes>"
+        self.rejected.append(
+            {"row": row.row_id, "source": source or "", "speaker_id": row.speaker_id, "reason": problem.reason,
+             "detail": problem.detail}
+        )
+
+    def clean_row(self, row: SourceRow, seen_sources: set[str], seen_audio: dict[str, str]) -> Clip:
+        """Validates one row and returns its clip (cleaned audio cached by content); raises `Rejected`."""
+        if row.problem:
+            raise row.problem
+        if self.config.accents and row.accent not in self.config.accents:
+            raise Rejected("bad_row", f"accent {row.accent!r} not in data.accents")
+        raw_text = (row.text or "").strip()
+        if not raw_text:
+            raise Rejected("empty_transcript")
+        text = text_for_model(raw_text, accent=row.accent, normalize=self.config.normalize_text)
+        unknown = unknown_graphemes(text, self.tokenizer, self.config.language)
+        if unknown:
+            raise Rejected("unsupported_text", f"no tokens for {''.join(unknown)!r} in {text!r}")
+        key = row.source_key
+        if key is not None:
+            if key in seen_sources:
+                raise Rejected("duplicate", f"{row.audio} is listed more than once")
+            seen_sources.add(key)
+        if isinstance(row.audio, str):
+            path = Path(row.audio)
+            if not path.is_file():
+                raise Rejected("missing_file", str(path))
+            data = path.read_bytes()
+        else:
+            data = row.audio or b""
+        if not data:
+            raise Rejected("empty_file")
+        content = _digest(data)
+        if content in seen_audio:
+            raise Rejected("duplicate", f"same audio as {seen_audio[content]}")
+        seen_audio[content] = row.row_id
+
+        clean_path = self.clean_dir / content[:2] / f"{content}.flac"
+        rejection_path = clean_path.with_suffix(".rejected.json")
+        if rejection_path.exists():
+            cached = json.loads(rejection_path.read_text())
+            raise Rejected(cached["reason"], cached["detail"])
+        if not clean_path.exists():
+            try:
+                samples, rate = decode_audio(data)
+                wav = clean_audio(samples, rate, self.cleaning)
+            except Rejected as problem:
+                _write_atomic(rejection_path, json.dumps({"reason": problem.reason, "detail": problem.detail}).encode())
+                raise
+            _write_atomic(clean_path, encode_flac(wav, self.cleaning.sampling_rate))
+        duration = sf.info(str(clean_path)).duration
+        return Clip(
+            id=content[:16], source=row.audio if isinstance(row.audio, str) else row.row_id,
+            clean_path=str(clean_path), text=text, raw_text=raw_text, speaker_id=row.speaker_id,
+            accent=row.accent or "", duration=round(duration, 3), extra=row.extra,
+        )
+
+    def collect_clips(self) -> list[Clip]:
+        clips: list[Clip] = []
+        seen_sources: set[str] = set()
+        seen_audio: dict[str, str] = {}
+        for row in tqdm(iter_rows(self.config), desc="clean", unit="clip", disable=not self.progress):
+            self.rows_in += 1
+            try:
+                clips.append(self.clean_row(row, seen_sources, seen_audio))
+            except Rejected as problem:
+                self.reject(row, problem)
+        return clips
+
+    # -- clips -> features -----------------------------------------------------------------------------------------
+    def feature_path(self, clip: Clip) -> Path:
+        tag = f"v{FEATURES_VERSION}-{self.checkpoint.fingerprint()}-p{self.config.max_prompt_seconds}"
+        if self.model_config.train_s3gen:
+            tag += "-s3gen"
+        return self.cache_dir / "features" / tag / clip.id[:2] / f"{clip.id}.safetensors"
+
+    def extract_features(self, clips: list[Clip]) -> None:
+        todo = [clip for clip in clips if not self.feature_path(clip).exists()]
+        if not todo:
+            return
+        extractor = FeatureExtractor(
+            self.checkpoint, device=self.config.device, with_s3gen=self.model_config.train_s3gen,
+            max_prompt_seconds=self.config.max_prompt_seconds,
+        )
+        batches = length_batches([c.duration for c in todo], self.config.feature_batch_seconds)
+        with tqdm(total=len(todo), desc="features", unit="clip", disable=not self.progress) as bar:
+            for batch in batches:
+                wavs = [sf.read(todo[i].clean_path, dtype="float32")[0] for i in batch]
+                for i, features in zip(batch, extractor.extract(wavs)):
+                    save_atomic(features, self.feature_path(todo[i]))
+                bar.update(len(batch))
+
+    # -- prompts and splits ------------------------------------------------------------------------------------------
+    def assign_prompts(self, clips: list[Clip]) -> dict[str, str]:
+        """clip id -> id of a different utterance of the same speaker (itself when the speaker has only one)."""
+        by_speaker: dict[str, list[str]] = defaultdict(list)
+        for clip in clips:
+            by_speaker[clip.speaker_id].append(clip.id)
+        prompts = {}
+        for clip in clips:
+            others = sorted(i for i in by_speaker[clip.speaker_id] if i != clip.id)
+            # Seeded per clip, so a clip's prompt does not change when other speakers' rows come or go.
+            prompts[clip.id] = random.Random(f"{self.config.seed}:{clip.id}").choice(others) if others else clip.id
+        return prompts
+
+    def split(self, clips: list[Clip]) -> dict[str, list[Clip]]:
+        rng = random.Random(self.config.seed)
+        config = self.config
+        if config.heldout_speakers:
+            speakers = {c.speaker_id for c in clips}
+            unknown = sorted(set(config.heldout_speakers) - speakers)
+            if unknown:
+                raise ValueError(f"heldout_speakers {unknown} have no kept clips; speakers are {sorted(speakers)}.")
+            test = [c for c in clips if c.speaker_id in config.heldout_speakers]
+            rest = [c for c in clips if c.speaker_id not in config.heldout_speakers]
+            test_ids = {c.id for c in test}
+        else:
+            rest = list(clips)
+            test_ids = set()
+        ids = sorted(c.id for c in rest)
+        rng.shuffle(ids)
+
+        def share(fraction: float) -> int:
+            return max(1, round(len(clips) * fraction)) if fraction > 0 and len(ids) >= 3 else 0
+
+        if not config.heldout_speakers:
+            test_ids = set(ids[: share(config.test_size)])
+            ids = ids[len(test_ids):]
+        val_ids = set(ids[: share(config.validation_size)])
+        splits = {"train": [], "validation": [], "test": []}
+        for clip in sorted(clips, key=lambda c: (c.speaker_id, c.source)):
+            name = "test" if clip.id in test_ids else "validation" if clip.id in val_ids else "train"
+            splits[name].append(clip)
+        return splits
+
+    # -- dataset ---------------------------------------------------------------------------------------------------------
+    def features_schema(self, extra_columns: list[str]):
+        import datasets
+
+        columns = {
+            "id": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "audio": datasets.Audio(sampling_rate=self.config.sampling_rate),
+            "text": datasets.Value("string"),
+            "raw_text": datasets.Value("string"),
+            "speaker_id": datasets.Value("string"),
+            "accent": datasets.Value("string"),
+            "duration": datasets.Value("float32"),
+            "speech_tokens": datasets.List(datasets.Value("int32")),
+            "speaker_emb": datasets.List(datasets.Value("float32"), length=256),
+            "prompt_id": datasets.Value("string"),
+            "prompt_speech_tokens": datasets.List(datasets.Value("int32")),
+            "prompt_speaker_emb": datasets.List(datasets.Value("float32"), length=256),
+            "prompt_is_self": datasets.Value("bool"),
+        }
+        if self.model_config.train_s3gen:
+            columns["speech_feat"] = datasets.Array2D(shape=(None, 80), dtype="float32")
+            columns["xvector"] = datasets.List(datasets.Value("float32"), length=192)
+        for name in extra_columns:
+            columns.setdefault(name, datasets.Value("string"))
+        return datasets.Features(columns)
+
+    def records(self, clips: list[Clip], prompts: dict[str, str], extra_columns: list[str]):
+        for clip in clips:
+            own = load_features(self.feature_path(clip))
+            prompt_id = prompts[clip.id]
+            prompt = own if prompt_id == clip.id else load_features(self.feature_path(self._by_id[prompt_id]))
+            record = {
+                "id": clip.id, "source": clip.source,
+                "audio": {"bytes": Path(clip.clean_path).read_bytes(), "path": f"{clip.id}.flac"},
+                "text": clip.text, "raw_text": clip.raw_text, "speaker_id": clip.speaker_id, "accent": clip.accent,
+                "duration": clip.duration,
+                "speech_tokens": own.speech_tokens.tolist(), "speaker_emb": own.speaker_emb.tolist(),
+                "prompt_id": prompt_id, "prompt_speech_tokens": prompt.prompt_tokens.tolist(),
+                "prompt_speaker_emb": prompt.speaker_emb.tolist(), "prompt_is_self": prompt_id == clip.id,
+            }
+            if self.model_config.train_s3gen:
+                record["speech_feat"] = own.speech_feat
+                record["xvector"] = own.xvector.tolist()
+            for name in extra_columns:
+                record.setdefault(name, str(clip.extra.get(name, "")))
+            yield record
+
+    def write_dataset(self, splits: dict[str, list[Clip]], prompts: dict[str, str]) -> Path:
+        import datasets
+
+        extra_columns = sorted({k for clips in splits.values() for c in clips for k in c.extra})
+        schema = self.features_schema(extra_columns)
+        self.prepared_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".dataset.", dir=self.prepared_dir))
+        final = self.prepared_dir / DATASET_DIRNAME
+        try:
+            parts = {}
+            for name, clips in splits.items():
+                if not clips:
+                    continue
+                # Streamed to Arrow files in the staging folder: the split never has to fit in memory.
+                parts[name] = datasets.Dataset.from_generator(
+                    self.records, features=schema, cache_dir=str(staging / "arrow"),
+                    gen_kwargs={"clips": clips, "prompts": prompts, "extra_columns": tuple(extra_columns)},
+                    fingerprint=_digest(name, *(c.id for c in clips))[:16],
+                )
+            dataset = datasets.DatasetDict(parts)
+            dataset.save_to_disk(str(staging / DATASET_DIRNAME))
+            # Swap in the complete dataset; the old one is removed only after the new one is in place.
+            old = self.prepared_dir / ".dataset.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if final.exists():
+                final.rename(old)
+            (staging / DATASET_DIRNAME).rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return final
+
+    def run(self) -> PrepareResult:
+        clips = self.collect_clips()
+        if not clips:
+            self.write_report({}, {})
+            raise ValueError(
+                f"No usable rows in {self.config.input_path}: all {self.rows_in} were rejected "
+                f"(see {self.prepared_dir / REPORT_NAME})."
+            )
+        self._by_id = {c.id: c for c in clips}
+        self.extract_features(clips)
+        prompts = self.assign_prompts(clips)
+        splits = self.split(clips)
+        dataset_dir = self.write_dataset(splits, prompts)
+        summary = self.write_report(splits, prompts)
+        return PrepareResult(dataset_dir=dataset_dir, summary=summary)
+
+    # -- report ------------------------------------------------------------------------------------------------------------
+    def write_report(self, splits: dict[str, list[Clip]], prompts: dict[str, str]) -> dict[str, Any]:
+        kept = [c for clips in splits.values() for c in clips]
+        hours_accent: Counter = Counter()
+        hours_speaker: Counter = Counter()
+        clips_speaker: Counter = Counter()
+        accent_of: dict[str, str] = {}
+        for clip in kept:
+            hours_accent[clip.accent or "unknown"] += clip.duration / 3600
+            hours_speaker[clip.speaker_id] += clip.duration / 3600
+            clips_speaker[clip.speaker_id] += 1
+            accent_of[clip.speaker_id] = clip.accent or "unknown"
+        summary = {
+            "input": self.config.input_path,
+            "base_model": self.model_config.base_model,
+            "clips_in": self.rows_in,
+            "kept": len(kept),
+            "rejected": len(self.rejected),
+            "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in self.rejected).items())),
+            "splits": {name: len(clips) for name, clips in splits.items()},
+            "hours": round(sum(c.duration for c in kept) / 3600, 4),
+            "hours_per_accent": {k: round(v, 4) for k, v in sorted(hours_accent.items())},
+            "speakers": {
+                s: {"accent": accent_of[s], "clips": clips_speaker[s], "hours": round(hours_speaker[s], 4)}
+                for s in sorted(clips_speaker)
+            },
+            "prompt_is_self": sum(1 for c in kept if prompts.get(c.id) == c.id),
+            "s3gen_features": self.model_config.train_s3gen,
+        }
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rejected)
+        _write_atomic(self.prepared_dir / REPORT_NAME, lines.encode())
+        _write_atomic(self.prepared_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False).encode())
+        _write_atomic(self.prepared_dir / "summary.md", summary_table(summary).encode())
+        return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The end-of-run table: clips in, kept, rejected by reason, hours per accent and per speaker."""
+    out = [
+        "| | clips |", "|---|---:|",
+        f"| in | {summary['clips_in']} |", f"| kept | {summary['kept']} |", f"| rejected | {summary['rejected']} |",
+    ]
+    out += [f"| rejected: {reason} | {n} |" for reason, n in summary["rejected_by_reason"].items()]
+    out += [f"| split: {name} | {n} |" for name, n in summary["splits"].items()]
+    out += ["", "| accent | hours |", "|---|---:|"]
+    out += [f"| {accent} | {hours:.4f} |" for accent, hours in summary["hours_per_accent"].items()]
+    out += ["", "| speaker | accent | clips | hours |", "|---|---|---:|---:|"]
+    out += [f"| {s} | {v['accent']} | {v['clips']} | {v['hours']:.4f} |" for s, v in summary["speakers"].items()]
+    return "\n".join(out) + "\n"
+
+
+def prepare_dataset(model_config: ModelConfig, data_config: DataConfig, progress: bool = True) -> PrepareResult:
+    """Runs the whole preparation (see the module docstring) and returns the dataset folder and the summary."""
+    return Preparer(model_config, data_config, progress=progress).run()
+
+
+def load_prepared(prepared_dir: str | os.PathLike):
+    """The prepared `DatasetDict` written by `prepare_dataset`."""
+    import datasets
+
+    path = Path(prepared_dir)
+    if (path / DATASET_DIRNAME / "dataset_dict.json").exists():
+        path = path / DATASET_DIRNAME
+    if not (path / "dataset_dict.json").exists():
+        raise FileNotFoundError(
+            f"No prepared dataset in {prepared_dir}: run `python training/prepare_data.py --config RECIPE` first."
+        )
+    return datasets.load_from_disk(str(path))
