@@ -59,6 +59,10 @@ class DataConfig:
         default=None, metadata={"help": "Push the prepared dataset to this Hub dataset repo (USER/NAME)."}
     )
     private: bool = field(default=False, metadata={"help": "Create the Hub dataset repo as private."})
+    dataset_license: str | None = field(
+        default=None,
+        metadata={"help": "Licence id for the dataset card (default: the source's, e.g. cc-by-sa-4.0 for OpenSLR)."},
+    )
     language: str = field(default="es", metadata={"help": "Language tag given to the multilingual tokenizer."})
     default_accent: str | None = field(
         default=None, metadata={"help": f"Accent for rows whose source has none ({ACCENTS})."}

@@ -37,7 +37,7 @@ from .audio import CleaningConfig, Rejected, clean_audio, decode_audio, encode_f
 from .config import DataConfig, ModelConfig
 from .features import FeatureExtractor, length_batches, load_features, save_atomic
 from .modeling import Checkpoint, load_text_tokenizer, resolve_checkpoint
-from .sources import SourceRow, iter_rows
+from .sources import SourceRow, detect_format, iter_rows
 from .text import text_for_model, unknown_graphemes
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 DATASET_DIRNAME = "dataset"
 REPORT_NAME = "rejected.jsonl"
 SUMMARY_NAME = "summary.json"
+SETTINGS_NAME = "settings.json"
 FEATURES_VERSION = 1  # bump when what features.py computes changes
 
 
@@ -380,6 +381,9 @@ class Preparer:
         _write_atomic(self.prepared_dir / REPORT_NAME, lines.encode())
         _write_atomic(self.prepared_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False).encode())
         _write_atomic(self.prepared_dir / "summary.md", summary_table(summary).encode())
+        fmt = self.config.format if self.config.format != "auto" else detect_format(self.config.input_path)
+        settings = {**asdict(self.config), "format": fmt, **asdict(self.model_config)}
+        _write_atomic(self.prepared_dir / SETTINGS_NAME, json.dumps(settings, indent=2).encode())
         return summary
 
 

@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine (root or sudo, CPU or CUDA):
+#   make demo   installs, then runs the whole job offline on the tiny model and a generated Spanish corpus
+#   make test   installs, then runs the test suite
+# Both are idempotent: the system packages and the virtual environment are installed once and reused.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := runs/demo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := ffmpeg espeak-ng sox libsndfile1
+# Nothing here needs the Hub: the demo and tests use local stand-ins (the tokenizer would otherwise retry ~28 s).
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+
+.PHONY: install system demo test lock benchmark-prepare clean-demo
+
+install: system $(STAMP)
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The lock file is installed with --no-deps: it is the complete, resolved set (see requirements.in for why).
+$(STAMP): requirements.lock setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: install
+	$(OFFLINE) $(PY) -m chatterbox_latam.tiny_model --output_dir $(DEMO)/tiny_model
+	$(OFFLINE) $(PY) -m chatterbox_latam.espeak_corpus --output_dir $(DEMO)/corpus
+	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml
+
+test: install
+	$(OFFLINE) $(PY) -m pytest -q tests
+
+benchmark-prepare: install
+	$(OFFLINE) $(PY) benchmarks/prepare.py
+
+# Resolve requirements.in again and rewrite the lock (needs the package index).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q -r requirements.in
+	.lock-venv/bin/pip install -q --no-deps chatterbox-tts==0.1.7
+	(head -2 requirements.lock; .lock-venv/bin/pip freeze --exclude-editable) > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+clean-demo:
+	rm -rf $(DEMO)
