@@ -97,14 +97,13 @@ class FeatureExtractor:
         return self.voice_encoder.embeds_from_wavs(wavs_16k, sample_rate=S3_SR, batch_size=256).astype(np.float32)
 
     @torch.inference_mode()
-    def s3gen_features(self, wav_24k: np.ndarray, wav_16k: np.ndarray, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-        """24 kHz mel (cut to twice the token count, as upstream aligns them) and the CAMPPlus x-vector.
+    def s3gen_features(self, wav_24k: np.ndarray, wav_16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """24 kHz mel (frames, 80) and the CAMPPlus x-vector.
 
         Per clip: CAMPPlus pools over padded frames too, so a padded batch would change the embedding.
         """
         wav = torch.from_numpy(wav_24k).float().to(self.device)[None]
         mel = self.mel_extractor(wav).transpose(1, 2)[0]  # (frames, 80)
-        mel = mel[: 2 * n_tokens]
         xvector = self.speaker_encoder.inference(torch.from_numpy(wav_16k).float().to(self.device)[None])
         return mel.cpu().numpy().astype(np.float32), xvector[0].cpu().numpy().astype(np.float32)
 
@@ -126,8 +125,9 @@ class FeatureExtractor:
         for i, wav_24k in enumerate(wavs_24k):
             feats = ClipFeatures(speech_tokens=tokens[i], speaker_emb=embeddings[i], prompt_tokens=prompts[i])
             if self.with_s3gen:
-                feats.speech_feat, feats.xvector = self.s3gen_features(wav_24k, wavs_16k[i], len(tokens[i]))
-                feats.speech_tokens = feats.speech_tokens[: len(feats.speech_feat) // 2]
+                mel, feats.xvector = self.s3gen_features(wav_24k, wavs_16k[i])
+                n = min(len(tokens[i]), len(mel) // 2)  # S3Gen wants exactly two mel frames per token
+                feats.speech_tokens, feats.speech_feat = tokens[i][:n], mel[: 2 * n]
             results.append(feats)
         return results
 

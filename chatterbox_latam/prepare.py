@@ -46,7 +46,7 @@ DATASET_DIRNAME = "dataset"
 REPORT_NAME = "rejected.jsonl"
 SUMMARY_NAME = "summary.json"
 SETTINGS_NAME = "settings.json"
-FEATURES_VERSION = 1  # bump when what features.py computes changes
+FEATURES_VERSION = 2  # bump when what features.py computes changes
 
 
 @dataclass
@@ -306,6 +306,8 @@ class Preparer:
         extra_columns = sorted({k for clips in splits.values() for c in clips for k in c.extra})
         schema = self.features_schema(extra_columns)
         self.prepared_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.prepared_dir.glob(".dataset.*"):  # left by a run that was killed while writing
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=".dataset.", dir=self.prepared_dir))
         final = self.prepared_dir / DATASET_DIRNAME
         try:
@@ -322,12 +324,10 @@ class Preparer:
             dataset = datasets.DatasetDict(parts)
             dataset.save_to_disk(str(staging / DATASET_DIRNAME))
             # Swap in the complete dataset; the old one is removed only after the new one is in place.
-            old = self.prepared_dir / ".dataset.old"
-            shutil.rmtree(old, ignore_errors=True)
+            old = staging / "previous"
             if final.exists():
                 final.rename(old)
             (staging / DATASET_DIRNAME).rename(final)
-            shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return final

@@ -107,7 +107,9 @@ def read_seed(config: DataConfig) -> Iterator[SourceRow]:
     for line, record in enumerate(reader, start=2):
         row_id = f"metadata.csv:{line}"
         if None in record or any(value is None for value in record.values()):
-            yield SourceRow(row_id, None, None, "", problem=Rejected("bad_row", "wrong number of fields"))
+            named = (record.get("audio_path") or "").strip()
+            yield SourceRow(row_id, str(root / named) if named else None, None, "",
+                            problem=Rejected("bad_row", f"expected {len(columns)} fields"))
             continue
         transcript = record.get("transcript", "") if has_transcript else ""
         audio_path = record["audio_path"].strip()

@@ -1,0 +1,79 @@
+"""Shared fixtures: the local Hub, the tiny checkpoint, the espeak-ng corpus, and one prepared dataset.
+
+The Hub-protocol server starts before anything imports `huggingface_hub` (which reads `HF_ENDPOINT` once), so
+every test, and every subprocess a test starts, talks to it instead of the real Hub: repos the tests did not
+create answer 404 at once, which is also what keeps the multilingual tokenizer from retrying for ~28 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hub_server import LocalHub  # noqa: E402
+
+_HUB: LocalHub | None = None
+
+
+def pytest_configure(config):
+    global _HUB
+    _HUB = LocalHub().__enter__()
+    home = tempfile.mkdtemp(prefix="hf-home-")
+    os.environ.update(
+        HF_ENDPOINT=_HUB.url, HF_HUB_DISABLE_XET="1", HF_HOME=home, HF_TOKEN="hf_local_test_token",
+        HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false",
+    )
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.pop(name, None)
+    config._hf_home = home
+
+
+def pytest_unconfigure(config):
+    if _HUB is not None:
+        _HUB.__exit__(None, None, None)
+    shutil.rmtree(getattr(config, "_hf_home", ""), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub() -> LocalHub:
+    return _HUB
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from chatterbox_latam.tiny_model import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    from chatterbox_latam.espeak_corpus import generate_corpus
+
+    return generate_corpus(tmp_path_factory.mktemp("corpora") / "espeak", utterances_per_speaker=8)
+
+
+def make_configs(checkpoint: Path, input_path: Path | str, prepared_dir: Path, **data):
+    from chatterbox_latam.config import DataConfig, ModelConfig
+
+    model = ModelConfig(base_model=str(checkpoint), train_s3gen=data.pop("train_s3gen", False))
+    return model, DataConfig(input_path=str(input_path), prepared_dir=str(prepared_dir), **data)
+
+
+@pytest.fixture(scope="session")
+def prepared(tiny_checkpoint, corpus, tmp_path_factory):
+    """The espeak corpus prepared once with S3Gen features; returns (result, DatasetDict)."""
+    from chatterbox_latam.prepare import load_prepared, prepare_dataset
+
+    model, data = make_configs(tiny_checkpoint, corpus, tmp_path_factory.mktemp("prepared") / "out",
+                               train_s3gen=True, feature_batch_seconds=40)
+    result = prepare_dataset(model, data, progress=False)
+    return result, load_prepared(data.prepared_dir)

@@ -1,0 +1,256 @@
+"""Preparation: bad rows rejected with their reason while good rows survive, features that make sense,
+batched extraction equal to clip-by-clip, idempotent reruns, and resuming a run that was killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from chatterbox_latam.prepare import load_prepared, prepare_dataset
+from conftest import ROOT, make_configs
+
+
+def _wav(corpus: Path, speaker: str, n: int) -> Path:
+    return corpus / "audio" / speaker / f"audio_{n:03d}.wav"
+
+
+def _transcript(corpus: Path, relative: str) -> str:
+    for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines():
+        if line.startswith(relative + ","):
+            return line.split(",", 1)[1].rsplit(",", 3)[0].strip('"')
+    raise KeyError(relative)
+
+
+@pytest.fixture(scope="module")
+def messy_dataset(corpus, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A seed-layout dataset with good rows, rows that need care (stereo, odd rates, mp3) and every kind of bad row.
+
+    Returns the folder and {audio_path: expected outcome ("kept" or a rejection reason)}.
+    """
+    root = tmp_path_factory.mktemp("messy")
+    audio = root / "audio"
+    rows: list[tuple[bytes, str]] = []  # (encoded CSV line, expected)
+    expected: dict[str, str] = {}
+
+    def add(relative: str, transcript: str, speaker: str, outcome: str, encoding: str = "utf-8"):
+        line = f'{relative},"{transcript}",{speaker},0,mx\n'
+        rows.append((line.encode(encoding), outcome))
+        expected.setdefault(relative, outcome)
+
+    def place(relative: str, data: bytes | None = None, source: Path | None = None) -> str:
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data if data is not None else source.read_bytes())
+        return relative
+
+    # good rows: two speakers, three utterances each, copied from the corpus
+    for speaker in ("speaker_001", "speaker_003"):
+        for n in (1, 2, 3):
+            source = _wav(corpus, speaker, n)
+            relative = place(f"audio/{speaker}/ok_{n}.wav", source=source)
+            add(relative, _transcript(corpus, f"audio/{speaker}/audio_{n:03d}.wav"), speaker, "kept")
+    speech, rate = sf.read(_wav(corpus, "speaker_001", 4), dtype="float32")
+    text4 = _transcript(corpus, "audio/speaker_001/audio_004.wav")
+
+    # rows that need care but must survive
+    (audio / "care").mkdir(parents=True)
+    sf.write(audio / "care" / "stereo.wav", np.stack([speech, 0.5 * speech], axis=1), rate)
+    add("audio/care/stereo.wav", text4, "speaker_001", "kept")
+    import librosa
+
+    sf.write(audio / "care" / "rate44k.wav", librosa.resample(speech, orig_sr=rate, target_sr=44_100) * 0.9, 44_100)
+    add("audio/care/rate44k.wav", text4, "speaker_001", "kept")
+    sf.write(audio / "care" / "rate8k.flac", librosa.resample(speech, orig_sr=rate, target_sr=8_000) * 0.8, 8_000)
+    add("audio/care/rate8k.flac", text4, "speaker_001", "kept")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(_wav(corpus, "speaker_003", 4)),
+                    str(audio / "care" / "clip.mp3")], check=True)
+    add("audio/care/clip.mp3", _transcript(corpus, "audio/speaker_003/audio_004.wav"), "speaker_003", "kept")
+
+    # bad rows
+    good = _wav(corpus, "speaker_003", 5).read_bytes()
+    add(place("audio/bad/truncated.wav", good[: len(good) // 2]), "Hola.", "speaker_003", "truncated")
+    add(place("audio/bad/header_only.wav", good[:30]), "Hola.", "speaker_003", "truncated")
+    add(place("audio/bad/empty.wav", b""), "Hola.", "speaker_003", "empty_file")
+    sf.write(audio / "bad" / "zero.wav", np.zeros(0, dtype="float32"), 16_000)
+    add("audio/bad/zero.wav", "Hola.", "speaker_003", "zero_length")
+    add(place("audio/bad/not_audio.wav", b"this is a text file, not audio\n" * 20), "Hola.", "speaker_003", "not_audio")
+    sf.write(audio / "bad" / "silence.wav", np.zeros(2 * 16_000, dtype="float32"), 16_000)
+    add("audio/bad/silence.wav", "Hola.", "speaker_003", "silence")
+    sf.write(audio / "bad" / "short.wav", speech[: int(0.3 * rate)], rate)
+    add("audio/bad/short.wav", "Ho.", "speaker_001", "too_short")
+    sf.write(audio / "bad" / "long.wav", np.concatenate([speech] * 4), rate)
+    add("audio/bad/long.wav", "Largo.", "speaker_001", "too_long")
+    add(place("audio/bad/no_text.wav", source=_wav(corpus, "speaker_001", 5)), "", "speaker_001", "empty_transcript")
+    add(place("audio/bad/blank_text.wav", source=_wav(corpus, "speaker_001", 6)), "   ", "speaker_001",
+        "empty_transcript")
+    add("audio/bad/missing.wav", "No existe.", "speaker_001", "missing_file")
+    add(place("audio/bad/latin1.wav", source=_wav(corpus, "speaker_001", 7)), "Canción de años", "speaker_001",
+        "transcript_encoding", encoding="latin-1")
+    add(place("audio/bad/chinese.wav", source=_wav(corpus, "speaker_003", 6)), "你好世界", "speaker_003",
+        "unsupported_text")
+    add(place("audio/bad/copy.wav", source=_wav(corpus, "speaker_001", 1)), "Copia.", "speaker_001", "duplicate")
+    rows.append((b"audio/speaker_001/ok_2.wav,\"Otra vez.\",speaker_001,0,mx\n", "duplicate"))  # listed twice
+    rows.append((b"audio/bad/extra_field.wav,Hola,speaker_001,0,mx,sobra\n", "bad_row"))
+    expected["audio/bad/extra_field.wav"] = "bad_row"
+
+    header = b"audio_path,transcript,speaker_id,duration,accent\n"
+    (root / "metadata.csv").write_bytes(header + b"".join(line for line, _ in rows))
+    return root, expected
+
+
+def test_bad_rows_are_rejected_with_their_reason_and_good_rows_survive(messy_dataset, tiny_checkpoint, tmp_path):
+    root, expected = messy_dataset
+    model, data = make_configs(tiny_checkpoint, root, tmp_path / "out", max_audio_length=8.0, validation_size=0.0,
+                               test_size=0.0)
+    result = prepare_dataset(model, data, progress=False)
+
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    reasons = {Path(r["source"]).relative_to(root).as_posix() if r["source"] else r["row"]: r["reason"]
+               for r in rejected}
+    want_rejected = {path: reason for path, reason in expected.items() if reason != "kept"}
+    assert {p: reasons.get(p) for p in want_rejected} == want_rejected
+    assert len(set(want_rejected.values())) >= 12  # distinct kinds of bad row
+    # the second listing of ok_2.wav is the duplicate; the first survives
+    assert sum(1 for r in rejected if r["reason"] == "duplicate") == 2
+
+    kept = load_prepared(tmp_path / "out")["train"]
+    kept_sources = {Path(s).relative_to(root).as_posix() for s in kept["source"]}
+    assert kept_sources == {path for path, outcome in expected.items() if outcome == "kept"}
+    summary = result.summary
+    assert summary["kept"] == len(kept_sources) and summary["rejected"] == len(rejected)
+    assert summary["clips_in"] == summary["kept"] + summary["rejected"]
+    assert summary["rejected_by_reason"]["truncated"] == 2
+    assert "| rejected: silence | 1 |" in (tmp_path / "out" / "summary.md").read_text()
+
+    # stereo and odd-rate rows were converted, not dropped
+    for row in kept:
+        if "care" in row["source"]:
+            decoded = row["audio"].get_all_samples()
+            assert decoded.sample_rate == 24_000 and decoded.data.shape[0] == 1
+
+
+def test_feature_columns_have_sane_shapes(prepared):
+    result, dataset = prepared
+    assert set(dataset) == {"train", "validation", "test"}
+    assert sum(len(split) for split in dataset.values()) == result.summary["kept"] == 48
+    by_id = {row["id"]: row for split in dataset.values() for row in split}
+    for row in by_id.values():
+        tokens_per_second = len(row["speech_tokens"]) / row["duration"]
+        assert abs(len(row["speech_tokens"]) - 25 * row["duration"]) <= 2, tokens_per_second
+        assert np.linalg.norm(row["speaker_emb"]) == pytest.approx(1.0, abs=1e-4)
+        assert np.linalg.norm(row["prompt_speaker_emb"]) == pytest.approx(1.0, abs=1e-4)
+        assert 0 < len(row["prompt_speech_tokens"]) <= 150
+        assert max(row["speech_tokens"]) < 6561 and max(row["prompt_speech_tokens"]) < 6561
+        # the prompt comes from another utterance of the same speaker
+        assert row["prompt_id"] != row["id"] and not row["prompt_is_self"]
+        prompt = by_id[row["prompt_id"]]
+        assert prompt["speaker_id"] == row["speaker_id"]
+        assert row["prompt_speaker_emb"] == prompt["speaker_emb"]
+        assert np.asarray(row["speech_feat"]).shape == (2 * len(row["speech_tokens"]), 80)
+        assert len(row["xvector"]) == 192
+        # the text is what the tokenizer reads: no digits or symbols left
+        assert not any(ch.isdigit() for ch in row["text"]) and "%" not in row["text"] and "$" not in row["text"]
+        decoded = row["audio"].get_all_samples()
+        assert decoded.sample_rate == 24_000
+        assert decoded.data.shape[-1] / 24_000 == pytest.approx(row["duration"], abs=0.01)
+
+
+def test_speaker_with_one_utterance_prompts_itself_and_is_flagged(corpus, tiny_checkpoint, tmp_path):
+    root = tmp_path / "single"
+    (root / "audio").mkdir(parents=True)
+    shutil.copy(_wav(corpus, "speaker_002", 1), root / "audio" / "a.wav")
+    shutil.copy(_wav(corpus, "speaker_004", 1), root / "audio" / "b.wav")
+    shutil.copy(_wav(corpus, "speaker_004", 2), root / "audio" / "c.wav")
+    (root / "metadata.csv").write_text(
+        "audio_path,transcript,speaker_id\naudio/a.wav,Hola.,solo\naudio/b.wav,Hola.,pair\naudio/c.wav,Adiós.,pair\n",
+        encoding="utf-8",
+    )
+    model, data = make_configs(tiny_checkpoint, root, tmp_path / "out", validation_size=0.0, test_size=0.0)
+    result = prepare_dataset(model, data, progress=False)
+    rows = {r["speaker_id"] + "/" + Path(r["source"]).name: r for r in load_prepared(tmp_path / "out")["train"]}
+    assert rows["solo/a.wav"]["prompt_is_self"] and rows["solo/a.wav"]["prompt_id"] == rows["solo/a.wav"]["id"]
+    assert rows["pair/b.wav"]["prompt_id"] == rows["pair/c.wav"]["id"]
+    assert result.summary["prompt_is_self"] == 1
+
+
+def test_heldout_speakers_form_the_test_split(prepared, tiny_checkpoint, corpus, tmp_path):
+    model, data = make_configs(tiny_checkpoint, corpus, tmp_path / "out", heldout_speakers=["speaker_006"],
+                               cache_dir=str(Path(prepared[0].dataset_dir).parent / "cache"))
+    prepare_dataset(model, data, progress=False)
+    dataset = load_prepared(tmp_path / "out")
+    assert set(dataset["test"]["speaker_id"]) == {"speaker_006"}
+    assert "speaker_006" not in set(dataset["train"]["speaker_id"]) | set(dataset["validation"]["speaker_id"])
+
+
+def test_batched_extraction_equals_clip_by_clip(tiny_checkpoint, corpus):
+    from chatterbox_latam.audio import CleaningConfig, clean_audio, decode_audio
+    from chatterbox_latam.features import FeatureExtractor
+    from chatterbox_latam.modeling import resolve_checkpoint
+
+    extractor = FeatureExtractor(resolve_checkpoint(tiny_checkpoint), device="cpu")
+    wavs = [clean_audio(*decode_audio(_wav(corpus, "speaker_005", n)), CleaningConfig()) for n in (1, 2, 3, 4)]
+    batched = extractor.extract(wavs)
+    for wav, together in zip(wavs, batched):
+        alone = extractor.extract([wav])[0]
+        np.testing.assert_array_equal(together.speech_tokens, alone.speech_tokens)
+        np.testing.assert_array_equal(together.prompt_tokens, alone.prompt_tokens)
+        np.testing.assert_allclose(together.speaker_emb, alone.speaker_emb, atol=1e-5)
+
+
+def _cache_files(cache: Path) -> dict[str, int]:
+    return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+
+
+def test_rerun_recomputes_nothing(prepared, tiny_checkpoint, corpus):
+    result, dataset = prepared
+    prepared_dir = Path(result.dataset_dir).parent
+    before = _cache_files(prepared_dir / "cache")
+    model, data = make_configs(tiny_checkpoint, corpus, prepared_dir, train_s3gen=True, feature_batch_seconds=40)
+    again = prepare_dataset(model, data, progress=False)
+    assert _cache_files(prepared_dir / "cache") == before  # nothing written again
+    assert again.summary == result.summary
+    reloaded = load_prepared(prepared_dir)
+    for split in dataset:
+        assert reloaded[split]["id"] == dataset[split]["id"]
+        assert reloaded[split]["speech_tokens"] == dataset[split]["speech_tokens"]
+
+
+def test_killed_run_resumes_where_it_stopped(prepared, tiny_checkpoint, corpus, tmp_path):
+    out = tmp_path / "out"
+    command = [
+        sys.executable, str(ROOT / "training" / "prepare_data.py"), "--config",
+        str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"), "--base_model", str(tiny_checkpoint),
+        "--input", str(corpus), "--output_dir", str(out), "--feature_batch_seconds", "8",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    features = out / "cache" / "features"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(features.rglob("*.safetensors"))) < 6:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = _cache_files(features)
+    assert 6 <= len([p for p in done_before if p.endswith(".safetensors")]) < 48
+    assert not (out / "dataset").exists()  # nothing that looks complete
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    after = _cache_files(features)
+    assert {k: after[k] for k in done_before if k.endswith(".safetensors")} == {
+        k: v for k, v in done_before.items() if k.endswith(".safetensors")
+    }  # what was done before the kill was not redone
+    assert len([p for p in after if p.endswith(".safetensors")]) == 48
+    resumed = load_prepared(out)
+    reference = {r["id"]: r["speech_tokens"] for s in prepared[1].values() for r in s}
+    assert {r["id"]: r["speech_tokens"] for s in resumed.values() for r in s} == reference

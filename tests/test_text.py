@@ -1,0 +1,41 @@
+"""Spanish normalisation: what the grapheme tokenizer must never see (digits, symbols) is spelled out."""
+
+import pytest
+
+from chatterbox_latam.text import normalize_spanish, text_for_model
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Tengo 21 años y 1 perro.", "Tengo veintiún años y un perro."),
+        ("La inflación subió un 4,5% en 2023.", "La inflación subió un cuatro coma cinco por ciento en dos mil veintitrés."),
+        ("Nací el 15/03/1990.", "Nací el quince de marzo de mil novecientos noventa."),
+        ("El 1 de mayo a las 10:30.", "El primero de mayo a las diez y treinta."),
+        ("El Dr. Pérez y la Sra. Núñez, etc.", "El doctor Pérez y la señora Núñez, etcétera."),
+        ("Llegó en 3er lugar, la 2ª vez.", "Llegó en tercer lugar, la segunda vez."),
+        ("Corrió 5 km en 30 min.", "Corrió cinco kilómetros en treinta minutos."),
+        ("Vivo en Av. Reforma No. 222.", "Vivo en avenida Reforma número doscientos veintidós."),
+        ("Hay 1.500.000 habitantes.", "Hay un millón quinientos mil habitantes."),
+        ("Cuesta US$ 20,50.", "Cuesta veinte dólares con cincuenta centavos."),
+        ("¡Qué alegría, señor Muñoz! ¿Vienes?", "¡Qué alegría, señor Muñoz! ¿Vienes?"),
+        ("El pingüino comió 0.5 kg.", "El pingüino comió cero punto cinco kilogramos."),
+        ("Hace -5 grados.", "Hace menos cinco grados."),
+    ],
+)
+def test_normalize_spanish(raw, expected):
+    assert normalize_spanish(raw, accent="mx") == expected
+
+
+@pytest.mark.parametrize("accent, words", [("mx", "pesos"), ("ar", "pesos"), ("pe", "soles")])
+def test_dollar_sign_follows_the_accent(accent, words):
+    assert normalize_spanish("Son $1.250.", accent=accent) == f"Son mil doscientos cincuenta {words}."
+
+
+def test_soles_symbol_and_euro():
+    assert normalize_spanish("Pagué S/ 50 y €10.") == "Pagué cincuenta soles y diez euros."
+
+
+def test_text_for_model_applies_upstream_punctuation_cleanup():
+    # upstream punc_norm: capitalises and turns ':' into ','; our normaliser already spelled out the time
+    assert text_for_model("a las 9:15: llegamos") == "A las nueve y quince, llegamos."
