@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,13 @@ def load_recipe_file(path: str | Path, sections: dict[str, type]) -> dict[str, A
         if section not in sections:
             raise RecipeError(f"{path}: unknown section '{section}'; this script reads {sorted(sections)}.")
         known = {f.name for f in dataclasses.fields(sections[section])}
+        hints = typing.get_type_hints(sections[section])
         for key, value in (values or {}).items():
             if key not in known:
                 raise RecipeError(f"{path}: section '{section}' has no field '{key}'; its fields are {sorted(known)}.")
+            # YAML reads `30` as an int; a float field gets a float, as it would from the command line.
+            if isinstance(value, int) and not isinstance(value, bool) and float in typing.get_args(hints[key]) + (hints[key],):
+                value = float(value)
             flat[key] = value
     return flat
 
