@@ -12,11 +12,13 @@ from .modeling import LAYOUTS
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
 ACCENTS = ("mx", "ar", "co", "cl", "pe", "pr", "ve")
+T3_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+S3GEN_LORA_TARGETS = ["linear_q", "linear_k", "linear_v", "linear_out", "to_q", "to_k", "to_v", "to_out.0"]
 
 
 @dataclass
 class ModelConfig:
-    """Which Chatterbox to start from."""
+    """Which Chatterbox to start from, and the LoRA put on it (the seed's table: rank 16-64, alpha 32-128)."""
 
     base_model: str = field(
         default="ResembleAI/chatterbox",
@@ -33,10 +35,30 @@ class ModelConfig:
         default=False,
         metadata={"help": "Also adapt S3Gen; preparation then also stores 24 kHz mels and CAMPPlus x-vectors."},
     )
+    train_t3: bool = field(default=True, metadata={"help": "Adapt T3 (text -> speech tokens), the main job."})
+    lora_rank: int = field(default=32, metadata={"help": "Rank of the LoRA matrices."})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling (the update is multiplied by alpha / rank)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: list[str] = field(
+        default_factory=lambda: list(T3_LORA_TARGETS),
+        metadata={"help": "T3 (Llama) Linear layers to adapt; add gate_proj up_proj down_proj for the MLP."},
+    )
+    s3gen_target_modules: list[str] = field(
+        default_factory=lambda: list(S3GEN_LORA_TARGETS),
+        metadata={"help": "S3Gen flow layers to adapt when train_s3gen is set (conformer and decoder attention)."},
+    )
 
     def __post_init__(self):
         if self.model_variant is not None and self.model_variant not in LAYOUTS:
             raise ValueError(f"model_variant={self.model_variant!r}: use one of {sorted(LAYOUTS)} or leave it unset.")
+        if self.lora_rank < 1 or self.lora_alpha < 1:
+            raise ValueError(f"lora_rank={self.lora_rank}, lora_alpha={self.lora_alpha}: both must be >= 1.")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout={self.lora_dropout}: use a value in [0, 1).")
+        if not (self.train_t3 or self.train_s3gen):
+            raise ValueError("train_t3 and train_s3gen are both false: set at least one.")
+        if self.train_t3 and not self.target_modules:
+            raise ValueError("target_modules is empty: list T3 layers to adapt, e.g. [q_proj, k_proj, v_proj, o_proj].")
 
 
 @dataclass
@@ -109,7 +131,7 @@ class DataConfig:
         default=None,
         metadata={"help": "Split by speaker: these speakers form the test split (validation takes utterances of the rest)."},
     )
-    seed: int = field(default=42, metadata={"help": "Seed for prompt choice and splits."})
+    split_seed: int = field(default=42, metadata={"help": "Seed for prompt choice and splits."})
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -129,3 +151,95 @@ class DataConfig:
         for accent in [self.default_accent, *(self.accents or [])]:
             if accent is not None and accent not in ACCENTS:
                 raise ValueError(f"accent {accent!r}: use one of {ACCENTS}.")
+
+
+
+@dataclass
+class TrainingConfig:
+    """The seed's `training:` section; turned into `transformers.TrainingArguments` by `training_arguments`."""
+
+    batch_size: int = field(default=4, metadata={"help": "Clips per device per step."})
+    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Steps accumulated per optimizer update."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of the LoRA weights."})
+    num_epochs: float = field(default=10.0, metadata={"help": "Passes over the training split (unless max_steps)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer updates (-1: use num_epochs)."})
+    warmup_steps: int = field(default=500, metadata={"help": "Linear warm-up updates."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    text_loss_weight: float = field(
+        default=0.01, metadata={"help": "Weight of the text-token loss next to the speech-token loss (XTTS uses 0.01)."}
+    )
+    s3gen_loss_weight: float = field(default=1.0, metadata={"help": "Weight of S3Gen's flow-matching loss."})
+    group_by_length: bool = field(default=True, metadata={"help": "Batch clips of similar duration (less padding)."})
+    streaming_train: bool = field(
+        default=False,
+        metadata={"help": "Read the prepared dataset as an IterableDataset (data that does not fit; resume replays)."},
+    )
+    eval_every: int | None = field(default=None, metadata={"help": "Evaluate every N updates (default: save_every)."})
+    adapters: str = field(
+        default="shared", metadata={"help": "'shared': one adapter on all data; 'per_accent': one adapter per accent."}
+    )
+    adapter_accents: list[str] | None = field(
+        default=None, metadata={"help": "Accents to train per-accent adapters for (default: all in the dataset)."}
+    )
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (LoRA weights stay fp32)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory in T3."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader worker processes."})
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation, dropout and data order."})
+
+    def __post_init__(self):
+        if self.adapters not in ("shared", "per_accent"):
+            raise ValueError(f"adapters={self.adapters!r}: use 'shared' or 'per_accent'.")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("batch_size and gradient_accumulation_steps must be >= 1.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
+
+
+@dataclass
+class OutputConfig:
+    """The seed's `output:` section: where checkpoints go, how often, and the Hub."""
+
+    checkpoint_dir: str = field(default="runs/checkpoints", metadata={"help": "Checkpoints and final adapters."})
+    save_every: int = field(default=1000, metadata={"help": "Save a checkpoint every N updates."})
+    save_total_limit: int | None = field(default=3, metadata={"help": "Keep the last N checkpoints."})
+    resume: str | None = field(
+        default=None, metadata={"help": "Resume from a checkpoint folder, or 'latest' (newest complete one)."}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Push adapters to hub_model_id at saves and at the end."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for the adapters (USER/NAME)."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+
+    def __post_init__(self):
+        if self.save_every < 1:
+            raise ValueError(f"save_every={self.save_every}: must be >= 1.")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("push_to_hub is set but hub_model_id is not: set hub_model_id: USER/NAME.")
+
+
+@dataclass
+class LoggingConfig:
+    """The seed's `logging:` section."""
+
+    report_to: list[str] = field(
+        default_factory=lambda: ["tensorboard"], metadata={"help": "tensorboard, wandb, or none."}
+    )
+    wandb_project: str | None = field(default=None, metadata={"help": "Weights & Biases project (adds wandb)."})
+    log_every: int = field(default=100, metadata={"help": "Log losses every N updates."})
+    eval_audio_samples: int = field(
+        default=2, metadata={"help": "Validation sentences synthesised and logged as audio at each evaluation."}
+    )
+
+    def __post_init__(self):
+        if self.wandb_project and "wandb" not in self.report_to:
+            self.report_to = [r for r in self.report_to if r != "none"] + ["wandb"]
+
+
+RECIPE_SECTIONS = {
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "data": DataConfig,
+    "output": OutputConfig,
+    "logging": LoggingConfig,
+}

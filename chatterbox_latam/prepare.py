@@ -17,6 +17,7 @@ Columns of every split:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -113,6 +114,7 @@ class Preparer:
         self.tokenizer = load_text_tokenizer(self.checkpoint)
         self.rejected: list[dict[str, str]] = []
         self.rows_in = 0
+        self._by_id: dict[str, Clip] = {}
 
     # -- rows -> clips -------------------------------------------------------------------------------------------
     def reject(self, row: SourceRow, problem: Rejected) -> None:
@@ -187,11 +189,16 @@ class Preparer:
         return clips
 
     # -- clips -> features -----------------------------------------------------------------------------------------
-    def feature_path(self, clip: Clip) -> Path:
+    @functools.cached_property
+    def feature_dir(self) -> Path:
+        """Features depend on the clip, the checkpoint's encoders and these settings: all in the cache path."""
         tag = f"v{FEATURES_VERSION}-{self.checkpoint.fingerprint()}-p{self.config.max_prompt_seconds}"
         if self.model_config.train_s3gen:
             tag += "-s3gen"
-        return self.cache_dir / "features" / tag / clip.id[:2] / f"{clip.id}.safetensors"
+        return self.cache_dir / "features" / tag
+
+    def feature_path(self, clip: Clip) -> Path:
+        return self.feature_dir / clip.id[:2] / f"{clip.id}.safetensors"
 
     def extract_features(self, clips: list[Clip]) -> None:
         todo = [clip for clip in clips if not self.feature_path(clip).exists()]
@@ -219,11 +226,11 @@ class Preparer:
         for clip in clips:
             others = sorted(i for i in by_speaker[clip.speaker_id] if i != clip.id)
             # Seeded per clip, so a clip's prompt does not change when other speakers' rows come or go.
-            prompts[clip.id] = random.Random(f"{self.config.seed}:{clip.id}").choice(others) if others else clip.id
+            prompts[clip.id] = random.Random(f"{self.config.split_seed}:{clip.id}").choice(others) if others else clip.id
         return prompts
 
     def split(self, clips: list[Clip]) -> dict[str, list[Clip]]:
-        rng = random.Random(self.config.seed)
+        rng = random.Random(self.config.split_seed)
         config = self.config
         if config.heldout_speakers:
             speakers = {c.speaker_id for c in clips}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatterbox_latam.config import DataConfig, ModelConfig
+from chatterbox_latam.config import RECIPE_SECTIONS, DataConfig, ModelConfig
 from chatterbox_latam.recipe import RecipeError, parse_recipe
 from conftest import ROOT
 
@@ -20,7 +20,7 @@ def test_recipe_values_and_overrides():
 
 def test_every_shipped_recipe_parses():
     for recipe in (ROOT / "training" / "recipes").glob("*.yaml"):
-        parse_recipe(SECTIONS, ["--config", str(recipe)])
+        parse_recipe(RECIPE_SECTIONS, ["--config", str(recipe)])
 
 
 def test_unknown_key_names_the_known_ones(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from chatterbox_latam.config import DataConfig, ModelConfig
+from chatterbox_latam.config import RECIPE_SECTIONS
 from chatterbox_latam.prepare import REPORT_NAME, prepare_dataset, summary_table
 from chatterbox_latam.recipe import parse_recipe
 
@@ -19,9 +19,7 @@ ALIASES = {"input": "input_path", "output_dir": "prepared_dir", "push_to_hub": "
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    model_config, data_config = parse_recipe(
-        {"model": ModelConfig, "data": DataConfig}, argv, aliases=ALIASES, description=__doc__
-    )
+    model_config, _, data_config, _, _ = parse_recipe(RECIPE_SECTIONS, argv, aliases=ALIASES, description=__doc__)
     result = prepare_dataset(model_config, data_config)
     print(summary_table(result.summary))
     print(f"prepared dataset: {result.dataset_dir}")

@@ -1,0 +1,108 @@
+"""PEFT LoRA on T3's Llama backbone and S3Gen's flow, and saving / loading just the adapters.
+
+T3 and S3Gen need different target lists (Llama `q_proj...` against conformer `linear_q...` and diffusers
+`to_q...`), so each gets its own `LoraConfig`. Everything that is not a LoRA weight is frozen: embeddings,
+heads, the conditioning encoder, the S3 tokenizer, CAMPPlus and the HiFT vocoder. LoRA weights are created and
+kept in fp32 whatever the autocast precision.
+
+An adapter folder holds one PEFT sub-folder per adapted model:
+    t3/adapter_model.safetensors + adapter_config.json
+    s3gen/adapter_model.safetensors + adapter_config.json      (when S3Gen was adapted)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+T3_DIR, S3GEN_DIR = "t3", "s3gen"
+
+
+def _lora_config(config: ModelConfig, targets: list[str]):
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(targets), bias="none")
+
+
+def _check_targets(module: nn.Module, targets: list[str], what: str) -> None:
+    names = {name for name, _ in module.named_modules()}
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in module.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"{what} has no module named {missing}; its Linear layers are named {leaves}.")
+
+
+def add_t3_lora(t3: nn.Module, config: ModelConfig) -> nn.Module:
+    """Wraps `t3.tfmr` (the LlamaModel) in a PeftModel; freezes the rest of T3."""
+    from peft import get_peft_model
+
+    _check_targets(t3.tfmr, config.target_modules, "T3")
+    t3.requires_grad_(False)
+    t3.tfmr = get_peft_model(t3.tfmr, _lora_config(config, config.target_modules))
+    return t3
+
+
+def add_s3gen_lora(flow: nn.Module, config: ModelConfig) -> nn.Module:
+    """Wraps S3Gen's flow (conformer encoder + CFM decoder) in a PeftModel."""
+    from peft import get_peft_model
+
+    _check_targets(flow, config.s3gen_target_modules, "S3Gen flow")
+    flow.requires_grad_(False)
+    return get_peft_model(flow, _lora_config(config, config.s3gen_target_modules))
+
+
+def trainable_parameters(module: nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in module.parameters())
+
+
+def save_adapters(output_dir: str | Path, t3_peft=None, flow_peft=None) -> Path:
+    """Writes the adapters (safetensors + adapter_config.json) of whichever models were adapted."""
+    output_dir = Path(output_dir)
+    for peft_model, name in ((t3_peft, T3_DIR), (flow_peft, S3GEN_DIR)):
+        if peft_model is not None:
+            peft_model.save_pretrained(str(output_dir / name), safe_serialization=True)
+    return output_dir
+
+
+def load_adapter_weights(adapter_dir: str | Path, t3_peft=None, flow_peft=None) -> None:
+    """Loads saved adapter weights into already-wrapped models (resume); warns about keys that do not fit."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    for peft_model, name in ((t3_peft, T3_DIR), (flow_peft, S3GEN_DIR)):
+        if peft_model is None:
+            continue
+        path = adapter_dir / name / "adapter_model.safetensors"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: {adapter_dir} holds no {name} adapter.")
+        result = set_peft_model_state_dict(peft_model, load_file(str(path)))
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            logger.warning("%s adapter: %d unexpected keys, e.g. %s", name, len(unexpected), unexpected[:3])
+
+
+def apply_adapters(tts, adapter_dir: str | Path):
+    """Puts saved adapters onto a loaded upstream `ChatterboxMultilingualTTS` (inference): T3 and/or S3Gen."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if (adapter_dir / T3_DIR / "adapter_config.json").exists():
+        tts.t3.tfmr = PeftModel.from_pretrained(tts.t3.tfmr, str(adapter_dir / T3_DIR)).eval()
+    if (adapter_dir / S3GEN_DIR / "adapter_config.json").exists():
+        tts.s3gen.flow = PeftModel.from_pretrained(tts.s3gen.flow, str(adapter_dir / S3GEN_DIR)).eval()
+    return tts
+
+
+def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the LoRA weights of a module (for tests and diagnostics)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if "lora_" in k}
