@@ -1,0 +1,234 @@
+"""The training job: base checkpoint + prepared dataset -> LoRA adapters, one shared or one per accent.
+
+`run_finetune` is what `training/run.py` calls under `accelerate launch` or `torchrun`. It loads the base with
+the project's one loader, wraps T3 (and S3Gen's flow) with PEFT, tokenizes the prepared dataset's text once
+(`Dataset.map` under `main_process_first`, cached), and hands everything to `ChatterboxTrainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .collator import ChatterboxCollator
+from .config import DataConfig, LoggingConfig, ModelConfig, OutputConfig, TrainingConfig
+from .lora import add_s3gen_lora, add_t3_lora, save_adapters, trainable_parameters
+from .modeling import load_s3gen, load_t3, load_text_tokenizer, resolve_checkpoint
+from .modeling_training import ChatterboxForTraining
+from .prepare import load_prepared
+from .trainer import AudioSamplesCallback, ChatterboxTrainer, find_resume_checkpoint
+
+logger = logging.getLogger(__name__)
+
+FINAL_DIR = "final"
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig
+    training: TrainingConfig
+    data: DataConfig
+    output: OutputConfig
+    logging: LoggingConfig
+
+
+def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool):
+    """The recipe's training / output / logging sections as `transformers.TrainingArguments`."""
+    from transformers import TrainingArguments
+
+    t, o, lg = recipe.training, recipe.output, recipe.logging
+    eval_every = t.eval_every or o.save_every
+    if lg.wandb_project:
+        os.environ.setdefault("WANDB_PROJECT", lg.wandb_project)
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        bf16=t.bf16,
+        gradient_checkpointing=False,  # T3's own gradient checkpointing is set on the backbone in build_model
+        seed=t.seed,
+        data_seed=t.seed,
+        dataloader_num_workers=t.dataloader_num_workers,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.streaming_train else "random",
+        length_column_name="duration",
+        remove_unused_columns=True,
+        save_strategy="steps",
+        save_steps=o.save_every,
+        save_total_limit=o.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_every if has_eval else None,
+        logging_steps=lg.log_every,
+        logging_first_step=True,
+        report_to=[r for r in lg.report_to if r != "none"] or "none",
+        enable_jit_checkpoint=True,  # SIGTERM (preemption, Runpod stop) writes a complete checkpoint, then stops
+        push_to_hub=o.push_to_hub,
+        hub_model_id=o.hub_model_id,
+        hub_private_repo=o.hub_private,
+        hub_strategy="checkpoint",
+        ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def build_model(recipe: Recipe, checkpoint) -> tuple[ChatterboxForTraining, Any]:
+    """Base T3 (and S3Gen) with LoRA. Returns the training module and the full S3Gen (for audio samples)."""
+    m = recipe.model
+    t3 = load_t3(checkpoint, "cpu") if m.train_t3 else None
+    s3gen = load_s3gen(checkpoint, "cpu")
+    flow = None
+    if t3 is not None:
+        add_t3_lora(t3, m)
+        if recipe.training.gradient_checkpointing:
+            t3.tfmr.base_model.model.gradient_checkpointing_enable()
+        t3.train()
+    if m.train_s3gen:
+        s3gen.requires_grad_(False)
+        flow = add_s3gen_lora(s3gen.flow, m)
+        flow.train()
+    model = ChatterboxForTraining(t3, flow, recipe.training.text_loss_weight, recipe.training.s3gen_loss_weight)
+    trainable, total = trainable_parameters(model)
+    logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / max(total, 1))
+    return model, s3gen
+
+
+def tokenize_dataset(dataset, tokenizer, language: str):
+    """Adds `text_tokens` (the grapheme tokenizer's ids with the language tag) to every split, once."""
+    def tokenize(batch):
+        return {"text_tokens": [tokenizer.encode(text, language_id=language) for text in batch["text"]]}
+
+    return dataset.map(tokenize, batched=True, desc="tokenize text")
+
+
+def _accent_subsets(dataset, recipe: Recipe) -> dict[str, Any]:
+    if recipe.training.adapters == "shared":
+        return {"shared": dataset}
+    accents = recipe.training.adapter_accents or sorted(set(dataset["train"]["accent"]) - {""})
+    subsets = {}
+    for accent in accents:
+        subset = dataset.filter(lambda row: row["accent"] == accent, desc=f"accent {accent}")
+        if len(subset["train"]) == 0:
+            raise ValueError(f"No training clips with accent {accent!r}; accents present: "
+                             f"{sorted(set(dataset['train']['accent']))}.")
+        subsets[accent] = subset
+    return subsets
+
+
+def _audio_samples(dataset, recipe: Recipe, tokenizer) -> list[dict[str, Any]]:
+    """A few validation sentences with their reference (prompt) audio, for the audio-sample callback."""
+    count = recipe.logging.eval_audio_samples
+    if count <= 0 or "validation" not in dataset or len(dataset["validation"]) == 0:
+        return []
+    by_id = {}
+    for split in dataset.values():
+        by_id.update({row_id: (split, i) for i, row_id in enumerate(split["id"])})
+    samples = []
+    for row in dataset["validation"].select(range(min(count, len(dataset["validation"])))):
+        split, index = by_id[row["prompt_id"]]
+        reference = split[index]["audio"].get_all_samples()
+        samples.append({**{k: row[k] for k in ("text", "text_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
+                                                "accent", "speech_tokens")},
+                        "reference": reference.data.mean(0).numpy(), "reference_sr": reference.sample_rate})
+    return samples
+
+
+def _synthesizer(s3gen):
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    from .inference import decode_speech_tokens, tokens_to_wav
+
+    def synthesize(model: ChatterboxForTraining, sample: dict[str, Any]):
+        t3 = model.t3
+        was_training = t3.training
+        t3.eval()
+        s3gen.eval()
+        try:
+            device = t3.device
+            cond = T3Cond(
+                speaker_emb=torch.tensor([sample["prompt_speaker_emb"]], device=device),
+                cond_prompt_speech_tokens=torch.tensor([sample["prompt_speech_tokens"]], device=device),
+                emotion_adv=torch.full((1, 1, 1), 0.5, device=device),
+            )
+            hp = t3.hp
+            text = torch.tensor([[hp.start_text_token, *sample["text_tokens"], hp.stop_text_token]])
+            generator = torch.Generator(device=device).manual_seed(0)
+            tokens = decode_speech_tokens(t3, cond, text, max_new_tokens=2 * len(sample["speech_tokens"]) + 10,
+                                          generator=generator)
+            s3gen.to(device)
+            ref = s3gen.embed_ref(torch.as_tensor(sample["reference"][: 10 * sample["reference_sr"]]),
+                                  sample["reference_sr"], device=device)
+            return tokens_to_wav(s3gen, tokens, ref)
+        finally:
+            t3.train(was_training)
+
+    return synthesize
+
+
+def run_finetune(recipe: Recipe) -> list[Path]:
+    """Trains the adapters the recipe asks for; returns the folders of the final adapters."""
+    from transformers.trainer_utils import set_seed
+
+    checkpoint = resolve_checkpoint(recipe.model.base_model, variant=recipe.model.model_variant,
+                                    revision=recipe.model.model_revision)
+    tokenizer = load_text_tokenizer(checkpoint)
+    dataset = load_prepared(recipe.data.prepared_dir)
+    if recipe.model.train_s3gen and "speech_feat" not in dataset["train"].column_names:
+        raise ValueError(f"{recipe.data.prepared_dir} has no S3Gen features: prepare it with --train_s3gen true.")
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        dataset = tokenize_dataset(dataset, tokenizer, recipe.data.language)
+    outputs = []
+    for name, subset in _accent_subsets(dataset, recipe).items():
+        output_dir = recipe.output.checkpoint_dir if name == "shared" else os.path.join(recipe.output.checkpoint_dir,
+                                                                                       name)
+        set_seed(recipe.training.seed)
+        model, s3gen = build_model(recipe, checkpoint)
+        hp = model.t3.hp if model.t3 is not None else None
+        from chatterbox.models.t3.modules.t3_config import T3Config
+
+        hp = hp or T3Config.multilingual()
+        collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
+                                      hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen)
+        train_split = subset["train"]
+        if recipe.training.streaming_train:
+            train_split = train_split.to_iterable_dataset(num_shards=1).shuffle(seed=recipe.training.seed)
+        eval_split = subset["validation"] if "validation" in subset and len(subset["validation"]) else None
+        args = training_arguments(recipe, output_dir, has_eval=eval_split is not None)
+        callbacks = []
+        if model.t3 is not None and eval_split is not None:
+            samples = _audio_samples(subset, recipe, tokenizer)
+            if samples:
+                callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000))
+        trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,
+                                    data_collator=collator, callbacks=callbacks)
+        resume = find_resume_checkpoint(output_dir, recipe.output.resume)
+        trainer.train(resume_from_checkpoint=resume)
+        stopped_early = trainer.state.max_steps and trainer.state.global_step < trainer.state.max_steps
+        if stopped_early:
+            raise TrainingInterrupted(
+                f"Training stopped at step {trainer.state.global_step} of {trainer.state.max_steps} (SIGTERM); "
+                f"a complete checkpoint is in {output_dir}. Resume with --resume latest."
+            )
+        final = Path(output_dir) / FINAL_DIR
+        if trainer.args.should_save:
+            save_adapters(final, model.t3.tfmr if model.t3 is not None else None, model.flow)
+        trainer.accelerator.wait_for_everyone()
+        outputs.append(final)
+    return outputs
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped before its end (SIGTERM); its last checkpoint is complete and resumable."""

@@ -1,0 +1,165 @@
+"""A thin `transformers.Trainer` subclass for Chatterbox LoRA, and the pieces around it.
+
+The Trainer does the loop, checkpointing, resume, logging and distribution; this subclass only
+- computes the loss with `ChatterboxForTraining` and logs text, speech and S3Gen losses and speech tokens/s on
+  their own (the way trl's SFTTrainer keeps a metrics dict);
+- keeps the dataset columns the collator needs (`_set_signature_columns_if_needed`);
+- saves and loads adapters only (safetensors + adapter_config.json per adapted model), and marks a checkpoint
+  complete once everything in it is written, so an interrupted save is never resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from .lora import load_adapter_weights, save_adapters
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "checkpoint_complete.json"
+TRAINING_COLUMNS = ["text_tokens", "speech_tokens", "prompt_speech_tokens", "prompt_speaker_emb", "duration",
+                    "speech_feat", "xvector", "accent"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+class ChatterboxTrainer(Trainer):
+    """Trainer for `ChatterboxForTraining` (see module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._speech_tokens = 0
+        self._interval_start = time.perf_counter()
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = list(TRAINING_COLUMNS)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        mode = "train" if model.training else "eval"
+        for key in ("loss_text", "loss_speech", "loss_s3gen"):
+            if key in outputs:
+                self._metrics[mode][key].append(outputs[key].detach().float().item())
+        if "speech_tokens" in outputs and mode == "train":
+            self._speech_tokens += int(outputs["speech_tokens"].item())
+        loss = outputs["loss"]
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        averaged = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
+        if mode == "eval":
+            averaged = {f"eval_{k}": v for k, v in averaged.items()}
+        elif self._speech_tokens:
+            now = time.perf_counter()
+            averaged["speech_tokens_per_second"] = self._speech_tokens / max(now - self._interval_start, 1e-9)
+            self._speech_tokens, self._interval_start = 0, now
+        logs.update(averaged)
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    # -- saving only the adapters ----------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        model = _unwrap(self.model)
+        save_adapters(output_dir, getattr(model.t3, "tfmr", None) if model.t3 is not None else None, model.flow)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        model = _unwrap(model or self.model)
+        load_adapter_weights(resume_from_checkpoint, model.t3.tfmr if model.t3 is not None else None, model.flow)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            marker = {"global_step": self.state.global_step, "time": time.time()}
+            tmp = folder / f".{COMPLETE_MARKER}.tmp"
+            tmp.write_text(json.dumps(marker))
+            os.replace(tmp, folder / COMPLETE_MARKER)
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint every file of which was written (the marker comes last)."""
+    return (path / COMPLETE_MARKER).exists() and not (path / "checkpoint-is-incomplete.txt").exists()
+
+
+def find_resume_checkpoint(output_dir: str | Path, resume: str | None) -> str | None:
+    """`resume` as the user gave it: None, a checkpoint folder, or 'latest' (the newest complete checkpoint)."""
+    if not resume:
+        return None
+    if resume != "latest":
+        path = Path(resume)
+        if not is_complete_checkpoint(path):
+            raise ValueError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE_MARKER}); "
+                             "pick another checkpoint-N folder or use --resume latest.")
+        return str(path)
+    candidates = sorted(
+        (p for p in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]), reverse=True,
+    )
+    for path in candidates:
+        if is_complete_checkpoint(path):
+            return str(path)
+        logger.warning("Skipping %s: incomplete (interrupted while saving).", path)
+    logger.info("No complete checkpoint in %s: starting from scratch.", output_dir)
+    return None
+
+
+class AudioSamplesCallback(TrainerCallback):
+    """At each evaluation, synthesises a few validation sentences with the current adapter and logs them as audio
+    (TensorBoard `add_audio`, `wandb.Audio`)."""
+
+    def __init__(self, synthesize, samples: list[dict[str, Any]], sample_rate: int):
+        self.synthesize = synthesize
+        self.samples = samples
+        self.sample_rate = sample_rate
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or not self.samples:
+            return
+        clips = []
+        for i, sample in enumerate(self.samples):
+            wav = self.synthesize(_unwrap(model), sample)
+            clips.append((f"eval_audio/{i}_{sample.get('accent') or 'es'}", wav, sample["text"]))
+        self._write(args, state, clips)
+
+    def _write(self, args, state, clips):
+        report = set(args.report_to or [])
+        if "tensorboard" in report:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=os.path.join(args.output_dir, "runs", "audio_samples"))
+            for tag, wav, text in clips:
+                writer.add_audio(tag, torch.as_tensor(wav).flatten(), state.global_step, sample_rate=self.sample_rate)
+                writer.add_text(tag + "/text", text, state.global_step)
+            writer.close()
+        if "wandb" in report:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.log({tag: wandb.Audio(torch.as_tensor(wav).flatten().numpy(), sample_rate=self.sample_rate,
+                                            caption=text) for tag, wav, text in clips}, step=state.global_step)
