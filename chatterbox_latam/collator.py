@@ -57,6 +57,8 @@ class ChatterboxCollator:
             "speaker_emb": torch.tensor([list(r["prompt_speaker_emb"]) for r in rows], dtype=torch.float32),
             "emotion_adv": torch.full((len(rows), 1, 1), self.emotion_adv),
         }
+        if "id" in rows[0]:
+            batch["ids"] = [r["id"] for r in rows]  # not a tensor: the trainer takes it out before the model
         if self.with_s3gen:
             feats = [torch.as_tensor(r["speech_feat"], dtype=torch.float32) for r in rows]
             frames = max(f.shape[0] for f in feats)

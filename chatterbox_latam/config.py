@@ -43,6 +43,11 @@ class ModelConfig:
         default_factory=lambda: list(T3_LORA_TARGETS),
         metadata={"help": "T3 (Llama) Linear layers to adapt; add gate_proj up_proj down_proj for the MLP."},
     )
+    modules_to_save: list[str] | None = field(
+        default=None,
+        metadata={"help": "T3 modules trained whole and saved with the adapter (e.g. speech_head, or text_emb after "
+                          "adding an accent token)."},
+    )
     s3gen_target_modules: list[str] = field(
         default_factory=lambda: list(S3GEN_LORA_TARGETS),
         metadata={"help": "S3Gen flow layers to adapt when train_s3gen is set (conformer and decoder attention)."},
@@ -187,8 +192,15 @@ class TrainingConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory in T3."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader worker processes."})
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, dropout and data order."})
+    record_batch_ids: bool = field(
+        default=False,
+        metadata={"help": "Write each batch's clip ids to <checkpoint_dir>/batches-rank<N>.jsonl (audits sharding "
+                          "and data order)."},
+    )
 
     def __post_init__(self):
+        if self.streaming_train and self.max_steps < 0:
+            raise ValueError("streaming_train needs max_steps: an IterableDataset has no length to count epochs.")
         if self.adapters not in ("shared", "per_accent"):
             raise ValueError(f"adapters={self.adapters!r}: use 'shared' or 'per_accent'.")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:

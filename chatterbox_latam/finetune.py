@@ -58,7 +58,6 @@ def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool):
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         bf16=t.bf16,
-        gradient_checkpointing=False,  # T3's own gradient checkpointing is set on the backbone in build_model
         seed=t.seed,
         data_seed=t.seed,
         dataloader_num_workers=t.dataloader_num_workers,
@@ -90,9 +89,9 @@ def build_model(recipe: Recipe, checkpoint) -> tuple[ChatterboxForTraining, Any]
     s3gen = load_s3gen(checkpoint, "cpu")
     flow = None
     if t3 is not None:
-        add_t3_lora(t3, m)
         if recipe.training.gradient_checkpointing:
-            t3.tfmr.base_model.model.gradient_checkpointing_enable()
+            t3.tfmr.gradient_checkpointing_enable()
+        t3 = add_t3_lora(t3, m)
         t3.train()
     if m.train_s3gen:
         s3gen.requires_grad_(False)
@@ -213,7 +212,8 @@ def run_finetune(recipe: Recipe) -> list[Path]:
             if samples:
                 callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000))
         trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,
-                                    data_collator=collator, callbacks=callbacks)
+                                    data_collator=collator, callbacks=callbacks,
+                                    record_batch_ids=recipe.training.record_batch_ids)
         resume = find_resume_checkpoint(output_dir, recipe.output.resume)
         trainer.train(resume_from_checkpoint=resume)
         stopped_early = trainer.state.max_steps and trainer.state.global_step < trainer.state.max_steps
@@ -224,7 +224,7 @@ def run_finetune(recipe: Recipe) -> list[Path]:
             )
         final = Path(output_dir) / FINAL_DIR
         if trainer.args.should_save:
-            save_adapters(final, model.t3.tfmr if model.t3 is not None else None, model.flow)
+            save_adapters(final, model.t3, model.flow)
         trainer.accelerator.wait_for_everyone()
         outputs.append(final)
     return outputs

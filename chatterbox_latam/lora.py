@@ -1,6 +1,7 @@
 """PEFT LoRA on T3's Llama backbone and S3Gen's flow, and saving / loading just the adapters.
 
-T3 and S3Gen need different target lists (Llama `q_proj...` against conformer `linear_q...` and diffusers
+T3 is wrapped whole (so a head or embedding can be trained in `modules_to_save`), with LoRA on its Llama
+backbone only. T3 and S3Gen need different target lists (Llama `q_proj...` against conformer `linear_q...` and diffusers
 `to_q...`), so each gets its own `LoraConfig`. Everything that is not a LoRA weight is frozen: embeddings,
 heads, the conditioning encoder, the S3 tokenizer, CAMPPlus and the HiFT vocoder. LoRA weights are created and
 kept in fp32 whatever the autocast precision.
@@ -13,6 +14,7 @@ An adapter folder holds one PEFT sub-folder per adapted model:
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -25,11 +27,11 @@ logger = logging.getLogger(__name__)
 T3_DIR, S3GEN_DIR = "t3", "s3gen"
 
 
-def _lora_config(config: ModelConfig, targets: list[str]):
+def _lora_config(config: ModelConfig, target_modules, modules_to_save=None):
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(targets), bias="none")
+                      target_modules=target_modules, modules_to_save=modules_to_save, bias="none")
 
 
 def _check_targets(module: nn.Module, targets: list[str], what: str) -> None:
@@ -40,23 +42,27 @@ def _check_targets(module: nn.Module, targets: list[str], what: str) -> None:
         raise ValueError(f"{what} has no module named {missing}; its Linear layers are named {leaves}.")
 
 
-def add_t3_lora(t3: nn.Module, config: ModelConfig) -> nn.Module:
-    """Wraps `t3.tfmr` (the LlamaModel) in a PeftModel; freezes the rest of T3."""
+def add_t3_lora(t3: nn.Module, config: ModelConfig):
+    """Wraps T3 in a PeftModel with LoRA on its Llama backbone only (`tfmr.*`; the perceiver's attention is left
+    alone) and `modules_to_save` (e.g. a head or embedding that must be trained whole). Everything else is frozen."""
     from peft import get_peft_model
 
     _check_targets(t3.tfmr, config.target_modules, "T3")
+    for name in config.modules_to_save or []:
+        if not hasattr(t3, name):
+            raise ValueError(f"modules_to_save: T3 has no module {name!r}; e.g. speech_head, speech_emb, text_emb.")
     t3.requires_grad_(False)
-    t3.tfmr = get_peft_model(t3.tfmr, _lora_config(config, config.target_modules))
-    return t3
+    pattern = rf"tfmr\..*\.({'|'.join(re.escape(t) for t in config.target_modules)})"
+    return get_peft_model(t3, _lora_config(config, pattern, config.modules_to_save or None))
 
 
-def add_s3gen_lora(flow: nn.Module, config: ModelConfig) -> nn.Module:
+def add_s3gen_lora(flow: nn.Module, config: ModelConfig):
     """Wraps S3Gen's flow (conformer encoder + CFM decoder) in a PeftModel."""
     from peft import get_peft_model
 
     _check_targets(flow, config.s3gen_target_modules, "S3Gen flow")
     flow.requires_grad_(False)
-    return get_peft_model(flow, _lora_config(config, config.s3gen_target_modules))
+    return get_peft_model(flow, _lora_config(config, list(config.s3gen_target_modules)))
 
 
 def trainable_parameters(module: nn.Module) -> tuple[int, int]:
@@ -97,7 +103,7 @@ def apply_adapters(tts, adapter_dir: str | Path):
 
     adapter_dir = Path(adapter_dir)
     if (adapter_dir / T3_DIR / "adapter_config.json").exists():
-        tts.t3.tfmr = PeftModel.from_pretrained(tts.t3.tfmr, str(adapter_dir / T3_DIR)).eval()
+        tts.t3 = PeftModel.from_pretrained(tts.t3, str(adapter_dir / T3_DIR)).eval()
     if (adapter_dir / S3GEN_DIR / "adapter_config.json").exists():
         tts.s3gen.flow = PeftModel.from_pretrained(tts.s3gen.flow, str(adapter_dir / S3GEN_DIR)).eval()
     return tts

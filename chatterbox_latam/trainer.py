@@ -28,7 +28,7 @@ from .lora import load_adapter_weights, save_adapters
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete.json"
-TRAINING_COLUMNS = ["text_tokens", "speech_tokens", "prompt_speech_tokens", "prompt_speaker_emb", "duration",
+TRAINING_COLUMNS = ["id", "text_tokens", "speech_tokens", "prompt_speech_tokens", "prompt_speaker_emb", "duration",
                     "speech_feat", "xvector", "accent"]
 
 
@@ -39,8 +39,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 class ChatterboxTrainer(Trainer):
     """Trainer for `ChatterboxForTraining` (see module docstring)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, record_batch_ids: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.record_batch_ids = record_batch_ids
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._speech_tokens = 0
         self._interval_start = time.perf_counter()
@@ -50,8 +51,14 @@ class ChatterboxTrainer(Trainer):
             self._signature_columns = list(TRAINING_COLUMNS)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        ids = inputs.pop("ids", None)
         mode = "train" if model.training else "eval"
+        if self.record_batch_ids and ids is not None and mode == "train":
+            path = Path(self.args.output_dir) / f"batches-rank{self.args.process_index}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
+        outputs = model(**inputs)
         for key in ("loss_text", "loss_speech", "loss_s3gen"):
             if key in outputs:
                 self._metrics[mode][key].append(outputs[key].detach().float().item())
@@ -85,12 +92,12 @@ class ChatterboxTrainer(Trainer):
         if not self.args.should_save:
             return
         model = _unwrap(self.model)
-        save_adapters(output_dir, getattr(model.t3, "tfmr", None) if model.t3 is not None else None, model.flow)
+        save_adapters(output_dir, model.t3, model.flow)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         model = _unwrap(model or self.model)
-        load_adapter_weights(resume_from_checkpoint, model.t3.tfmr if model.t3 is not None else None, model.flow)
+        load_adapter_weights(resume_from_checkpoint, model.t3, model.flow)
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
