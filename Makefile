@@ -37,6 +37,8 @@ demo: install
 	$(OFFLINE) $(PY) -m chatterbox_latam.tiny_model --output_dir $(DEMO)/tiny_model
 	$(OFFLINE) $(PY) -m chatterbox_latam.espeak_corpus --output_dir $(DEMO)/corpus
 	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml
+	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
+	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests

@@ -175,8 +175,25 @@ def _synthesizer(s3gen):
     return synthesize
 
 
-def run_finetune(recipe: Recipe) -> list[Path]:
-    """Trains the adapters the recipe asks for; returns the folders of the final adapters."""
+@dataclass
+class TrainingResult:
+    """Where an adapter was written, and its speech loss on the first and the last logged training batches."""
+
+    name: str
+    adapter_dir: Path
+    first_speech_loss: float | None
+    last_speech_loss: float | None
+
+    def describe(self) -> str:
+        text = f"{self.name}: adapters in {self.adapter_dir}"
+        if self.first_speech_loss and self.last_speech_loss:
+            text += (f"; speech loss {self.first_speech_loss:.3f} -> {self.last_speech_loss:.3f} "
+                     f"({self.first_speech_loss / self.last_speech_loss:.1f}x lower)")
+        return text
+
+
+def run_finetune(recipe: Recipe) -> list[TrainingResult]:
+    """Trains the adapters the recipe asks for (one shared, or one per accent)."""
     from transformers.trainer_utils import set_seed
 
     checkpoint = resolve_checkpoint(recipe.model.base_model, variant=recipe.model.model_variant,
@@ -226,7 +243,8 @@ def run_finetune(recipe: Recipe) -> list[Path]:
         if trainer.args.should_save:
             save_adapters(final, model.t3, model.flow)
         trainer.accelerator.wait_for_everyone()
-        outputs.append(final)
+        speech = [entry["loss_speech"] for entry in trainer.state.log_history if "loss_speech" in entry]
+        outputs.append(TrainingResult(name, final, speech[0] if speech else None, speech[-1] if speech else None))
     return outputs
 
 

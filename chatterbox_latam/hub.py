@@ -108,3 +108,64 @@ def push_prepared_dataset(prepared_dir: str | os.PathLike, repo_id: str, private
     _hub_call("Pushing the dataset card", card.push_to_hub, repo_id, repo_type="dataset",
               commit_message="Dataset card from chatterbox-es-latam")
     return f"{api.endpoint}/datasets/{repo_id}"
+
+
+CHECKPOINT_PATH_IN_REPO = "last-checkpoint"
+
+
+def push_latest_checkpoint(checkpoint_dir: str | os.PathLike, repo_id: str, private: bool = True) -> str | None:
+    """Uploads the newest *complete* checkpoint under `checkpoint_dir` to `repo_id/last-checkpoint/` in one commit
+    (replacing the previous one); returns its name, or None when there is nothing new to send.
+
+    For pods that can disappear (Runpod, spot): `training/sync_checkpoints.py watch` calls this at intervals.
+    """
+    from huggingface_hub import HfApi
+
+    from .trainer import find_resume_checkpoint
+
+    checkpoint_dir = Path(checkpoint_dir)
+    latest = find_resume_checkpoint(checkpoint_dir, "latest") if checkpoint_dir.exists() else None
+    if latest is None:
+        return None
+    latest = Path(latest)
+    record = checkpoint_dir / ".last_synced"
+    if record.exists() and record.read_text().strip() == latest.name:
+        return None
+    api = HfApi()
+    _hub_call(f"Creating {repo_id}", api.create_repo, repo_id, private=private, exist_ok=True)
+    _hub_call(f"Uploading {latest.name} to {repo_id}", api.upload_folder, repo_id=repo_id, folder_path=str(latest),
+              path_in_repo=CHECKPOINT_PATH_IN_REPO, delete_patterns=["*"],
+              commit_message=f"Sync {latest.name}")
+    record.write_text(latest.name)
+    return latest.name
+
+
+def pull_latest_checkpoint(repo_id: str, checkpoint_dir: str | os.PathLike) -> Path | None:
+    """When `checkpoint_dir` holds no complete checkpoint, downloads `repo_id/last-checkpoint/` into
+    `checkpoint_dir/checkpoint-N` so `--resume latest` finds it; returns that folder (None if nothing to pull)."""
+    import shutil
+    import tempfile
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    from .trainer import COMPLETE_MARKER, find_resume_checkpoint
+
+    checkpoint_dir = Path(checkpoint_dir)
+    if checkpoint_dir.exists() and find_resume_checkpoint(checkpoint_dir, "latest"):
+        return None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            snapshot_download(repo_id=repo_id, allow_patterns=[f"{CHECKPOINT_PATH_IN_REPO}/*"], local_dir=tmp)
+            source = Path(tmp) / CHECKPOINT_PATH_IN_REPO
+            marker = source / COMPLETE_MARKER
+            if not marker.exists():
+                return None
+            step = json.loads(marker.read_text())["global_step"]
+            target = checkpoint_dir / f"checkpoint-{step}"
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, target)
+            (checkpoint_dir / ".last_synced").write_text(target.name)
+            return target
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        return None

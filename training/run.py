@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, argv, aliases=ALIASES, description=__doc__))
     try:
-        for path in run_finetune(recipe):
-            print(f"adapters: {path}")
+        for result in run_finetune(recipe):
+            print(result.describe())
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         sys.exit(143)
