@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := ffmpeg espeak-ng sox libsndfile1
 # Nothing here needs the Hub: the demo and tests use local stand-ins (the tokenizer would otherwise retry ~28 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install system demo test lock benchmark-prepare clean-demo
+.PHONY: install system demo test lock benchmark-prepare benchmark-training clean-demo
 
 install: system $(STAMP)
 
@@ -45,6 +45,9 @@ test: install
 
 benchmark-prepare: install
 	$(OFFLINE) $(PY) benchmarks/prepare.py
+
+benchmark-training: demo
+	$(OFFLINE) $(PY) benchmarks/training.py
 
 # Resolve requirements.in again and rewrite the lock (needs the package index).
 lock:
