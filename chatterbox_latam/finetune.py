@@ -21,6 +21,7 @@ from .lora import add_s3gen_lora, add_t3_lora, save_adapters, trainable_paramete
 from .modeling import load_s3gen, load_t3, load_text_tokenizer, resolve_checkpoint
 from .modeling_training import ChatterboxForTraining
 from .prepare import load_prepared
+from .text import encode_text
 from .trainer import AudioSamplesCallback, ChatterboxTrainer, find_resume_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def build_model(recipe: Recipe, checkpoint) -> tuple[ChatterboxForTraining, Any]
 def tokenize_dataset(dataset, tokenizer, language: str):
     """Adds `text_tokens` (the grapheme tokenizer's ids with the language tag) to every split, once."""
     def tokenize(batch):
-        return {"text_tokens": [tokenizer.encode(text, language_id=language) for text in batch["text"]]}
+        return {"text_tokens": [encode_text(tokenizer, text, language) for text in batch["text"]]}
 
     return dataset.map(tokenize, batched=True, desc="tokenize text")
 

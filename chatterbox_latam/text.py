@@ -204,9 +204,18 @@ def text_for_model(text: str, accent: str | None = None, normalize: bool = True)
     return punc_norm(normalize_spanish(text, accent=accent) if normalize else text)
 
 
+def encode_text(tokenizer, text: str, language_id: str = "es") -> list[int]:
+    """T3 text-token ids: the multilingual tokenizer takes the language tag, the English one has none."""
+    from chatterbox.models.tokenizers import MTLTokenizer
+
+    if isinstance(tokenizer, MTLTokenizer):
+        return tokenizer.encode(text, language_id=language_id)
+    return tokenizer.encode(text)
+
+
 def unknown_graphemes(text: str, tokenizer, language_id: str = "es") -> list[str]:
     """Characters of `text` that the grapheme tokenizer maps to [UNK] (empty when the text is fully readable)."""
     unk = tokenizer.tokenizer.token_to_id("[UNK]")
-    if unk not in tokenizer.encode(text, language_id=language_id):
+    if unk not in encode_text(tokenizer, text, language_id):
         return []
-    return sorted({ch for ch in set(text) if ch != " " and unk in tokenizer.encode(ch, language_id=language_id)})
+    return sorted({ch for ch in set(text) if ch != " " and unk in encode_text(tokenizer, ch, language_id)})

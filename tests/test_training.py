@@ -172,3 +172,27 @@ def test_streaming_training_data(prepared, tiny_checkpoint, tmp_path):
     [result] = run_finetune(_recipe(prepared, tiny_checkpoint, tmp_path, "--max_steps", "2", "--save_every", "2",
                                    "--train_s3gen", "false", "--streaming_train", "true"))
     assert (result.adapter_dir / "t3" / "adapter_model.safetensors").exists()
+
+
+def test_monitoring_logs_losses_and_audio_to_tensorboard_and_wandb_offline(prepared, tiny_checkpoint, tmp_path,
+                                                                           monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    recipe = _recipe(prepared, tiny_checkpoint, tmp_path / "run", "--max_steps", "2", "--save_every", "2",
+                     "--log_every", "1", "--train_s3gen", "false", "--eval_audio_samples", "1",
+                     "--report_to", "tensorboard", "--wandb_project", "chatterbox-es-latam-test")
+    run_finetune(recipe)
+    runs = tmp_path / "run" / "runs"
+    scalars, audio = set(), set()
+    for events in runs.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events.parent), size_guidance={"audio": 0, "scalars": 0})
+        accumulator.Reload()
+        scalars |= set(accumulator.Tags()["scalars"])
+        audio |= set(accumulator.Tags()["audio"])
+    assert {"train/loss_speech", "train/loss_text", "train/learning_rate", "train/grad_norm",
+            "train/speech_tokens_per_second", "eval/loss", "eval/loss_speech"} <= scalars, scalars
+    assert any(tag.startswith("eval_audio/0") for tag in audio)
+    wandb_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert wandb_runs and any(p.suffix == ".wandb" for p in wandb_runs[0].iterdir())
