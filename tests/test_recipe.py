@@ -2,20 +2,23 @@
 
 import pytest
 
-from chatterbox_latam.config import RECIPE_SECTIONS, DataConfig, ModelConfig
+from chatterbox_latam.config import RECIPE_SECTIONS
 from chatterbox_latam.recipe import RecipeError, parse_recipe
 from conftest import ROOT
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig}
 TINY = str(ROOT / "training" / "recipes" / "tiny_cpu.yaml")
 
 
 def test_recipe_values_and_overrides():
-    model, data = parse_recipe(SECTIONS, ["--config", TINY, "--max_audio_length", "12", "--output_dir", "x",
-                                          "--heldout_speakers", "a", "b"], aliases={"output_dir": "prepared_dir"})
+    model, training, data, output, logging = parse_recipe(
+        RECIPE_SECTIONS, ["--config", TINY, "--max_audio_length", "12", "--output_dir", "x", "--heldout_speakers", "a",
+                          "b", "--max_steps", "20", "--save_every", "5", "--wandb_project", "p"],
+        aliases={"output_dir": "prepared_dir"})
     assert model.base_model == "runs/demo/tiny_model" and model.train_s3gen is True
     assert data.input_path == "runs/demo/corpus" and data.max_audio_length == 12.0
     assert data.prepared_dir == "x" and data.heldout_speakers == ["a", "b"]
+    assert training.max_steps == 20 and output.save_every == 5 and model.lora_rank == 16
+    assert logging.wandb_project == "p" and "wandb" in logging.report_to
 
 
 def test_every_shipped_recipe_parses():
@@ -27,9 +30,9 @@ def test_unknown_key_names_the_known_ones(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("data:\n  max_audio_lenght: 20\n")
     with pytest.raises(RecipeError, match=r"section 'data' has no field 'max_audio_lenght'.*max_audio_length"):
-        parse_recipe(SECTIONS, ["--config", str(path)])
+        parse_recipe(RECIPE_SECTIONS, ["--config", str(path)])
 
 
 def test_invalid_value_says_what_to_change():
     with pytest.raises(ValueError, match=r"min_audio_length=40.0 and max_audio_length=30.0"):
-        parse_recipe(SECTIONS, ["--config", TINY, "--min_audio_length", "40"])
+        parse_recipe(RECIPE_SECTIONS, ["--config", TINY, "--min_audio_length", "40"])
