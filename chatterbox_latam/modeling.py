@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,10 +251,15 @@ def build_s3gen(checkpoint_config: dict[str, Any]):
 
     The S3 tokenizer, CAMPPlus and HiFT keep upstream's fixed sizes (their constructors take none).
     """
+    with warnings.catch_warnings():  # upstream's decoder uses diffusers' LoRACompatibleLinear (deprecated, works)
+        warnings.filterwarnings("ignore", message=".*LoRACompatibleLinear.*", category=FutureWarning)
+        return _build_s3gen(checkpoint_config.get("s3gen"))
+
+
+def _build_s3gen(sizes: dict[str, Any] | None):
     from chatterbox.models.s3gen import S3Gen
 
     s3gen = S3Gen()
-    sizes = checkpoint_config.get("s3gen")
     if sizes:
         from chatterbox.models.s3gen.configs import CFM_PARAMS
         from chatterbox.models.s3gen.decoder import ConditionalDecoder
