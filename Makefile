@@ -49,11 +49,12 @@ benchmark-prepare: install
 benchmark-training: demo
 	$(OFFLINE) $(PY) benchmarks/training.py
 
-# Resolve requirements.in again and rewrite the lock (needs the package index).
+# Resolve requirements.in again and rewrite the lock (needs the package index); the two --no-deps packages are
+# explained in requirements.in.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q -r requirements.in
-	.lock-venv/bin/pip install -q --no-deps chatterbox-tts==0.1.7
+	.lock-venv/bin/pip install -q --no-deps chatterbox-tts==0.1.7 resemblyzer==0.1.4
 	(head -2 requirements.lock; .lock-venv/bin/pip freeze --exclude-editable) > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 

@@ -1,0 +1,122 @@
+"""Evaluation metrics, one function each (parler-tts style): it loads its model, computes over all samples, frees.
+
+- `error_rates`: WER and CER with jiwer, under two normalisations: a Spanish-aware one that keeps accents, ñ and
+  ü (so "está" and "esta" differ) and Whisper's basic normaliser with diacritics removed (seed-tts-eval's).
+- `transcribe`: any transformers ASR checkpoint (default `openai/whisper-large-v3`), Spanish forced.
+- `speaker_similarity`: cosine of resemblyzer embeddings (its weights ship with the package).
+- `dnsmos`: Microsoft's DNSMOS P.835 / P.808 (speechmos ships the ONNX models) as a MOS proxy.
+- `real_time_factor`: synthesis seconds over audio seconds.
+A model that must come from the Hub fails with `MetricModelUnavailable`, naming it and how to use a local copy.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .audio import resample
+from .text import normalize_spanish
+
+DEFAULT_ASR = "openai/whisper-large-v3"
+
+
+class MetricModelUnavailable(RuntimeError):
+    """A metric's model could not be loaded (no network, no local copy); the message says how to provide it."""
+
+
+def normalize_spanish_for_wer(text: str) -> str:
+    """Spelled-out, lower-cased, punctuation removed; accents, ñ and ü kept."""
+    text = normalize_spanish(unicodedata.normalize("NFC", text)).lower()
+    text = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def normalize_whisper_basic(text: str) -> str:
+    """Whisper's BasicTextNormalizer with diacritics removed (merges "está" and "esta")."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+    return BasicTextNormalizer(remove_diacritics=True)(text).strip()
+
+
+NORMALIZERS: dict[str, Callable[[str], str]] = {"spanish": normalize_spanish_for_wer, "whisper": normalize_whisper_basic}
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
+    """Corpus WER and CER under each normaliser: {"wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper"}."""
+    import jiwer
+
+    if len(references) != len(hypotheses) or not references:
+        raise ValueError(f"need as many hypotheses as references (got {len(references)} and {len(hypotheses)}).")
+    scores = {}
+    for name, normalize in NORMALIZERS.items():
+        refs = [normalize(r) for r in references]
+        hyps = [normalize(h) for h in hypotheses]
+        # jiwer refuses empty references; an empty pair contributes nothing to either rate.
+        pairs = [(r, h) for r, h in zip(refs, hyps) if r]
+        refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+        scores[f"wer_{name}"] = float(jiwer.wer(refs, hyps))
+        scores[f"cer_{name}"] = float(jiwer.cer(refs, hyps))
+    return scores
+
+
+def transcribe(wavs: Sequence[np.ndarray], sample_rate: int, model: str = DEFAULT_ASR, device: str | None = None,
+               batch_size: int = 8) -> list[str]:
+    """Spanish transcripts of `wavs` with a transformers ASR checkpoint (Hub id or local folder)."""
+    import torch
+    from transformers import pipeline
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        asr = pipeline("automatic-speech-recognition", model=model, device=device,
+                       torch_dtype=torch.float16 if device.startswith("cuda") else torch.float32)
+    except OSError as error:
+        raise MetricModelUnavailable(
+            f"ASR model '{model}' could not be loaded ({error.__class__.__name__}). Without network, download it "
+            f"once (`hf download {model} --local-dir DIR`) and pass --asr_model DIR."
+        ) from error
+    inputs = [{"raw": resample(np.asarray(w, dtype=np.float32), sample_rate, 16_000), "sampling_rate": 16_000}
+              for w in wavs]
+    kwargs = {"generate_kwargs": {"language": "spanish", "task": "transcribe"}} if "whisper" in str(
+        asr.model.config.model_type) else {}
+    texts = [out["text"].strip() for out in asr(inputs, batch_size=batch_size, **kwargs)]
+    del asr
+    gc.collect()
+    return texts
+
+
+def speaker_similarity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> list[float]:
+    """Cosine similarity of resemblyzer embeddings for each (generated, reference) pair."""
+    from resemblyzer import VoiceEncoder, preprocess_wav
+
+    encoder = VoiceEncoder(device="cpu", verbose=False)
+
+    def embed(wav: np.ndarray) -> np.ndarray:
+        return encoder.embed_utterance(preprocess_wav(resample(np.asarray(wav, np.float32), sample_rate, 16_000),
+                                                      source_sr=16_000))
+
+    scores = [float(np.dot(embed(a), embed(b))) for a, b in pairs]
+    del encoder
+    gc.collect()
+    return scores
+
+
+def dnsmos(wavs: Sequence[np.ndarray], sample_rate: int) -> list[dict[str, float]]:
+    """DNSMOS per clip: overall (ovrl), signal (sig), background (bak) and P.808 MOS, each 1-5."""
+    from speechmos import dnsmos as dnsmos_model
+
+    results = []
+    for wav in wavs:
+        audio = np.clip(resample(np.asarray(wav, np.float32), sample_rate, 16_000), -1.0, 1.0)
+        scores = dnsmos_model.run(audio, sr=16_000)
+        results.append({key.removesuffix("_mos"): float(value) for key, value in scores.items()
+                        if key.endswith("_mos")})
+    return results
+
+
+def real_time_factor(synthesis_seconds: float, audio_seconds: float) -> float:
+    """Seconds spent synthesising per second of audio (below 1.0 is faster than real time)."""
+    return synthesis_seconds / audio_seconds if audio_seconds > 0 else float("inf")

@@ -1,0 +1,59 @@
+"""Each metric on inputs whose answer is known: fixed strings, the same voice against another, clean against noisy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from chatterbox_latam.metrics import (
+    MetricModelUnavailable,
+    dnsmos,
+    error_rates,
+    normalize_spanish_for_wer,
+    real_time_factor,
+    speaker_similarity,
+    transcribe,
+)
+
+
+def _clip(corpus, speaker: str, n: int):
+    return sf.read(corpus / "audio" / speaker / f"audio_{n:03d}.wav", dtype="float32")
+
+
+def test_wer_and_cer_of_fixed_strings_with_and_without_accents():
+    scores = error_rates(["El niño está aquí."], ["el nino esta aqui"])
+    assert scores["wer_spanish"] == pytest.approx(3 / 4)  # niño, está, aquí differ when accents count
+    assert scores["cer_spanish"] == pytest.approx(3 / len("el niño está aquí"))
+    assert scores["wer_whisper"] == 0.0 and scores["cer_whisper"] == 0.0  # Whisper's normaliser merges them
+    assert error_rates(["Tengo 21 años"], ["tengo veintiún años"])["wer_spanish"] == 0.0  # numbers spelled out
+    assert error_rates(["uno dos tres cuatro"], ["uno tres cuatro cinco"])["wer_spanish"] == pytest.approx(2 / 4)
+    assert normalize_spanish_for_wer("¡Hola, Señor Muñoz!") == "hola señor muñoz"
+
+
+def test_same_voice_scores_higher_similarity_than_another_voice(corpus):
+    a, sr = _clip(corpus, "speaker_001", 1)
+    b, _ = _clip(corpus, "speaker_001", 2)
+    other, _ = _clip(corpus, "speaker_003", 2)
+    same, different = speaker_similarity([(a, b), (a, other)], sr)
+    assert same > different + 0.02, (same, different)
+
+
+def test_clean_audio_scores_higher_dnsmos_than_noisy(corpus):
+    clean, sr = _clip(corpus, "speaker_002", 3)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(len(clean)).astype(np.float32)
+    noisy = clean + noise * np.sqrt(np.mean(clean**2) / np.mean(noise**2)) * 10 ** (-5 / 20)  # 5 dB SNR
+    clean_score, noisy_score = dnsmos([clean, np.clip(noisy, -1, 1)], sr)
+    assert clean_score["ovrl"] > noisy_score["ovrl"] and clean_score["bak"] > noisy_score["bak"]
+    assert 1.0 <= noisy_score["ovrl"] <= 5.0
+
+
+def test_rtf():
+    assert real_time_factor(2.0, 4.0) == 0.5
+
+
+def test_asr_model_from_the_hub_fails_clearly_offline(corpus, hub):
+    wav, sr = _clip(corpus, "speaker_001", 1)
+    with pytest.raises(MetricModelUnavailable, match=r"openai/whisper-large-v3.*--asr_model DIR"):
+        transcribe([wav], sr)
