@@ -57,3 +57,21 @@ def test_asr_model_from_the_hub_fails_clearly_offline(corpus, hub):
     wav, sr = _clip(corpus, "speaker_001", 1)
     with pytest.raises(MetricModelUnavailable, match=r"openai/whisper-large-v3.*--asr_model DIR"):
         transcribe([wav], sr)
+
+
+def test_metrics_load_as_evaluate_modules_offline(corpus):
+    import evaluate
+
+    from conftest import ROOT
+
+    wer = evaluate.load(str(ROOT / "evaluate_metrics" / "wer_es"))
+    assert wer.compute(predictions=["el nino esta aqui"], references=["El niño está aquí."])["wer_spanish"] == 0.75
+    assert evaluate.load(str(ROOT / "evaluate_metrics" / "rtf")).compute(
+        predictions=[1.0, 1.0], references=[4.0, 4.0])["rtf"] == 0.25
+    a, sr = _clip(corpus, "speaker_001", 1)
+    b, _ = _clip(corpus, "speaker_001", 2)
+    similarity = evaluate.load(str(ROOT / "evaluate_metrics" / "speaker_similarity"))
+    assert similarity.compute(predictions=[a], references=[b], sampling_rate=sr)["speaker_similarity"] == \
+        pytest.approx(speaker_similarity([(a, b)], sr)[0], abs=1e-5)
+    mos = evaluate.load(str(ROOT / "evaluate_metrics" / "dnsmos")).compute(predictions=[a], sampling_rate=sr)
+    assert mos["ovrl"] == pytest.approx(dnsmos([a], sr)[0]["ovrl"], abs=1e-4)
