@@ -229,9 +229,11 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
             samples = _audio_samples(subset, recipe, tokenizer)
             if samples:
                 callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000))
+        metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
+                    "language": recipe.data.language, "accent": None if name == "shared" else name}
         trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,
                                     data_collator=collator, callbacks=callbacks,
-                                    record_batch_ids=recipe.training.record_batch_ids)
+                                    record_batch_ids=recipe.training.record_batch_ids, adapter_metadata=metadata)
         resume = find_resume_checkpoint(output_dir, recipe.output.resume)
         trainer.train(resume_from_checkpoint=resume)
         stopped_early = trainer.state.max_steps and trainer.state.global_step < trainer.state.max_steps
@@ -242,7 +244,7 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
             )
         final = Path(output_dir) / FINAL_DIR
         if trainer.args.should_save:
-            save_adapters(final, model.t3, model.flow)
+            save_adapters(final, model.t3, model.flow, metadata)
         trainer.accelerator.wait_for_everyone()
         speech = [entry["loss_speech"] for entry in trainer.state.log_history if "loss_speech" in entry]
         outputs.append(TrainingResult(name, final, speech[0] if speech else None, speech[-1] if speech else None))

@@ -7,6 +7,8 @@ layers 9-13 for its alignment heuristic) and can stop early at a token budget.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -71,7 +73,84 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
     wav, _ = s3gen.inference(speech_tokens=speech_tokens.to(s3gen.device), ref_dict=ref_dict)
     wav = wav.squeeze(0).detach().cpu().numpy()
     if watermark:
-        import perth
-
-        wav = perth.PerthImplicitWatermarker().apply_watermark(wav, sample_rate=sample_rate)
+        wav = _watermarker().apply_watermark(wav, sample_rate=sample_rate)
     return wav.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _watermarker():
+    import perth
+
+    return perth.PerthImplicitWatermarker()
+
+
+def default_max_new_tokens(text: str) -> int:
+    """A token budget for one sentence: generous for slow speech (8 characters/s at 25 tokens/s, plus 2 s), capped
+    at upstream's 1000. A trained T3 stops by itself well before; an untrained one would run to the cap."""
+    return max(50, min(1000, int(25 * (len(text) / 8 + 2))))
+
+
+class Synthesizer:
+    """A base checkpoint with optional adapters, and `synthesize(text, reference)` through the project's decoder.
+
+    Conditioning comes from upstream `prepare_conditionals` (VoiceEncoder embedding, 6 s of prompt tokens, S3Gen
+    reference), so a voice is cloned exactly as upstream clones it.
+    """
+
+    def __init__(self, tts, language: str = "es", accent: str | None = None):
+        self.tts = tts
+        self.language = language
+        self.accent = accent
+        self.sr = tts.sr
+
+    @classmethod
+    def from_checkpoint(cls, name_or_path: str, device: str = "cpu", base_model: str | None = None) -> "Synthesizer":
+        """An adapter folder (its adapter.json names the base, or pass `base_model`), or a model checkpoint
+        (local folder or Hub repo id)."""
+        from .lora import apply_adapters, is_adapter_dir, read_adapter_metadata
+        from .modeling import load_chatterbox
+
+        if is_adapter_dir(name_or_path):
+            metadata = read_adapter_metadata(name_or_path)
+            base = base_model or metadata.get("base_model")
+            if not base:
+                raise ValueError(f"{name_or_path} is an adapter without adapter.json: pass the base model it was "
+                                 "trained on (--base_model).")
+            tts = apply_adapters(load_chatterbox(base, device), name_or_path)
+            return cls(tts, metadata.get("language") or "es", metadata.get("accent"))
+        return cls(load_chatterbox(name_or_path, device))
+
+    def conditionals(self, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5):
+        import os
+        import tempfile
+
+        import soundfile as sf
+
+        handle, path = tempfile.mkstemp(suffix=".wav")
+        os.close(handle)
+        try:
+            sf.write(path, np.asarray(reference, dtype=np.float32), reference_sr)
+            self.tts.prepare_conditionals(path, exaggeration=exaggeration)
+        finally:
+            os.unlink(path)
+        return self.tts.conds
+
+    def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
+                   cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
+                   max_new_tokens: int | None = None) -> np.ndarray:
+        """24 kHz watermarked speech of `text` in the voice of `reference`."""
+        import torch.nn.functional as F
+
+        from .text import encode_text, text_for_model
+
+        conds = self.conditionals(reference, reference_sr, exaggeration)
+        t3 = self.tts.t3
+        ids = encode_text(self.tts.tokenizer, text_for_model(text, accent=self.accent), self.language)
+        tokens = F.pad(torch.tensor([ids]), (1, 0), value=t3.hp.start_text_token)
+        tokens = F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=t3.device).manual_seed(seed)
+        speech = decode_speech_tokens(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
+                                      temperature=temperature, cfg_weight=cfg_weight, generator=generator)
+        return tokens_to_wav(self.tts.s3gen, speech, conds.gen, sample_rate=self.sr)

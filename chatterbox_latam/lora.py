@@ -13,6 +13,7 @@ An adapter folder holds one PEFT sub-folder per adapted model:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -25,6 +26,7 @@ from .config import ModelConfig
 logger = logging.getLogger(__name__)
 
 T3_DIR, S3GEN_DIR = "t3", "s3gen"
+ADAPTER_METADATA = "adapter.json"
 
 
 def _lora_config(config: ModelConfig, target_modules, modules_to_save=None):
@@ -70,13 +72,25 @@ def trainable_parameters(module: nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in module.parameters())
 
 
-def save_adapters(output_dir: str | Path, t3_peft=None, flow_peft=None) -> Path:
-    """Writes the adapters (safetensors + adapter_config.json) of whichever models were adapted."""
+def save_adapters(output_dir: str | Path, t3_peft=None, flow_peft=None, metadata: dict | None = None) -> Path:
+    """Writes the adapters (safetensors + adapter_config.json) of whichever models were adapted, and
+    `adapter.json` (base model, variant, language, accent) so the folder alone says what to load it onto."""
     output_dir = Path(output_dir)
     for peft_model, name in ((t3_peft, T3_DIR), (flow_peft, S3GEN_DIR)):
         if peft_model is not None:
             peft_model.save_pretrained(str(output_dir / name), safe_serialization=True)
+    if metadata is not None:
+        (output_dir / ADAPTER_METADATA).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
     return output_dir
+
+
+def read_adapter_metadata(adapter_dir: str | Path) -> dict:
+    path = Path(adapter_dir) / ADAPTER_METADATA
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return any((Path(path) / part / "adapter_config.json").exists() for part in (T3_DIR, S3GEN_DIR))
 
 
 def load_adapter_weights(adapter_dir: str | Path, t3_peft=None, flow_peft=None) -> None:

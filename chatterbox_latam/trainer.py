@@ -39,9 +39,10 @@ def _unwrap(model: nn.Module) -> nn.Module:
 class ChatterboxTrainer(Trainer):
     """Trainer for `ChatterboxForTraining` (see module docstring)."""
 
-    def __init__(self, *args, record_batch_ids: bool = False, **kwargs):
+    def __init__(self, *args, record_batch_ids: bool = False, adapter_metadata: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.record_batch_ids = record_batch_ids
+        self.adapter_metadata = adapter_metadata
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._speech_tokens = 0
         self._interval_start = time.perf_counter()
@@ -92,7 +93,7 @@ class ChatterboxTrainer(Trainer):
         if not self.args.should_save:
             return
         model = _unwrap(self.model)
-        save_adapters(output_dir, model.t3, model.flow)
+        save_adapters(output_dir, model.t3, model.flow, self.adapter_metadata)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:

@@ -1,0 +1,311 @@
+"""The evaluation harness: synthesise the test sentences with each system, score them, write a readable report.
+
+Systems: the checkpoint under test (`finetuned`), optionally its base (`base`), and the test recordings
+themselves (`ground_truth`, the ceiling for WER, MOS and similarity). Each sentence is spoken with a reference
+from the same speaker (a different utterance: the prepared dataset's prompt). Scores: WER/CER (two
+normalisations), speaker similarity to the reference, DNSMOS, RTF; per sample, per system, per accent, against
+the seed's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF < 1.0). Outputs in `output_dir`:
+`results.json`, `report.md`, `plots/*.png`, and the audio under `audio/<system>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from . import metrics
+from .metrics import DEFAULT_ASR
+from .audio import resample
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("wer", "cer", "speaker_sim", "mos", "rtf")
+TARGETS = {  # the seed's table: metric -> (comparison, value)
+    "wer_spanish": ("<", 0.15),
+    "mos": (">", 3.5),
+    "speaker_sim": (">", 0.85),
+    "rtf": ("<", 1.0),
+}
+
+Transcriber = Callable[[Sequence[np.ndarray], int], list[str]]
+
+
+@dataclass
+class TestItem:
+    id: str
+    text: str
+    speaker_id: str
+    accent: str
+    truth: np.ndarray
+    reference: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class EvalConfig:
+    """What `training/evaluate.py` asks for."""
+
+    checkpoint: str
+    test_data: str
+    output_dir: str
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    compare_base: bool = False
+    base_model: str | None = None
+    asr_model: str = DEFAULT_ASR
+    max_samples: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+
+def _decode(audio) -> tuple[np.ndarray, int]:
+    samples = audio.get_all_samples()
+    return samples.data.mean(0).numpy().astype(np.float32), samples.sample_rate
+
+
+def load_test_items(test_data: str, max_samples: int | None = None) -> list[TestItem]:
+    """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
+    folder in the seed's layout (reference: the speaker's next utterance)."""
+    from .prepare import load_prepared
+
+    path = Path(test_data)
+    items: list[TestItem] = []
+    if (path / "metadata.csv").exists():
+        from .audio import CleaningConfig, clean_audio, decode_audio
+        from .config import DataConfig
+        from .sources import read_seed
+
+        rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
+        by_speaker = defaultdict(list)
+        for row in rows:
+            by_speaker[row.speaker_id].append(row)
+        cleaning = CleaningConfig()
+        for row in rows:
+            others = [r for r in by_speaker[row.speaker_id] if r is not row] or [row]
+            reference = others[0]
+            items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
+                                  clean_audio(*decode_audio(row.audio), cleaning),
+                                  clean_audio(*decode_audio(reference.audio), cleaning), cleaning.sampling_rate))
+    else:
+        dataset = load_prepared(path)
+        split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
+        audio_of = {}
+        for part in dataset.values():
+            audio_of.update(zip(part["id"], range(len(part))))
+        where = {row_id: name for name, part in dataset.items() for row_id in part["id"]}
+        for row in split:
+            truth, sr = _decode(row["audio"])
+            ref_split = dataset[where[row["prompt_id"]]]
+            reference, ref_sr = _decode(ref_split[audio_of[row["prompt_id"]]]["audio"])
+            assert ref_sr == sr
+            items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
+    if not items:
+        raise ValueError(f"No test sentences in {test_data}.")
+    return items[:max_samples] if max_samples else items
+
+
+def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int) -> list[dict[str, Any]]:
+    """Speaks every test sentence with its reference voice; records synthesis time and writes the WAVs."""
+    from tqdm.auto import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for item in tqdm(items, desc=f"synthesise {out_dir.name}", unit="sentence"):
+        start = time.perf_counter()
+        wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed)
+        elapsed = time.perf_counter() - start
+        sf.write(out_dir / f"{item.id}.wav", wav, synthesizer.sr)
+        outputs.append({"wav": wav, "sr": synthesizer.sr, "synthesis_seconds": elapsed})
+    return outputs
+
+
+def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
+          transcriber: Transcriber | None) -> list[dict[str, Any]]:
+    """Per-sample scores of one system's outputs."""
+    samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
+                "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
+    sr = outputs[0]["sr"]
+    wavs = [o["wav"] for o in outputs]
+    if {"wer", "cer"} & set(wanted) and transcriber is not None:
+        for sample, hypothesis in zip(samples, transcriber(wavs, sr)):
+            sample["transcript"] = hypothesis
+            sample.update(metrics.error_rates([sample["text"]], [hypothesis]))
+    if "speaker_sim" in wanted:
+        pairs = [(o["wav"], it.reference) for it, o in zip(items, outputs)]
+        same_rate = [(w, resample(r, it.sample_rate, sr)) for (w, r), it in zip(pairs, items)]
+        for sample, value in zip(samples, metrics.speaker_similarity(same_rate, sr)):
+            sample["speaker_sim"] = value
+    if "mos" in wanted:
+        for sample, value in zip(samples, metrics.dnsmos(wavs, sr)):
+            sample["mos"] = value["ovrl"]
+            sample["dnsmos"] = value
+    if "rtf" in wanted:
+        for sample, output in zip(samples, outputs):
+            if "synthesis_seconds" in output:
+                sample["synthesis_seconds"] = output["synthesis_seconds"]
+                sample["rtf"] = metrics.real_time_factor(output["synthesis_seconds"], sample["audio_seconds"])
+    return samples
+
+
+def aggregate(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """System-level numbers: corpus WER/CER, mean similarity and MOS, total-time RTF."""
+    result: dict[str, float] = {"n": len(samples)}
+    transcribed = [s for s in samples if "transcript" in s]
+    if transcribed:
+        result.update(metrics.error_rates([s["text"] for s in transcribed], [s["transcript"] for s in transcribed]))
+    for key in ("speaker_sim", "mos"):
+        values = [s[key] for s in samples if key in s]
+        if values:
+            result[key] = float(np.mean(values))
+    timed = [s for s in samples if "synthesis_seconds" in s]
+    if timed:
+        result["rtf"] = metrics.real_time_factor(sum(s["synthesis_seconds"] for s in timed),
+                                                 sum(s["audio_seconds"] for s in timed))
+    return result
+
+
+def passes(metric: str, value: float) -> bool:
+    comparison, target = TARGETS[metric]
+    return value < target if comparison == "<" else value > target
+
+
+def write_report(results: dict[str, Any], output_dir: Path) -> None:
+    systems = list(results["systems"])
+    lines = [f"# Evaluation of `{results['checkpoint']}`", "",
+             f"Test data: `{results['test_data']}` ({results['n_sentences']} sentences). Device: {results['device']}.",
+             ""]
+    header = "| metric | target | " + " | ".join(systems) + " |"
+    lines += [header, "|" + "---|" * (len(systems) + 2)]
+    for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "mos", "rtf"):
+        if not any(metric in results["systems"][s]["aggregate"] for s in systems):
+            continue
+        target = f"{TARGETS[metric][0]} {TARGETS[metric][1]}" if metric in TARGETS else ""
+        cells = []
+        for system in systems:
+            value = results["systems"][system]["aggregate"].get(metric)
+            if value is None:
+                cells.append("–")
+            elif metric in TARGETS and system != "ground_truth":
+                cells.append(f"{value:.3f} {'pass' if passes(metric, value) else 'FAIL'}")
+            else:
+                cells.append(f"{value:.3f}")
+        lines.append(f"| {metric} | {target} | " + " | ".join(cells) + " |")
+    lines += ["", "WER/CER `spanish` keeps accents and ñ; `whisper` is Whisper's basic normaliser without diacritics.",
+              "MOS is DNSMOS overall (a proxy; see the human MOS kit for listening tests)."]
+    for name, message in results.get("skipped", {}).items():
+        lines.append(f"\n**{name} skipped**: {message}")
+    lines += ["", "## Per accent", ""]
+    for system in systems:
+        for accent, values in sorted(results["systems"][system]["per_accent"].items()):
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n")
+            lines.append(f"- {system}, {accent or 'unknown'} ({values['n']}): {shown}")
+    lines += ["", "![per accent](plots/per_accent.png)", "", "![distributions](plots/distributions.png)", ""]
+    (output_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_plots(results: dict[str, Any], output_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = output_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    systems = list(results["systems"])
+    keys = [k for k in ("wer_spanish", "speaker_sim", "mos", "rtf")
+            if any(k in results["systems"][s]["aggregate"] for s in systems)]
+    accents = sorted({a for s in systems for a in results["systems"][s]["per_accent"]})
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
+    width = 0.8 / max(1, len(systems))
+    for ax, key in zip(axes[0], keys):
+        for i, system in enumerate(systems):
+            values = [results["systems"][system]["per_accent"].get(a, {}).get(key, np.nan) for a in accents]
+            ax.bar(np.arange(len(accents)) + i * width, values, width, label=system)
+        if key in TARGETS:
+            ax.axhline(TARGETS[key][1], color="k", linestyle="--", linewidth=0.8)
+        ax.set_xticks(np.arange(len(accents)) + width * (len(systems) - 1) / 2, [a or "?" for a in accents])
+        ax.set_title(key)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plots / "per_accent.png", dpi=100)
+    plt.close(fig)
+
+    dist_keys = [k for k in ("speaker_sim", "mos", "cer_spanish") if any(
+        k in s for system in systems for s in results["systems"][system]["samples"])]
+    fig, axes = plt.subplots(1, max(1, len(dist_keys)), figsize=(4 * max(1, len(dist_keys)), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], dist_keys):
+        for system in systems:
+            values = [s[key] for s in results["systems"][system]["samples"] if key in s]
+            if values:
+                ax.hist(values, bins=10, alpha=0.5, label=system)
+        ax.set_title(key)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plots / "distributions.png", dpi=100)
+    plt.close(fig)
+
+
+def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None) -> dict[str, Any]:
+    """Runs the whole evaluation (see the module docstring) and returns what `results.json` holds.
+
+    `transcriber` replaces the ASR model (a callable `(wavs, sample_rate) -> texts`); by default the
+    `asr_model` checkpoint is loaded, and if it cannot be, WER/CER are skipped with the reason in the report.
+    """
+    from .inference import Synthesizer
+    from .lora import is_adapter_dir, read_adapter_metadata
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wanted = [m for m in (METRICS if "all" in config.metrics else config.metrics)]
+    items = load_test_items(config.test_data, config.max_samples)
+    skipped: dict[str, str] = {}
+    if transcriber is None and {"wer", "cer"} & set(wanted):
+        def transcriber(wavs, sr):
+            return metrics.transcribe(wavs, sr, model=config.asr_model, device=config.device)
+
+        try:  # load once up front, so an unreachable ASR model is reported before hours of synthesis
+            transcriber([np.zeros(16_000, dtype=np.float32)], 16_000)
+        except metrics.MetricModelUnavailable as error:
+            skipped["WER/CER"] = str(error)
+            transcriber = None
+
+    systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    finetuned = Synthesizer.from_checkpoint(config.checkpoint, config.device, base_model=config.base_model)
+    systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
+    del finetuned
+    if config.compare_base:
+        base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
+                                     if is_adapter_dir(config.checkpoint) else None)
+        if not base:
+            raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
+                             "adapter folder that names it).")
+        systems["base"] = synthesize_all(Synthesizer.from_checkpoint(base, config.device), items,
+                                         output_dir / "audio" / "base", config.seed)
+    systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
+
+    results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
+                               "n_sentences": len(items), "device": config.device, "metrics": wanted,
+                               "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
+                               "systems": {}}
+    for name, outputs in systems.items():
+        samples = score(items, outputs, wanted, transcriber)
+        per_accent = defaultdict(list)
+        for sample in samples:
+            per_accent[sample["accent"]].append(sample)
+        results["systems"][name] = {
+            "aggregate": aggregate(samples),
+            "per_accent": {accent: aggregate(group) for accent, group in per_accent.items()},
+            "samples": samples,
+        }
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_plots(results, output_dir)
+    write_report(results, output_dir)
+    return results

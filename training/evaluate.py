@@ -1,0 +1,47 @@
+"""Evaluate a checkpoint: WER/CER, speaker similarity, MOS proxy and RTF, against the base and the recordings.
+
+    python training/evaluate.py --checkpoint runs/demo/checkpoints/final --test_data runs/demo/data \
+        --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|rtf|all] [--compare_base]
+
+`--checkpoint`: an adapter folder, a merged model folder or a Hub repo id. `--test_data`: a prepared dataset
+(its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from chatterbox_latam.evaluation import METRICS, EvalConfig, evaluate_checkpoint
+from chatterbox_latam.metrics import DEFAULT_ASR
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="Adapter folder, merged model folder or Hub repo id.")
+    parser.add_argument("--test_data", required=True, help="Prepared dataset folder or seed-layout folder.")
+    parser.add_argument("--output_dir", required=True, help="Where results.json, report.md and plots go.")
+    parser.add_argument("--metric", nargs="+", default=["all"], choices=[*METRICS, "all"], help="What to measure.")
+    parser.add_argument("--compare_base", action="store_true", help="Also evaluate the base model.")
+    parser.add_argument("--base_model", default=None, help="Base for an adapter (default: its adapter.json).")
+    parser.add_argument("--asr_model", default=DEFAULT_ASR, help="ASR checkpoint id or local folder for WER/CER.")
+    parser.add_argument("--max_samples", type=int, default=None, help="Evaluate at most this many sentences.")
+    parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0, help="Sampling seed for synthesis.")
+    args = parser.parse_args(argv)
+    results = evaluate_checkpoint(EvalConfig(
+        checkpoint=args.checkpoint, test_data=args.test_data, output_dir=args.output_dir, metrics=args.metric,
+        compare_base=args.compare_base, base_model=args.base_model, asr_model=args.asr_model,
+        max_samples=args.max_samples, device=args.device, seed=args.seed,
+    ))
+    for system, values in results["systems"].items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")
+        print(f"{system}: {shown}")
+    for name, message in results["skipped"].items():
+        print(f"{name} skipped: {message}")
+    print(f"report: {args.output_dir}/report.md")
+
+
+if __name__ == "__main__":
+    main()
