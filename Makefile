@@ -39,6 +39,8 @@ demo: install
 	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml
 	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
+	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \
+	    --output_dir $(DEMO)/eval --compare_base
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests

@@ -242,6 +242,10 @@ class LoggingConfig:
     eval_audio_samples: int = field(
         default=2, metadata={"help": "Validation sentences synthesised and logged as audio at each evaluation."}
     )
+    eval_audio_metrics: bool = field(
+        default=True,
+        metadata={"help": "Score those samples too: speaker similarity (resemblyzer) and DNSMOS, logged as eval/*."},
+    )
 
     def __post_init__(self):
         if self.wandb_project and "wandb" not in self.report_to:

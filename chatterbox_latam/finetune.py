@@ -228,7 +228,8 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
         if model.t3 is not None and eval_split is not None:
             samples = _audio_samples(subset, recipe, tokenizer)
             if samples:
-                callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000))
+                callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000,
+                                                      score=recipe.logging.eval_audio_metrics))
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
                     "language": recipe.data.language, "accent": None if name == "shared" else name}
         trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,

@@ -194,5 +194,6 @@ def test_monitoring_logs_losses_and_audio_to_tensorboard_and_wandb_offline(prepa
     assert {"train/loss_speech", "train/loss_text", "train/learning_rate", "train/grad_norm",
             "train/speech_tokens_per_second", "eval/loss", "eval/loss_speech"} <= scalars, scalars
     assert any(tag.startswith("eval_audio/0") for tag in audio)
+    assert {"eval/speaker_sim", "eval/dnsmos"} <= scalars  # the evaluation subset, on the synthesised samples
     wandb_runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert wandb_runs and any(p.suffix == ".wandb" for p in wandb_runs[0].iterdir())
