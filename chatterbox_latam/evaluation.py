@@ -290,6 +290,10 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         systems["base"] = synthesize_all(Synthesizer.from_checkpoint(base, config.device), items,
                                          output_dir / "audio" / "base", config.seed)
     systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
+    truth_dir = output_dir / "audio" / "ground_truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:  # beside the synthesised audio, for listening and for the human MOS kit
+        sf.write(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
 
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
                                "n_sentences": len(items), "device": config.device, "metrics": wanted,
