@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from . import metrics
-from .metrics import DEFAULT_ASR
+from .metrics import DEFAULT_ASR, DEFAULT_WAVLM_SV
 from .audio import resample
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class EvalConfig:
     compare_base: bool = False
     base_model: str | None = None
     asr_model: str = DEFAULT_ASR
+    wavlm_model: str | None = DEFAULT_WAVLM_SV
     max_samples: int | None = None
     device: str = "cpu"
     seed: int = 0
@@ -128,7 +129,7 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int)
 
 
 def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
-          transcriber: Transcriber | None) -> list[dict[str, Any]]:
+          transcriber: Transcriber | None, wavlm_model: str | None = None) -> list[dict[str, Any]]:
     """Per-sample scores of one system's outputs."""
     samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
                 "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
@@ -143,6 +144,9 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
         same_rate = [(w, resample(r, it.sample_rate, sr)) for (w, r), it in zip(pairs, items)]
         for sample, value in zip(samples, metrics.speaker_similarity(same_rate, sr)):
             sample["speaker_sim"] = value
+        if wavlm_model:
+            for sample, value in zip(samples, metrics.speaker_similarity_wavlm(same_rate, sr, wavlm_model)):
+                sample["speaker_sim_wavlm"] = value
     if "mos" in wanted:
         for sample, value in zip(samples, metrics.dnsmos(wavs, sr)):
             sample["mos"] = value["ovrl"]
@@ -161,7 +165,7 @@ def aggregate(samples: list[dict[str, Any]]) -> dict[str, float]:
     transcribed = [s for s in samples if "transcript" in s]
     if transcribed:
         result.update(metrics.error_rates([s["text"] for s in transcribed], [s["transcript"] for s in transcribed]))
-    for key in ("speaker_sim", "mos"):
+    for key in ("speaker_sim", "speaker_sim_wavlm", "mos"):
         values = [s[key] for s in samples if key in s]
         if values:
             result[key] = float(np.mean(values))
@@ -184,7 +188,8 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
              ""]
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
-    for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "mos", "rtf"):
+    for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",
+                   "mos", "rtf"):
         if not any(metric in results["systems"][s]["aggregate"] for s in systems):
             continue
         target = f"{TARGETS[metric][0]} {TARGETS[metric][1]}" if metric in TARGETS else ""
@@ -276,6 +281,13 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         except metrics.MetricModelUnavailable as error:
             skipped["WER/CER"] = str(error)
             transcriber = None
+    wavlm_model = config.wavlm_model if "speaker_sim" in wanted else None
+    if wavlm_model:
+        try:
+            metrics.speaker_similarity_wavlm([(np.zeros(16_000, np.float32),) * 2], 16_000, wavlm_model)
+        except metrics.MetricModelUnavailable as error:
+            skipped["WavLM speaker similarity"] = str(error)
+            wavlm_model = None
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = Synthesizer.from_checkpoint(config.checkpoint, config.device, base_model=config.base_model)
@@ -300,7 +312,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}}
     for name, outputs in systems.items():
-        samples = score(items, outputs, wanted, transcriber)
+        samples = score(items, outputs, wanted, transcriber, wavlm_model)
         per_accent = defaultdict(list)
         for sample in samples:
             per_accent[sample["accent"]].append(sample)

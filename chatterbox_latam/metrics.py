@@ -3,7 +3,8 @@
 - `error_rates`: WER and CER with jiwer, under two normalisations: a Spanish-aware one that keeps accents, ñ and
   ü (so "está" and "esta" differ) and Whisper's basic normaliser with diacritics removed (seed-tts-eval's).
 - `transcribe`: any transformers ASR checkpoint (default `openai/whisper-large-v3`), Spanish forced.
-- `speaker_similarity`: cosine of resemblyzer embeddings (its weights ship with the package).
+- `speaker_similarity`: cosine of resemblyzer embeddings (its weights ship with the package);
+  `speaker_similarity_wavlm`: the same with a WavLM speaker-verification model, when one can be loaded.
 - `dnsmos`: Microsoft's DNSMOS P.835 / P.808 (speechmos ships the ONNX models) as a MOS proxy.
 - `real_time_factor`: synthesis seconds over audio seconds.
 A model that must come from the Hub fails with `MetricModelUnavailable`, naming it and how to use a local copy.
@@ -100,6 +101,35 @@ def speaker_similarity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_ra
 
     scores = [float(np.dot(embed(a), embed(b))) for a, b in pairs]
     del encoder
+    gc.collect()
+    return scores
+
+
+DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
+
+
+def speaker_similarity_wavlm(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int,
+                             model: str = DEFAULT_WAVLM_SV) -> list[float]:
+    """Cosine similarity of WavLM speaker-verification x-vectors (seed-tts-eval's kind of model) for each pair."""
+    import torch
+    from transformers import AutoFeatureExtractor, WavLMForXVector
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(model)
+        network = WavLMForXVector.from_pretrained(model).eval()
+    except OSError as error:
+        raise MetricModelUnavailable(
+            f"WavLM speaker-verification model '{model}' could not be loaded ({error.__class__.__name__}). Without "
+            f"network, download it once (`hf download {model} --local-dir DIR`) and pass --wavlm_model DIR."
+        ) from error
+    scores = []
+    with torch.inference_mode():
+        for a, b in pairs:
+            audio = [resample(np.asarray(w, np.float32), sample_rate, 16_000) for w in (a, b)]
+            inputs = extractor(audio, sampling_rate=16_000, return_tensors="pt", padding=True)
+            embeddings = torch.nn.functional.normalize(network(**inputs).embeddings, dim=-1)
+            scores.append(float((embeddings[0] * embeddings[1]).sum()))
+    del network
     gc.collect()
     return scores
 

@@ -75,3 +75,22 @@ def test_metrics_load_as_evaluate_modules_offline(corpus):
         pytest.approx(speaker_similarity([(a, b)], sr)[0], abs=1e-5)
     mos = evaluate.load(str(ROOT / "evaluate_metrics" / "dnsmos")).compute(predictions=[a], sampling_rate=sr)
     assert mos["ovrl"] == pytest.approx(dnsmos([a], sr)[0]["ovrl"], abs=1e-4)
+
+
+def test_wavlm_similarity_runs_a_local_checkpoint_and_fails_clearly_without_one(corpus, tmp_path, hub):
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
+
+    from chatterbox_latam.metrics import speaker_similarity_wavlm
+
+    config = WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=2, tdnn_dim=(16, 16), tdnn_kernel=(3, 1),
+                         tdnn_dilation=(1, 1), xvector_output_dim=8, num_buckets=32)
+    WavLMForXVector(config).save_pretrained(tmp_path / "wavlm")
+    Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=True).save_pretrained(tmp_path / "wavlm")
+    a, sr = _clip(corpus, "speaker_001", 1)
+    b, _ = _clip(corpus, "speaker_001", 2)
+    [self_score, other] = speaker_similarity_wavlm([(a, a), (a, b)], sr, model=str(tmp_path / "wavlm"))
+    assert self_score == pytest.approx(1.0, abs=1e-4) and -1.0 <= other <= 1.0
+    with pytest.raises(MetricModelUnavailable, match=r"microsoft/wavlm-base-plus-sv.*--wavlm_model DIR"):
+        speaker_similarity_wavlm([(a, b)], sr)

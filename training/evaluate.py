@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from chatterbox_latam.evaluation import METRICS, EvalConfig, evaluate_checkpoint
-from chatterbox_latam.metrics import DEFAULT_ASR
+from chatterbox_latam.metrics import DEFAULT_ASR, DEFAULT_WAVLM_SV
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare_base", action="store_true", help="Also evaluate the base model.")
     parser.add_argument("--base_model", default=None, help="Base for an adapter (default: its adapter.json).")
     parser.add_argument("--asr_model", default=DEFAULT_ASR, help="ASR checkpoint id or local folder for WER/CER.")
+    parser.add_argument("--wavlm_model", default=DEFAULT_WAVLM_SV,
+                        help="WavLM speaker-verification checkpoint for a second similarity ('' to skip).")
     parser.add_argument("--max_samples", type=int, default=None, help="Evaluate at most this many sentences.")
     parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed for synthesis.")
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     results = evaluate_checkpoint(EvalConfig(
         checkpoint=args.checkpoint, test_data=args.test_data, output_dir=args.output_dir, metrics=args.metric,
         compare_base=args.compare_base, base_model=args.base_model, asr_model=args.asr_model,
+        wavlm_model=args.wavlm_model or None,
         max_samples=args.max_samples, device=args.device, seed=args.seed,
     ))
     for system, values in results["systems"].items():
