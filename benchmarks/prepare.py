@@ -13,7 +13,6 @@ import argparse
 import time
 from pathlib import Path
 
-import soundfile as sf
 import torch
 
 from chatterbox_latam.audio import CleaningConfig, clean_audio, decode_audio

@@ -17,11 +17,12 @@ import csv
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
+
+from .fileio import staged_directory
 
 SENTENCES = [
     "Hola, ¿cómo estás? Buenos días y bienvenido.",
@@ -85,9 +86,7 @@ def generate_corpus(output_dir: str | os.PathLike, speakers: list[Speaker] | Non
         return output_dir
     speakers = speakers or SPEAKERS
     sentences = sentences or SENTENCES
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_directory(output_dir) as staging:
         rows = []
         for s, speaker in enumerate(speakers):
             for u in range(utterances_per_speaker):
@@ -100,11 +99,6 @@ def generate_corpus(output_dir: str | os.PathLike, speakers: list[Speaker] | Non
             writer = csv.writer(handle)
             writer.writerow(["audio_path", "transcript", "speaker_id", "duration", "accent"])
             writer.writerows(rows)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 

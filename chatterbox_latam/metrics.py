@@ -99,10 +99,7 @@ def speaker_similarity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_ra
         return encoder.embed_utterance(preprocess_wav(resample(np.asarray(wav, np.float32), sample_rate, 16_000),
                                                       source_sr=16_000))
 
-    scores = [float(np.dot(embed(a), embed(b))) for a, b in pairs]
-    del encoder
-    gc.collect()
-    return scores
+    return [float(np.dot(embed(a), embed(b))) for a, b in pairs]
 
 
 DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"

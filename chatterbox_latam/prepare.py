@@ -30,13 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
 from .audio import CleaningConfig, Rejected, clean_audio, decode_audio, encode_flac
 from .config import DataConfig, ModelConfig
 from .features import FeatureExtractor, length_batches, load_features, save_atomic
+from .fileio import write_atomic
 from .modeling import Checkpoint, load_text_tokenizer, resolve_checkpoint
 from .sources import SourceRow, detect_format, iter_rows
 from .text import text_for_model, unknown_graphemes
@@ -76,18 +76,6 @@ def _digest(*parts: bytes | str) -> str:
     for part in parts:
         digest.update(part if isinstance(part, bytes) else part.encode())
     return digest.hexdigest()
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Preparer:
@@ -166,9 +154,9 @@ class Preparer:
                 samples, rate = decode_audio(data)
                 wav = clean_audio(samples, rate, self.cleaning)
             except Rejected as problem:
-                _write_atomic(rejection_path, json.dumps({"reason": problem.reason, "detail": problem.detail}).encode())
+                write_atomic(rejection_path, json.dumps({"reason": problem.reason, "detail": problem.detail}).encode())
                 raise
-            _write_atomic(clean_path, encode_flac(wav, self.cleaning.sampling_rate))
+            write_atomic(clean_path, encode_flac(wav, self.cleaning.sampling_rate))
         duration = sf.info(str(clean_path)).duration
         return Clip(
             id=content[:16], source=row.audio if isinstance(row.audio, str) else row.row_id,
@@ -385,12 +373,12 @@ class Preparer:
             "s3gen_features": self.model_config.train_s3gen,
         }
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rejected)
-        _write_atomic(self.prepared_dir / REPORT_NAME, lines.encode())
-        _write_atomic(self.prepared_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False).encode())
-        _write_atomic(self.prepared_dir / "summary.md", summary_table(summary).encode())
+        write_atomic(self.prepared_dir / REPORT_NAME, lines.encode())
+        write_atomic(self.prepared_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False).encode())
+        write_atomic(self.prepared_dir / "summary.md", summary_table(summary).encode())
         fmt = self.config.format if self.config.format != "auto" else detect_format(self.config.input_path)
         settings = {**asdict(self.config), "format": fmt, **asdict(self.model_config)}
-        _write_atomic(self.prepared_dir / SETTINGS_NAME, json.dumps(settings, indent=2).encode())
+        write_atomic(self.prepared_dir / SETTINGS_NAME, json.dumps(settings, indent=2).encode())
         return summary
 
 

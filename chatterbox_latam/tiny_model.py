@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 
 import torch
 
+from .fileio import staged_directory
 from .modeling import CONFIG_NAME, LAYOUTS, MODEL_TYPE, build_s3gen, build_t3
 
 # Reduced sizes (see module docstring). Bump TINY_VERSION whenever they or the tokenizer change: caches key on it.
@@ -87,10 +86,8 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
     if not force and config_path.exists():
         if json.loads(config_path.read_text()).get("tiny_version") == TINY_VERSION:
             return output_dir
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     layout = LAYOUTS["multilingual"]
-    try:
+    with staged_directory(output_dir) as staging:
         torch.manual_seed(seed)
         (staging / layout.tokenizer).write_text(build_grapheme_tokenizer_json(), encoding="utf-8")
         torch.save(VoiceEncoder().state_dict(), staging / layout.ve)
@@ -98,11 +95,6 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
         save_file({k: v.contiguous() for k, v in t3.state_dict().items()}, str(staging / layout.t3))
         torch.save(build_s3gen(TINY_CONFIG).state_dict(), staging / layout.s3gen)
         (staging / CONFIG_NAME).write_text(json.dumps({**TINY_CONFIG, "seed": seed}, indent=2), encoding="utf-8")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
+from .fileio import write_atomic
 from .lora import load_adapter_weights, save_adapters
 
 logger = logging.getLogger(__name__)
@@ -106,9 +107,7 @@ class ChatterboxTrainer(Trainer):
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             marker = {"global_step": self.state.global_step, "time": time.time()}
-            tmp = folder / f".{COMPLETE_MARKER}.tmp"
-            tmp.write_text(json.dumps(marker))
-            os.replace(tmp, folder / COMPLETE_MARKER)
+            write_atomic(folder / COMPLETE_MARKER, json.dumps(marker).encode())
 
 
 def is_complete_checkpoint(path: Path) -> bool:
