@@ -8,6 +8,7 @@ layers 9-13 for its alignment heuristic) and can stop early at a token budget.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,9 +108,20 @@ class Synthesizer:
     def from_checkpoint(cls, name_or_path: str, device: str = "cpu", base_model: str | None = None) -> "Synthesizer":
         """An adapter folder (its adapter.json names the base, or pass `base_model`), or a model checkpoint
         (local folder or Hub repo id)."""
-        from .lora import apply_adapters, is_adapter_dir, read_adapter_metadata
+        from .lora import ADAPTER_METADATA, S3GEN_DIR, T3_DIR, apply_adapters, is_adapter_dir, read_adapter_metadata
         from .modeling import load_chatterbox
 
+        if not Path(name_or_path).exists() and name_or_path.count("/") == 1:  # a Hub repo: an adapter one?
+            from huggingface_hub import snapshot_download
+            from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+            try:
+                local = snapshot_download(name_or_path, allow_patterns=[ADAPTER_METADATA, f"{T3_DIR}/*",
+                                                                        f"{S3GEN_DIR}/*"])
+                if is_adapter_dir(local):
+                    name_or_path = local
+            except (HfHubHTTPError, LocalEntryNotFoundError):
+                pass  # load_chatterbox below says what is missing
         if is_adapter_dir(name_or_path):
             metadata = read_adapter_metadata(name_or_path)
             base = base_model or metadata.get("base_model")

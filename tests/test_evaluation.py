@@ -66,3 +66,15 @@ def test_seed_layout_test_data_and_offline_asr_is_reported_not_fatal(adapter, co
     assert "mos" in results["systems"]["finetuned"]["aggregate"]
     assert "wer_spanish" not in results["systems"]["finetuned"]["aggregate"]
     assert "WER/CER skipped" in (tmp_path / "report.md").read_text()
+
+
+def test_adapter_loads_by_hub_repo_id(adapter, hub):
+    from huggingface_hub import HfApi
+    from peft import PeftModel
+
+    from chatterbox_latam.inference import Synthesizer
+
+    HfApi().create_repo("latam/tiny-adapter")
+    HfApi().upload_folder(repo_id="latam/tiny-adapter", folder_path=str(adapter))
+    synthesizer = Synthesizer.from_checkpoint("latam/tiny-adapter")
+    assert isinstance(synthesizer.tts.t3, PeftModel) and synthesizer.language == "es"
