@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import time
 from collections import defaultdict
@@ -151,6 +152,13 @@ class AudioSamplesCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or not self.samples:
             return
+        # Synthesis and scoring draw random numbers (CFM noise, model initialisation); training must not notice.
+        python_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            self._evaluate(args, state, model)
+        random.setstate(python_state)
+
+    def _evaluate(self, args, state, model):
         clips = []
         for i, sample in enumerate(self.samples):
             wav = self.synthesize(_unwrap(model), sample)
