@@ -62,6 +62,8 @@ class EvalConfig:
     base_model: str | None = None
     asr_model: str = DEFAULT_ASR
     wavlm_model: str | None = DEFAULT_WAVLM_SV
+    utmos: bool = True
+    utmos_checkpoint: str | None = None
     max_samples: int | None = None
     device: str = "cpu"
     seed: int = 0
@@ -129,8 +131,10 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int)
 
 
 def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
-          transcriber: Transcriber | None, wavlm_model: str | None = None) -> list[dict[str, Any]]:
-    """Per-sample scores of one system's outputs."""
+          transcriber: Transcriber | None, wavlm_model: str | None = None,
+          utmos_checkpoint: str | bool = False) -> list[dict[str, Any]]:
+    """Per-sample scores of one system's outputs. `utmos_checkpoint`: False to skip UTMOS, None for the Hub
+    weights, or a local path."""
     samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
                 "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
     sr = outputs[0]["sr"]
@@ -151,6 +155,9 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
         for sample, value in zip(samples, metrics.dnsmos(wavs, sr)):
             sample["mos"] = value["ovrl"]
             sample["dnsmos"] = value
+        if utmos_checkpoint is not False:
+            for sample, value in zip(samples, metrics.utmos(wavs, sr, utmos_checkpoint)):
+                sample["utmos"] = value
     if "rtf" in wanted:
         for sample, output in zip(samples, outputs):
             if "synthesis_seconds" in output:
@@ -165,7 +172,7 @@ def aggregate(samples: list[dict[str, Any]]) -> dict[str, float]:
     transcribed = [s for s in samples if "transcript" in s]
     if transcribed:
         result.update(metrics.error_rates([s["text"] for s in transcribed], [s["transcript"] for s in transcribed]))
-    for key in ("speaker_sim", "speaker_sim_wavlm", "mos"):
+    for key in ("speaker_sim", "speaker_sim_wavlm", "mos", "utmos"):
         values = [s[key] for s in samples if key in s]
         if values:
             result[key] = float(np.mean(values))
@@ -189,7 +196,7 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
     for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",
-                   "mos", "rtf"):
+                   "mos", "utmos", "rtf"):
         if not any(metric in results["systems"][s]["aggregate"] for s in systems):
             continue
         target = f"{TARGETS[metric][0]} {TARGETS[metric][1]}" if metric in TARGETS else ""
@@ -204,7 +211,7 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
                 cells.append(f"{value:.3f}")
         lines.append(f"| {metric} | {target} | " + " | ".join(cells) + " |")
     lines += ["", "WER/CER `spanish` keeps accents and ñ; `whisper` is Whisper's basic normaliser without diacritics.",
-              "MOS is DNSMOS overall (a proxy; see the human MOS kit for listening tests)."]
+              "MOS is DNSMOS overall; UTMOS is a second predictor (both proxies: see the human MOS kit)."]
     for name, message in results.get("skipped", {}).items():
         lines.append(f"\n**{name} skipped**: {message}")
     lines += ["", "## Per accent", ""]
@@ -288,6 +295,13 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         except metrics.MetricModelUnavailable as error:
             skipped["WavLM speaker similarity"] = str(error)
             wavlm_model = None
+    utmos_checkpoint: str | bool | None = config.utmos_checkpoint if config.utmos and "mos" in wanted else False
+    if utmos_checkpoint is not False:
+        try:
+            metrics.utmos([np.zeros(16_000, np.float32)], 16_000, utmos_checkpoint)
+        except metrics.MetricModelUnavailable as error:
+            skipped["UTMOS"] = str(error)
+            utmos_checkpoint = False
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = Synthesizer.from_checkpoint(config.checkpoint, config.device, base_model=config.base_model)
@@ -312,7 +326,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}}
     for name, outputs in systems.items():
-        samples = score(items, outputs, wanted, transcriber, wavlm_model)
+        samples = score(items, outputs, wanted, transcriber, wavlm_model, utmos_checkpoint)
         per_accent = defaultdict(list)
         for sample in samples:
             per_accent[sample["accent"]].append(sample)

@@ -5,7 +5,8 @@
 - `transcribe`: any transformers ASR checkpoint (default `openai/whisper-large-v3`), Spanish forced.
 - `speaker_similarity`: cosine of resemblyzer embeddings (its weights ship with the package);
   `speaker_similarity_wavlm`: the same with a WavLM speaker-verification model, when one can be loaded.
-- `dnsmos`: Microsoft's DNSMOS P.835 / P.808 (speechmos ships the ONNX models) as a MOS proxy.
+- `dnsmos`: Microsoft's DNSMOS P.835 / P.808 (speechmos ships the ONNX models) as a MOS proxy; `utmos`: UTMOS,
+  when its weights can be loaded.
 - `real_time_factor`: synthesis seconds over audio seconds.
 A model that must come from the Hub fails with `MetricModelUnavailable`, naming it and how to use a local copy.
 """
@@ -142,6 +143,31 @@ def dnsmos(wavs: Sequence[np.ndarray], sample_rate: int) -> list[dict[str, float
         results.append({key.removesuffix("_mos"): float(value) for key, value in scores.items()
                         if key.endswith("_mos")})
     return results
+
+
+UTMOS_REPO = "Blinorot/UTMOS-PyTorch"
+
+
+def utmos(wavs: Sequence[np.ndarray], sample_rate: int, checkpoint: str | None = None) -> list[float]:
+    """UTMOS (UTokyo-SaruLab MOS predictor, fairseq-free `utmos-pytorch`) per clip, one clip at a time as its authors
+    advise. `checkpoint`: a local `utmos_state_dict.pt`; by default it comes from the Hub repo Blinorot/UTMOS-PyTorch."""
+    import torch
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from utmos_pytorch import UTMOSScoreTorch
+
+    try:
+        model = UTMOSScoreTorch(ckpt_path=checkpoint)
+    except (OSError, HfHubHTTPError, LocalEntryNotFoundError) as error:
+        raise MetricModelUnavailable(
+            f"UTMOS weights ({UTMOS_REPO}, utmos_state_dict.pt) could not be loaded ({error.__class__.__name__}). "
+            f"Without network, download them once (`hf download {UTMOS_REPO} utmos_state_dict.pt --local-dir DIR`) "
+            "and pass --utmos_checkpoint DIR/utmos_state_dict.pt."
+        ) from error
+    scores = [float(model.score(torch.from_numpy(resample(np.asarray(w, np.float32), sample_rate, 16_000))))
+              for w in wavs]
+    del model
+    gc.collect()
+    return scores
 
 
 def real_time_factor(synthesis_seconds: float, audio_seconds: float) -> float:

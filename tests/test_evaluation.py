@@ -40,6 +40,7 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
                                   transcriber=transcriber)
     assert set(results["systems"]) == {"finetuned", "base", "ground_truth"}
     assert "microsoft/wavlm-base-plus-sv" in results["skipped"]["WavLM speaker similarity"]  # not on the local Hub
+    assert "Blinorot/UTMOS-PyTorch" in results["skipped"]["UTMOS"]
     for name, system in results["systems"].items():
         aggregate = system["aggregate"]
         assert aggregate["n"] == 2 and aggregate["wer_spanish"] == 0.0 and 1.0 <= aggregate["mos"] <= 5.0

@@ -94,3 +94,18 @@ def test_wavlm_similarity_runs_a_local_checkpoint_and_fails_clearly_without_one(
     assert self_score == pytest.approx(1.0, abs=1e-4) and -1.0 <= other <= 1.0
     with pytest.raises(MetricModelUnavailable, match=r"microsoft/wavlm-base-plus-sv.*--wavlm_model DIR"):
         speaker_similarity_wavlm([(a, b)], sr)
+
+
+def test_utmos_runs_a_local_state_dict_and_fails_clearly_without_one(corpus, tmp_path, hub):
+    import torch
+    from utmos_pytorch.utmos_torch import UTMOSModel
+
+    from chatterbox_latam.metrics import utmos
+
+    torch.manual_seed(0)
+    torch.save(UTMOSModel().state_dict(), tmp_path / "utmos_state_dict.pt")  # random weights, the real format
+    wav, sr = _clip(corpus, "speaker_001", 1)
+    [score] = utmos([wav], sr, checkpoint=str(tmp_path / "utmos_state_dict.pt"))
+    assert np.isfinite(score)
+    with pytest.raises(MetricModelUnavailable, match=r"Blinorot/UTMOS-PyTorch.*--utmos_checkpoint"):
+        utmos([wav], sr)

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--asr_model", default=DEFAULT_ASR, help="ASR checkpoint id or local folder for WER/CER.")
     parser.add_argument("--wavlm_model", default=DEFAULT_WAVLM_SV,
                         help="WavLM speaker-verification checkpoint for a second similarity ('' to skip).")
+    parser.add_argument("--utmos_checkpoint", default=None,
+                        help="Local utmos_state_dict.pt (default: from the Hub repo Blinorot/UTMOS-PyTorch).")
+    parser.add_argument("--no_utmos", action="store_true", help="Skip UTMOS.")
     parser.add_argument("--max_samples", type=int, default=None, help="Evaluate at most this many sentences.")
     parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed for synthesis.")
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     results = evaluate_checkpoint(EvalConfig(
         checkpoint=args.checkpoint, test_data=args.test_data, output_dir=args.output_dir, metrics=args.metric,
         compare_base=args.compare_base, base_model=args.base_model, asr_model=args.asr_model,
-        wavlm_model=args.wavlm_model or None,
+        wavlm_model=args.wavlm_model or None, utmos=not args.no_utmos, utmos_checkpoint=args.utmos_checkpoint,
         max_samples=args.max_samples, device=args.device, seed=args.seed,
     ))
     for system, values in results["systems"].items():
