@@ -23,7 +23,7 @@ from chatterbox_latam.collator import ChatterboxCollator
 from chatterbox_latam.config import RECIPE_SECTIONS
 from chatterbox_latam.features import FeatureExtractor
 from chatterbox_latam.finetune import Recipe, build_model, tokenize_dataset, training_arguments
-from chatterbox_latam.modeling import load_text_tokenizer, load_t3, resolve_checkpoint
+from chatterbox_latam.modeling import load_text_tokenizer, resolve_checkpoint, t3_config
 from chatterbox_latam.prepare import load_prepared
 from chatterbox_latam.recipe import parse_recipe
 from chatterbox_latam.trainer import ChatterboxTrainer
@@ -63,7 +63,7 @@ def speed(args) -> dict:
     r = recipe(args.steps, args.batch_size, "runs/bench/training")
     checkpoint = resolve_checkpoint(r.model.base_model)
     dataset = tokenize_dataset(load_prepared(r.data.prepared_dir), load_text_tokenizer(checkpoint), "es")
-    hp = load_t3(checkpoint).hp
+    hp = t3_config(checkpoint.config)
     collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token, hp.stop_speech_token)
     extractor = FeatureExtractor(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
     from datasets import concatenate_datasets

@@ -69,15 +69,10 @@ class EvalConfig:
     seed: int = 0
 
 
-def _decode(audio) -> tuple[np.ndarray, int]:
-    samples = audio.get_all_samples()
-    return samples.data.mean(0).numpy().astype(np.float32), samples.sample_rate
-
-
 def load_test_items(test_data: str, max_samples: int | None = None) -> list[TestItem]:
     """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
     folder in the seed's layout (reference: the speaker's next utterance)."""
-    from .prepare import load_prepared
+    from .prepare import load_prepared, mono_samples, row_index
 
     path = Path(test_data)
     items: list[TestItem] = []
@@ -100,15 +95,12 @@ def load_test_items(test_data: str, max_samples: int | None = None) -> list[Test
     else:
         dataset = load_prepared(path)
         split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
-        audio_of = {}
-        for part in dataset.values():
-            audio_of.update(zip(part["id"], range(len(part))))
-        where = {row_id: name for name, part in dataset.items() for row_id in part["id"]}
+        where = row_index(dataset)
         for row in split:
-            truth, sr = _decode(row["audio"])
-            ref_split = dataset[where[row["prompt_id"]]]
-            reference, ref_sr = _decode(ref_split[audio_of[row["prompt_id"]]]["audio"])
-            assert ref_sr == sr
+            truth, sr = mono_samples(row["audio"])
+            prompt_split, prompt_row = where[row["prompt_id"]]
+            reference, ref_sr = mono_samples(dataset[prompt_split][prompt_row]["audio"])
+            reference = resample(reference, ref_sr, sr)
             items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
     if not items:
         raise ValueError(f"No test sentences in {test_data}.")
@@ -131,10 +123,9 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int)
 
 
 def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
-          transcriber: Transcriber | None, wavlm_model: str | None = None,
-          utmos_checkpoint: str | bool = False) -> list[dict[str, Any]]:
-    """Per-sample scores of one system's outputs. `utmos_checkpoint`: False to skip UTMOS, None for the Hub
-    weights, or a local path."""
+          transcriber: Transcriber | None, wavlm: Callable | None = None,
+          utmos: Callable | None = None) -> list[dict[str, Any]]:
+    """Per-sample scores of one system's outputs; the optional scorers come from `metrics.load_*`."""
     samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
                 "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
     sr = outputs[0]["sr"]
@@ -148,15 +139,15 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
         same_rate = [(w, resample(r, it.sample_rate, sr)) for (w, r), it in zip(pairs, items)]
         for sample, value in zip(samples, metrics.speaker_similarity(same_rate, sr)):
             sample["speaker_sim"] = value
-        if wavlm_model:
-            for sample, value in zip(samples, metrics.speaker_similarity_wavlm(same_rate, sr, wavlm_model)):
+        if wavlm is not None:
+            for sample, value in zip(samples, wavlm(same_rate, sr)):
                 sample["speaker_sim_wavlm"] = value
     if "mos" in wanted:
         for sample, value in zip(samples, metrics.dnsmos(wavs, sr)):
             sample["mos"] = value["ovrl"]
             sample["dnsmos"] = value
-        if utmos_checkpoint is not False:
-            for sample, value in zip(samples, metrics.utmos(wavs, sr, utmos_checkpoint)):
+        if utmos is not None:
+            for sample, value in zip(samples, utmos(wavs, sr)):
                 sample["utmos"] = value
     if "rtf" in wanted:
         for sample, output in zip(samples, outputs):
@@ -278,30 +269,24 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     output_dir.mkdir(parents=True, exist_ok=True)
     wanted = [m for m in (METRICS if "all" in config.metrics else config.metrics)]
     items = load_test_items(config.test_data, config.max_samples)
+    # Hub models load once, up front: an unreachable one is reported before any synthesis, the rest still runs.
     skipped: dict[str, str] = {}
-    if transcriber is None and {"wer", "cer"} & set(wanted):
-        def transcriber(wavs, sr):
-            return metrics.transcribe(wavs, sr, model=config.asr_model, device=config.device)
 
-        try:  # load once up front, so an unreachable ASR model is reported before hours of synthesis
-            transcriber([np.zeros(16_000, dtype=np.float32)], 16_000)
-        except metrics.MetricModelUnavailable as error:
-            skipped["WER/CER"] = str(error)
-            transcriber = None
-    wavlm_model = config.wavlm_model if "speaker_sim" in wanted else None
-    if wavlm_model:
+    def optional(name: str, load: Callable[[], Callable]) -> Callable | None:
         try:
-            metrics.speaker_similarity_wavlm([(np.zeros(16_000, np.float32),) * 2], 16_000, wavlm_model)
+            return load()
         except metrics.MetricModelUnavailable as error:
-            skipped["WavLM speaker similarity"] = str(error)
-            wavlm_model = None
-    utmos_checkpoint: str | bool | None = config.utmos_checkpoint if config.utmos and "mos" in wanted else False
-    if utmos_checkpoint is not False:
-        try:
-            metrics.utmos([np.zeros(16_000, np.float32)], 16_000, utmos_checkpoint)
-        except metrics.MetricModelUnavailable as error:
-            skipped["UTMOS"] = str(error)
-            utmos_checkpoint = False
+            skipped[name] = str(error)
+            return None
+
+    if transcriber is None and {"wer", "cer"} & set(wanted):
+        transcriber = optional("WER/CER", lambda: metrics.load_asr(config.asr_model, config.device))
+    wavlm = None
+    if config.wavlm_model and "speaker_sim" in wanted:
+        wavlm = optional("WavLM speaker similarity", lambda: metrics.load_wavlm(config.wavlm_model))
+    utmos = None
+    if config.utmos and "mos" in wanted:
+        utmos = optional("UTMOS", lambda: metrics.load_utmos(config.utmos_checkpoint))
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = Synthesizer.from_checkpoint(config.checkpoint, config.device, base_model=config.base_model)
@@ -326,7 +311,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}}
     for name, outputs in systems.items():
-        samples = score(items, outputs, wanted, transcriber, wavlm_model, utmos_checkpoint)
+        samples = score(items, outputs, wanted, transcriber, wavlm, utmos)
         per_accent = defaultdict(list)
         for sample in samples:
             per_accent[sample["accent"]].append(sample)

@@ -18,9 +18,9 @@ import torch
 from .collator import ChatterboxCollator
 from .config import DataConfig, LoggingConfig, ModelConfig, OutputConfig, TrainingConfig
 from .lora import add_s3gen_lora, add_t3_lora, save_adapters, trainable_parameters
-from .modeling import load_s3gen, load_t3, load_text_tokenizer, resolve_checkpoint
+from .modeling import load_s3gen, load_t3, load_text_tokenizer, resolve_checkpoint, t3_config
 from .modeling_training import ChatterboxForTraining
-from .prepare import load_prepared
+from .prepare import load_prepared, mono_samples, row_index
 from .text import encode_text
 from .trainer import AudioSamplesCallback, ChatterboxTrainer, find_resume_checkpoint
 
@@ -84,10 +84,12 @@ def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool):
 
 
 def build_model(recipe: Recipe, checkpoint) -> tuple[ChatterboxForTraining, Any]:
-    """Base T3 (and S3Gen) with LoRA. Returns the training module and the full S3Gen (for audio samples)."""
+    """Base T3 (and S3Gen) with LoRA. Returns the training module and the full S3Gen when it is trained or needed
+    for the audio samples at evaluation (None otherwise: it is the larger half of the checkpoint to load)."""
     m = recipe.model
     t3 = load_t3(checkpoint, "cpu") if m.train_t3 else None
-    s3gen = load_s3gen(checkpoint, "cpu")
+    needs_s3gen = m.train_s3gen or (m.train_t3 and recipe.logging.eval_audio_samples > 0)
+    s3gen = load_s3gen(checkpoint, "cpu") if needs_s3gen else None
     flow = None
     if t3 is not None:
         if recipe.training.gradient_checkpointing:
@@ -126,21 +128,19 @@ def _accent_subsets(dataset, recipe: Recipe) -> dict[str, Any]:
     return subsets
 
 
-def _audio_samples(dataset, recipe: Recipe, tokenizer) -> list[dict[str, Any]]:
+def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
     """A few validation sentences with their reference (prompt) audio, for the audio-sample callback."""
     count = recipe.logging.eval_audio_samples
     if count <= 0 or "validation" not in dataset or len(dataset["validation"]) == 0:
         return []
-    by_id = {}
-    for split in dataset.values():
-        by_id.update({row_id: (split, i) for i, row_id in enumerate(split["id"])})
+    where = row_index(dataset)
     samples = []
     for row in dataset["validation"].select(range(min(count, len(dataset["validation"])))):
-        split, index = by_id[row["prompt_id"]]
-        reference = split[index]["audio"].get_all_samples()
+        split, index = where[row["prompt_id"]]
+        reference, reference_sr = mono_samples(dataset[split][index]["audio"])
         samples.append({**{k: row[k] for k in ("text", "text_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
                                                 "accent", "speech_tokens")},
-                        "reference": reference.data.mean(0).numpy(), "reference_sr": reference.sample_rate})
+                        "reference": reference, "reference_sr": reference_sr})
     return samples
 
 
@@ -213,10 +213,7 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
                                                                                        name)
         set_seed(recipe.training.seed)
         model, s3gen = build_model(recipe, checkpoint)
-        hp = model.t3.hp if model.t3 is not None else None
-        from chatterbox.models.t3.modules.t3_config import T3Config
-
-        hp = hp or T3Config.multilingual()
+        hp = t3_config(checkpoint.config, checkpoint.layout.multilingual)
         collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
                                       hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen)
         train_split = subset["train"]
@@ -225,8 +222,8 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
         eval_split = subset["validation"] if "validation" in subset and len(subset["validation"]) else None
         args = training_arguments(recipe, output_dir, has_eval=eval_split is not None)
         callbacks = []
-        if model.t3 is not None and eval_split is not None:
-            samples = _audio_samples(subset, recipe, tokenizer)
+        if s3gen is not None and model.t3 is not None and eval_split is not None:
+            samples = _audio_samples(subset, recipe)
             if samples:
                 callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000,
                                                       score=recipe.logging.eval_audio_metrics))

@@ -2,13 +2,14 @@
 
 - `error_rates`: WER and CER with jiwer, under two normalisations: a Spanish-aware one that keeps accents, ñ and
   ü (so "está" and "esta" differ) and Whisper's basic normaliser with diacritics removed (seed-tts-eval's).
-- `transcribe`: any transformers ASR checkpoint (default `openai/whisper-large-v3`), Spanish forced.
+- `transcribe` / `load_asr`: any transformers ASR checkpoint (default `openai/whisper-large-v3`), Spanish forced.
 - `speaker_similarity`: cosine of resemblyzer embeddings (its weights ship with the package);
   `speaker_similarity_wavlm`: the same with a WavLM speaker-verification model, when one can be loaded.
 - `dnsmos`: Microsoft's DNSMOS P.835 / P.808 (speechmos ships the ONNX models) as a MOS proxy; `utmos`: UTMOS,
   when its weights can be loaded.
 - `real_time_factor`: synthesis seconds over audio seconds.
 A model that must come from the Hub fails with `MetricModelUnavailable`, naming it and how to use a local copy.
+Those large models also have a `load_*` form that loads once and returns a scorer, for scoring several systems.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .audio import resample
 from .text import normalize_spanish
 
 DEFAULT_ASR = "openai/whisper-large-v3"
+DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
+UTMOS_REPO = "Blinorot/UTMOS-PyTorch"
 
 
 class MetricModelUnavailable(RuntimeError):
@@ -65,9 +68,10 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[st
     return scores
 
 
-def transcribe(wavs: Sequence[np.ndarray], sample_rate: int, model: str = DEFAULT_ASR, device: str | None = None,
-               batch_size: int = 8) -> list[str]:
-    """Spanish transcripts of `wavs` with a transformers ASR checkpoint (Hub id or local folder)."""
+def load_asr(model: str = DEFAULT_ASR, device: str | None = None, batch_size: int = 8
+             ) -> Callable[[Sequence[np.ndarray], int], list[str]]:
+    """A transcriber `(wavs, sample_rate) -> texts` over a transformers ASR checkpoint (Hub id or local folder),
+    Spanish forced for Whisper. Loaded once: call it for every system."""
     import torch
     from transformers import pipeline
 
@@ -80,12 +84,21 @@ def transcribe(wavs: Sequence[np.ndarray], sample_rate: int, model: str = DEFAUL
             f"ASR model '{model}' could not be loaded ({error.__class__.__name__}). Without network, download it "
             f"once (`hf download {model} --local-dir DIR`) and pass --asr_model DIR."
         ) from error
-    inputs = [{"raw": resample(np.asarray(w, dtype=np.float32), sample_rate, 16_000), "sampling_rate": 16_000}
-              for w in wavs]
     kwargs = {"generate_kwargs": {"language": "spanish", "task": "transcribe"}} if "whisper" in str(
         asr.model.config.model_type) else {}
-    texts = [out["text"].strip() for out in asr(inputs, batch_size=batch_size, **kwargs)]
-    del asr
+
+    def transcribe_wavs(wavs: Sequence[np.ndarray], sample_rate: int) -> list[str]:
+        inputs = [{"raw": resample(np.asarray(w, dtype=np.float32), sample_rate, 16_000), "sampling_rate": 16_000}
+                  for w in wavs]
+        return [out["text"].strip() for out in asr(inputs, batch_size=batch_size, **kwargs)]
+
+    return transcribe_wavs
+
+
+def transcribe(wavs: Sequence[np.ndarray], sample_rate: int, model: str = DEFAULT_ASR, device: str | None = None,
+               batch_size: int = 8) -> list[str]:
+    """Spanish transcripts of `wavs` (loads the model, transcribes, lets it go)."""
+    texts = load_asr(model, device, batch_size)(wavs, sample_rate)
     gc.collect()
     return texts
 
@@ -103,12 +116,9 @@ def speaker_similarity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_ra
     return [float(np.dot(embed(a), embed(b))) for a, b in pairs]
 
 
-DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
-
-
-def speaker_similarity_wavlm(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int,
-                             model: str = DEFAULT_WAVLM_SV) -> list[float]:
-    """Cosine similarity of WavLM speaker-verification x-vectors (seed-tts-eval's kind of model) for each pair."""
+def load_wavlm(model: str = DEFAULT_WAVLM_SV) -> Callable[[Sequence[tuple[np.ndarray, np.ndarray]], int], list[float]]:
+    """A scorer `(pairs, sample_rate) -> cosines` over WavLM speaker-verification x-vectors (seed-tts-eval's kind
+    of model). Loaded once."""
     import torch
     from transformers import AutoFeatureExtractor, WavLMForXVector
 
@@ -120,14 +130,24 @@ def speaker_similarity_wavlm(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sam
             f"WavLM speaker-verification model '{model}' could not be loaded ({error.__class__.__name__}). Without "
             f"network, download it once (`hf download {model} --local-dir DIR`) and pass --wavlm_model DIR."
         ) from error
-    scores = []
-    with torch.inference_mode():
+
+    @torch.inference_mode()
+    def similarity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> list[float]:
+        scores = []
         for a, b in pairs:
             audio = [resample(np.asarray(w, np.float32), sample_rate, 16_000) for w in (a, b)]
             inputs = extractor(audio, sampling_rate=16_000, return_tensors="pt", padding=True)
             embeddings = torch.nn.functional.normalize(network(**inputs).embeddings, dim=-1)
             scores.append(float((embeddings[0] * embeddings[1]).sum()))
-    del network
+        return scores
+
+    return similarity
+
+
+def speaker_similarity_wavlm(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int,
+                             model: str = DEFAULT_WAVLM_SV) -> list[float]:
+    """Cosine similarity of WavLM speaker-verification x-vectors for each pair."""
+    scores = load_wavlm(model)(pairs, sample_rate)
     gc.collect()
     return scores
 
@@ -145,12 +165,10 @@ def dnsmos(wavs: Sequence[np.ndarray], sample_rate: int) -> list[dict[str, float
     return results
 
 
-UTMOS_REPO = "Blinorot/UTMOS-PyTorch"
-
-
-def utmos(wavs: Sequence[np.ndarray], sample_rate: int, checkpoint: str | None = None) -> list[float]:
-    """UTMOS (UTokyo-SaruLab MOS predictor, fairseq-free `utmos-pytorch`) per clip, one clip at a time as its authors
-    advise. `checkpoint`: a local `utmos_state_dict.pt`; by default it comes from the Hub repo Blinorot/UTMOS-PyTorch."""
+def load_utmos(checkpoint: str | None = None) -> Callable[[Sequence[np.ndarray], int], list[float]]:
+    """A scorer `(wavs, sample_rate) -> UTMOS` (UTokyo-SaruLab MOS predictor, fairseq-free `utmos-pytorch`), one clip
+    at a time as its authors advise. `checkpoint`: a local `utmos_state_dict.pt`; by default it comes from the Hub
+    repo Blinorot/UTMOS-PyTorch. Loaded once."""
     import torch
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     from utmos_pytorch import UTMOSScoreTorch
@@ -163,9 +181,17 @@ def utmos(wavs: Sequence[np.ndarray], sample_rate: int, checkpoint: str | None =
             f"Without network, download them once (`hf download {UTMOS_REPO} utmos_state_dict.pt --local-dir DIR`) "
             "and pass --utmos_checkpoint DIR/utmos_state_dict.pt."
         ) from error
-    scores = [float(model.score(torch.from_numpy(resample(np.asarray(w, np.float32), sample_rate, 16_000))))
-              for w in wavs]
-    del model
+
+    def score(wavs: Sequence[np.ndarray], sample_rate: int) -> list[float]:
+        return [float(model.score(torch.from_numpy(resample(np.asarray(w, np.float32), sample_rate, 16_000))))
+                for w in wavs]
+
+    return score
+
+
+def utmos(wavs: Sequence[np.ndarray], sample_rate: int, checkpoint: str | None = None) -> list[float]:
+    """UTMOS per clip (loads the model, scores, lets it go)."""
+    scores = load_utmos(checkpoint)(wavs, sample_rate)
     gc.collect()
     return scores
 

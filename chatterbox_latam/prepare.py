@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
@@ -102,7 +103,6 @@ class Preparer:
         self.tokenizer = load_text_tokenizer(self.checkpoint)
         self.rejected: list[dict[str, str]] = []
         self.rows_in = 0
-        self._by_id: dict[str, Clip] = {}
 
     # -- rows -> clips -------------------------------------------------------------------------------------------
     def reject(self, row: SourceRow, problem: Rejected) -> None:
@@ -185,11 +185,11 @@ class Preparer:
             tag += "-s3gen"
         return self.cache_dir / "features" / tag
 
-    def feature_path(self, clip: Clip) -> Path:
-        return self.feature_dir / clip.id[:2] / f"{clip.id}.safetensors"
+    def feature_path(self, clip_id: str) -> Path:
+        return self.feature_dir / clip_id[:2] / f"{clip_id}.safetensors"
 
     def extract_features(self, clips: list[Clip]) -> None:
-        todo = [clip for clip in clips if not self.feature_path(clip).exists()]
+        todo = [clip for clip in clips if not self.feature_path(clip.id).exists()]
         if not todo:
             return
         extractor = FeatureExtractor(
@@ -201,7 +201,7 @@ class Preparer:
             for batch in batches:
                 wavs = [sf.read(todo[i].clean_path, dtype="float32")[0] for i in batch]
                 for i, features in zip(batch, extractor.extract(wavs)):
-                    save_atomic(features, self.feature_path(todo[i]))
+                    save_atomic(features, self.feature_path(todo[i].id))
                 bar.update(len(batch))
 
     # -- prompts and splits ------------------------------------------------------------------------------------------
@@ -276,9 +276,9 @@ class Preparer:
 
     def records(self, clips: list[Clip], prompts: dict[str, str], extra_columns: list[str]):
         for clip in clips:
-            own = load_features(self.feature_path(clip))
+            own = load_features(self.feature_path(clip.id))
             prompt_id = prompts[clip.id]
-            prompt = own if prompt_id == clip.id else load_features(self.feature_path(self._by_id[prompt_id]))
+            prompt = own if prompt_id == clip.id else load_features(self.feature_path(prompt_id))
             record = {
                 "id": clip.id, "source": clip.source,
                 "audio": {"bytes": Path(clip.clean_path).read_bytes(), "path": f"{clip.id}.flac"},
@@ -335,7 +335,6 @@ class Preparer:
                 f"No usable rows in {self.config.input_path}: all {self.rows_in} were rejected "
                 f"(see {self.prepared_dir / REPORT_NAME})."
             )
-        self._by_id = {c.id: c for c in clips}
         self.extract_features(clips)
         prompts = self.assign_prompts(clips)
         splits = self.split(clips)
@@ -414,3 +413,14 @@ def load_prepared(prepared_dir: str | os.PathLike):
             f"No prepared dataset in {prepared_dir}: run `python training/prepare_data.py --config RECIPE` first."
         )
     return datasets.load_from_disk(str(path))
+
+
+def row_index(dataset) -> dict[str, tuple[str, int]]:
+    """clip id -> (split, row) over every split: how a row's `prompt_id` finds its reference clip."""
+    return {row_id: (name, i) for name, split in dataset.items() for i, row_id in enumerate(split["id"])}
+
+
+def mono_samples(audio) -> tuple[np.ndarray, int]:
+    """A decoded `Audio` cell (datasets' lazy decoder) as mono float32 and its sample rate."""
+    decoded = audio.get_all_samples()
+    return decoded.data.mean(0).numpy().astype(np.float32), decoded.sample_rate
