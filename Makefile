@@ -41,6 +41,8 @@ demo: install
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
 	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \
 	    --output_dir $(DEMO)/eval --compare_base
+	$(OFFLINE) $(PY) training/merge.py --adapter $(DEMO)/checkpoints/final --output_dir $(DEMO)/merged \
+	    --default_voice $(DEMO)/corpus/audio/speaker_001/audio_001.wav
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests

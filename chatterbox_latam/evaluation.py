@@ -262,7 +262,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     `transcriber` replaces the ASR model (a callable `(wavs, sample_rate) -> texts`); by default the
     `asr_model` checkpoint is loaded, and if it cannot be, WER/CER are skipped with the reason in the report.
     """
-    from .inference import Synthesizer
+    from .inference import ChatterboxLatamTTS
     from .lora import is_adapter_dir, read_adapter_metadata
 
     output_dir = Path(config.output_dir)
@@ -289,7 +289,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         utmos = optional("UTMOS", lambda: metrics.load_utmos(config.utmos_checkpoint))
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    finetuned = Synthesizer.from_checkpoint(config.checkpoint, config.device, base_model=config.base_model)
+    finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model)
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
     del finetuned
     if config.compare_base:
@@ -298,7 +298,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         if not base:
             raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
                              "adapter folder that names it).")
-        systems["base"] = synthesize_all(Synthesizer.from_checkpoint(base, config.device), items,
+        systems["base"] = synthesize_all(ChatterboxLatamTTS.from_pretrained(base, config.device), items,
                                          output_dir / "audio" / "base", config.seed)
     systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
     truth_dir = output_dir / "audio" / "ground_truth"

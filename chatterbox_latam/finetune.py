@@ -83,6 +83,29 @@ def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool):
     )
 
 
+def recipe_summary(recipe: Recipe, n_train: int | None = None) -> dict[str, Any]:
+    """The settings a model card shows (kept in adapter.json, so a pushed adapter documents how it was trained)."""
+    m, t = recipe.model, recipe.training
+    adapted = [name for name, on in (("T3", m.train_t3), ("S3Gen flow", m.train_s3gen)) if on]
+    summary = {
+        "adapted": ", ".join(adapted),
+        "LoRA rank / alpha / dropout": f"{m.lora_rank} / {m.lora_alpha} / {m.lora_dropout}",
+        "T3 target modules": ", ".join(m.target_modules),
+        "trained whole (modules_to_save)": ", ".join(m.modules_to_save or []) or "none",
+        "learning rate": t.learning_rate,
+        "batch size x accumulation": f"{t.batch_size} x {t.gradient_accumulation_steps}",
+        "steps" if t.max_steps and t.max_steps > 0 else "epochs": t.max_steps if t.max_steps and t.max_steps > 0
+        else t.num_epochs,
+        "text loss weight": t.text_loss_weight,
+        "precision": "bf16 autocast" if t.bf16 else "fp32",
+    }
+    if m.train_s3gen:
+        summary["S3Gen target modules"] = ", ".join(m.s3gen_target_modules)
+    if n_train is not None:
+        summary["training clips"] = n_train
+    return summary
+
+
 def build_model(recipe: Recipe, checkpoint) -> tuple[ChatterboxForTraining, Any]:
     """Base T3 (and S3Gen) with LoRA. Returns the training module and the full S3Gen when it is trained or needed
     for the audio samples at evaluation (None otherwise: it is the larger half of the checkpoint to load)."""
@@ -228,7 +251,8 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
                 callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000,
                                                       score=recipe.logging.eval_audio_metrics))
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
-                    "language": recipe.data.language, "accent": None if name == "shared" else name}
+                    "language": recipe.data.language, "accent": None if name == "shared" else name,
+                    "dataset": recipe.data.input_path, "recipe": recipe_summary(recipe, len(subset["train"]))}
         trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,
                                     data_collator=collator, callbacks=callbacks,
                                     record_batch_ids=recipe.training.record_batch_ids, adapter_metadata=metadata)
@@ -244,8 +268,16 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
         if trainer.args.should_save:
             save_adapters(final, model.t3, model.flow, metadata)
         trainer.accelerator.wait_for_everyone()
+        trainer._finish_current_push()
         speech = [entry["loss_speech"] for entry in trainer.state.log_history if "loss_speech" in entry]
         outputs.append(TrainingResult(name, final, speech[0] if speech else None, speech[-1] if speech else None))
+    if recipe.output.push_to_hub and PartialState().is_main_process:
+        from .hub import push_model
+
+        # The final adapters (all accents of a per-accent run) with their card, in one commit.
+        folder = outputs[0].adapter_dir if recipe.training.adapters == "shared" else recipe.output.checkpoint_dir
+        url = push_model(folder, recipe.output.hub_model_id, private=recipe.output.hub_private)
+        logger.info("pushed the adapters to %s", url)
     return outputs
 
 

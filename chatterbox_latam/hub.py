@@ -1,7 +1,9 @@
 """Pushing to the Hugging Face Hub: repos, cards rendered from `hub_cards/`, and clear errors offline.
 
 Cards are `huggingface_hub` `DatasetCard` / `ModelCard` objects rendered from the Jinja templates in `hub_cards/`
-with typed metadata (`DatasetCardData`), so the Hub validates and indexes them.
+with typed metadata (`DatasetCardData`, `ModelCardData` with a `model-index` built from the evaluation's
+results.json), validated by the Hub before anything is uploaded. A model push is one commit: the weights, the card
+and the evaluation report together.
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ def render_dataset_card(summary: dict[str, Any], repo_id: str, settings: dict[st
     )
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures of the HTTP client huggingface_hub uses (httpx2 in recent releases, httpx before)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError, ConnectionError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def _hub_call(what: str, function, *args, **kwargs):
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -79,7 +94,7 @@ def _hub_call(what: str, function, *args, **kwargs):
         hint = {401: "log in with `hf auth login` or set HF_TOKEN (a token with write access)",
                 403: "the token has no write access to that namespace"}.get(status, "check the repo id and your access")
         raise HubError(f"{what} failed ({status}): {hint}. The local files are untouched.") from error
-    except (OSError, ConnectionError) as error:
+    except _transport_errors() as error:
         raise HubError(f"{what}: cannot reach the Hub ({error}). Check the network; the local files are untouched.") from error
 
 
@@ -108,6 +123,207 @@ def push_prepared_dataset(prepared_dir: str | os.PathLike, repo_id: str, private
     _hub_call("Pushing the dataset card", card.push_to_hub, repo_id, repo_type="dataset",
               commit_message="Dataset card from chatterbox-es-latam")
     return f"{api.endpoint}/datasets/{repo_id}"
+
+
+# -- models and adapters -----------------------------------------------------------------------------------------
+ACCENT_NAMES = {"mx": "Mexican", "ar": "Argentine (Rioplatense)", "co": "Colombian", "cl": "Chilean", "pe": "Peruvian",
+                "pr": "Puerto Rican", "ve": "Venezuelan"}
+# results.json key -> (model-index metric type, readable name)
+MODEL_INDEX_METRICS = {
+    "wer_spanish": ("wer", "WER (Spanish normalisation)"),
+    "cer_spanish": ("cer", "CER (Spanish normalisation)"),
+    "wer_whisper": ("wer", "WER (Whisper basic normalisation)"),
+    "cer_whisper": ("cer", "CER (Whisper basic normalisation)"),
+    "speaker_sim": ("speaker_similarity", "Speaker similarity (Resemblyzer)"),
+    "speaker_sim_wavlm": ("speaker_similarity", "Speaker similarity (WavLM)"),
+    "mos": ("dnsmos", "DNSMOS (overall)"),
+    "utmos": ("utmos", "UTMOS"),
+    "rtf": ("rtf", "Real-time factor"),
+}
+# Never uploaded with a model: training state and the Trainer's own outputs.
+IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint", "runs", ".*", "*.bin", "batches-rank*.jsonl", "optimizer.pt",
+                   "scheduler.pt", "rng_state*.pth", "trainer_state.json"]
+
+
+def _is_repo_id(value: str | None) -> bool:
+    import re
+
+    return bool(value) and not os.path.exists(value) and re.fullmatch(r"[\w.-]+/[\w.-]+", value) is not None
+
+
+def model_files(folder: str | os.PathLike) -> tuple[str, list[tuple[Path, str]]]:
+    """What a model push uploads: ("merged" | "adapter", [(local file, path in repo)]).
+
+    A merged model folder is uploaded as it is; an adapter folder too; a per-accent training output
+    (`<accent>/final/`) goes up as `<accent>/...`. Checkpoints and training state are left out.
+    """
+    import fnmatch
+
+    from .lora import accent_adapter_dirs, is_adapter_dir
+    from .modeling import CONFIG_NAME, _read_config
+
+    folder = Path(folder)
+
+    def walk(root: Path, prefix: str) -> list[tuple[Path, str]]:
+        found = []
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in relative.parts
+                                          for pattern in IGNORE_PATTERNS):
+                found.append((path, prefix + relative.as_posix()))
+        return found
+
+    if (folder / CONFIG_NAME).exists() and _read_config(folder).get("layout") == "merged":
+        return "merged", [f for f in walk(folder, "") if f[1] != "README.md"]
+    if is_adapter_dir(folder):
+        return "adapter", [f for f in walk(folder, "") if f[1] != "README.md"]
+    accents = accent_adapter_dirs(folder)
+    if accents:
+        return "adapter", [f for accent, path in accents.items() for f in walk(path, f"{accent}/")
+                           if f[1] != f"{accent}/README.md"]
+    raise HubError(f"{folder} is neither a merged model (training/merge.py's output) nor an adapter folder (t3/, "
+                   "s3gen/, adapter.json) nor a folder of per-accent adapters: check --path.")
+
+
+def evaluation_table(results: dict[str, Any]) -> str:
+    """The evaluation's aggregate numbers as a markdown table, one column per system, with the seed's targets."""
+    from .evaluation import TARGETS, passes
+
+    systems = list(results["systems"])
+    keys = [k for k in MODEL_INDEX_METRICS if any(k in results["systems"][s]["aggregate"] for s in systems)]
+    lines = ["| metric | " + " | ".join(systems) + " | target |", "|---" * (len(systems) + 2) + "|"]
+    for key in keys:
+        cells = []
+        for system in systems:
+            value = results["systems"][system]["aggregate"].get(key)
+            mark = "" if value is None or key not in TARGETS or system == "ground_truth" else \
+                (" ✓" if passes(key, value) else " ✗")
+            cells.append("–" if value is None else f"{value:.3f}{mark}")
+        target = " ".join(str(t) for t in TARGETS[key]) if key in TARGETS else ""
+        lines.append(f"| {MODEL_INDEX_METRICS[key][1]} | " + " | ".join(cells) + f" | {target} |")
+    text = "\n".join(lines)
+    text += (f"\n\n{results['n_sentences']} test sentences from `{results['test_data']}`, each spoken with another "
+             f"utterance of the same speaker as the voice prompt; device {results['device']}.")
+    if results.get("skipped"):
+        text += " Not measured: " + "; ".join(f"{k} ({v.split('.')[0]})" for k, v in results["skipped"].items()) + "."
+    return text
+
+
+def eval_results(results: dict[str, Any], dataset_id: str | None, system: str = "finetuned"):
+    """`EvalResult`s (the card's model-index) of one system of an evaluation's results.json."""
+    from huggingface_hub import EvalResult
+
+    aggregate = results["systems"][system]["aggregate"]
+    dataset_type = dataset_id or Path(str(results["test_data"])).name or "custom"
+    entries = []
+    for key, (metric_type, metric_name) in MODEL_INDEX_METRICS.items():
+        if key in aggregate:
+            name = f"{metric_name} ({results['device']})" if key == "rtf" else metric_name
+            entries.append(EvalResult(task_type="text-to-speech", task_name="Text-to-Speech",
+                                      dataset_type=dataset_type, dataset_name=dataset_id or dataset_type,
+                                      dataset_split="test", metric_type=metric_type, metric_name=name,
+                                      metric_value=round(float(aggregate[key]), 4)))
+    return entries
+
+
+def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str, Any] | None = None,
+                      base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit"):
+    """The card of a merged model or of adapters, with metadata the Hub indexes (see `hub_cards/model_card.md`)."""
+    import logging
+
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .lora import accent_adapter_dirs, is_adapter_dir, read_adapter_metadata
+    from .modeling import _read_config
+
+    folder = Path(folder)
+    kind, files = model_files(folder)
+    merged = _read_config(folder) if kind == "merged" else {}
+    if kind == "merged":
+        metadata = merged.get("adapter_metadata", {})
+        accents = [merged["accent"]] if merged.get("accent") else []
+    else:
+        dirs = {"": folder} if is_adapter_dir(folder) else accent_adapter_dirs(folder)
+        per = {name: read_adapter_metadata(path) for name, path in dirs.items()}
+        metadata = next(iter(per.values()))
+        accents = sorted({m["accent"] for m in per.values() if m.get("accent")})
+    base = base_model_id or merged.get("base_model") or metadata.get("base_model")
+    if not _is_repo_id(base):
+        logging.getLogger(__name__).warning("base model %r is not a Hub repo id: the card names no base_model "
+                                            "(pass --base_model_id)", base)
+        base_id = None
+    else:
+        base_id = base
+    dataset = dataset_id or metadata.get("dataset")
+    datasets = [dataset] if _is_repo_id(dataset) else None
+    parts = merged.get("adapted") if kind == "merged" else \
+        sorted({rel.split("/")[-2] for _, rel in files if rel.endswith("adapter_config.json")})
+    adapted = [{"t3": "T3 (Llama backbone)", "s3gen": "S3Gen flow"}.get(p, p) for p in parts or []]
+    model_name = repo_id.split("/")[-1]
+    card_data = ModelCardData(
+        language=["es"],
+        license=license,
+        library_name="chatterbox-latam",
+        pipeline_tag="text-to-speech",
+        base_model=base_id,
+        base_model_relation=("merge" if kind == "merged" else "adapter") if base_id else None,
+        datasets=datasets,
+        tags=["text-to-speech", "chatterbox", "latin-american-spanish", "voice-cloning",
+              *(["lora", "peft"] if kind == "adapter" else ["lora-merged"]), *[f"accent-{a}" for a in accents]],
+        model_name=model_name,
+        eval_results=eval_results(results, datasets[0] if datasets else None) if results else None,
+    )
+    check = merged.get("merge_check", {})
+    merge_check_text = ""
+    if check:
+        worst = max(check["max_relative_difference"].values())
+        merge_check_text = f"{worst:.1e} relative difference on probe inputs (tolerance {check['tolerance']:.0e})"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(CARDS_DIR / "model_card.md"),
+        kind=kind,
+        model_name=model_name,
+        repo_id=repo_id,
+        base_model=base,
+        accents=accents,
+        accent_names=ACCENT_NAMES,
+        adapted=adapted,
+        torch_dtype=merged.get("torch_dtype", "float32"),
+        upstream_layout=any(p == "s3gen.pt" for _, p in files),
+        merge_check_text=merge_check_text,
+        recipe=metadata.get("recipe"),
+        datasets=datasets,
+        evaluation=evaluation_table(results) if results else None,
+    )
+
+
+def push_model(folder: str | os.PathLike, repo_id: str, private: bool = False, results_path: str | None = None,
+               base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit") -> str:
+    """Pushes a merged model or adapters with their card (and the evaluation's results.json / report.md under
+    `evaluation/`) in one commit; returns the repo URL. The card is also written to `<folder>/README.md`."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    folder = Path(folder)
+    _, files = model_files(folder)
+    results = None
+    operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for path, rel in files]
+    if results_path:
+        results_path = Path(results_path)
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        for extra in (results_path, results_path.with_name("report.md")):
+            if extra.exists():
+                operations.append(CommitOperationAdd(path_in_repo=f"evaluation/{extra.name}",
+                                                     path_or_fileobj=str(extra)))
+    card = render_model_card(folder, repo_id, results, base_model_id, dataset_id, license)
+    card.save(folder / "README.md")
+    _hub_call("Checking the card's metadata", card.validate, repo_type="model")
+    operations.append(CommitOperationAdd(path_in_repo="README.md",
+                                         path_or_fileobj=str(card).encode("utf-8")))
+    api = HfApi()
+    _hub_call(f"Creating {repo_id}", api.create_repo, repo_id, private=private, exist_ok=True)
+    _hub_call(f"Uploading {folder} to {repo_id}", api.create_commit, repo_id=repo_id, operations=operations,
+              commit_message=f"Upload {folder.name} with chatterbox-es-latam")
+    return f"{api.endpoint}/{repo_id}"
 
 
 CHECKPOINT_PATH_IN_REPO = "last-checkpoint"

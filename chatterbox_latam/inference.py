@@ -8,7 +8,9 @@ layers 9-13 for its alignment heuristic) and can stop early at a token budget.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,78 +93,183 @@ def default_max_new_tokens(text: str) -> int:
     return max(50, min(1000, int(25 * (len(text) / 8 + 2))))
 
 
-class Synthesizer:
-    """A base checkpoint with optional adapters, and `synthesize(text, reference)` through the project's decoder.
+class ChatterboxLatamTTS:
+    """Chatterbox fine-tuned for Latin-American Spanish: a merged model, or a base with one or several adapters.
 
-    Conditioning comes from upstream `prepare_conditionals` (VoiceEncoder embedding, 6 s of prompt tokens, S3Gen
+        from chatterbox_latam import ChatterboxLatamTTS
+        model = ChatterboxLatamTTS.from_pretrained("USER/chatterbox-es-latam", device="cuda")
+        wav = model.generate("¿Qué onda? Nos vemos el 5 de mayo.", audio_prompt_path="voz.wav")
+        torchaudio.save("salida.wav", wav, model.sr)
+
+    `generate` mirrors upstream `ChatterboxMultilingualTTS.generate` (a (1, samples) tensor at `sr`, watermarked)
+    with the language fixed to Spanish and an `accent` choice: with per-accent adapters loaded together it picks
+    the adapter; it also picks the number-to-words and currency conventions of the text normalisation. Voice
+    conditioning is upstream's `prepare_conditionals` (VoiceEncoder embedding, 6 s of prompt tokens, S3Gen
     reference), so a voice is cloned exactly as upstream clones it.
     """
 
-    def __init__(self, tts, language: str = "es", accent: str | None = None):
+    def __init__(self, tts, language: str = "es", accent: str | None = None, adapters: list[str] | None = None):
         self.tts = tts
         self.language = language
         self.accent = accent
+        self.adapters = list(adapters or [])
         self.sr = tts.sr
+        self._voices: dict[tuple, Any] = {}
+
+    @property
+    def device(self) -> str:
+        return str(self.tts.device)
+
+    @property
+    def accents(self) -> list[str]:
+        """Accents with their own adapter (empty for a merged model or one shared adapter)."""
+        from .config import ACCENTS
+
+        return [name for name in self.adapters if name in ACCENTS]
 
     @classmethod
-    def from_checkpoint(cls, name_or_path: str, device: str = "cpu", base_model: str | None = None) -> "Synthesizer":
-        """An adapter folder (its adapter.json names the base, or pass `base_model`), or a model checkpoint
-        (local folder or Hub repo id)."""
-        from .lora import ADAPTER_METADATA, S3GEN_DIR, T3_DIR, apply_adapters, is_adapter_dir, read_adapter_metadata
-        from .modeling import load_chatterbox
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu", base_model: str | None = None,
+                        revision: str | None = None) -> "ChatterboxLatamTTS":
+        """Loads, from a local folder or a Hub repo id:
+        - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint;
+        - an adapter folder (`t3/`, `s3gen/`, `adapter.json`): its base comes from adapter.json or `base_model`;
+        - a folder of per-accent adapters (`mx/`, `ar/`, ... each an adapter folder, or holding one in `final/`):
+          all load onto one base, and `generate(..., accent=...)` picks one per call.
+        """
+        from .lora import accent_adapter_dirs, apply_adapters, is_adapter_dir, read_adapter_metadata
+        from .modeling import load_chatterbox, resolve_checkpoint
 
-        if not Path(name_or_path).exists() and name_or_path.count("/") == 1:  # a Hub repo: an adapter one?
-            from huggingface_hub import snapshot_download
-            from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        source = str(name_or_path)
+        if not Path(source).exists() and source.count("/") == 1 and not source.startswith((".", "/", "~")):
+            source = _adapter_snapshot(source, revision) or source
+        adapters: dict[str, Path] = {}
+        if Path(source).is_dir():
+            adapters = {"default": Path(source)} if is_adapter_dir(source) else accent_adapter_dirs(source)
+        if not adapters:
+            checkpoint = resolve_checkpoint(source, revision=revision)
+            config = checkpoint.config
+            return cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"))
+        metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
+        bases = {base_model or m.get("base_model") for m in metadata.values()}
+        if None in bases or "" in bases:
+            raise ValueError(f"{source} holds adapters without adapter.json: pass the base model they were trained on "
+                             "(base_model=... / --base_model).")
+        if len(bases) > 1:
+            raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases)}: load them "
+                             "one at a time.")
+        tts = load_chatterbox(bases.pop(), device)
+        for name, path in adapters.items():
+            apply_adapters(tts, path, adapter_name=name)
+        first = next(iter(metadata.values()))
+        accent = first.get("accent") if len(adapters) == 1 else None
+        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters))
 
-            try:
-                local = snapshot_download(name_or_path, allow_patterns=[ADAPTER_METADATA, f"{T3_DIR}/*",
-                                                                        f"{S3GEN_DIR}/*"])
-                if is_adapter_dir(local):
-                    name_or_path = local
-            except (HfHubHTTPError, LocalEntryNotFoundError):
-                pass  # load_chatterbox below says what is missing
-        if is_adapter_dir(name_or_path):
-            metadata = read_adapter_metadata(name_or_path)
-            base = base_model or metadata.get("base_model")
-            if not base:
-                raise ValueError(f"{name_or_path} is an adapter without adapter.json: pass the base model it was "
-                                 "trained on (--base_model).")
-            tts = apply_adapters(load_chatterbox(base, device), name_or_path)
-            return cls(tts, metadata.get("language") or "es", metadata.get("accent"))
-        return cls(load_chatterbox(name_or_path, device))
+    # -- voices ----------------------------------------------------------------------------------------------------
+    def voice(self, audio_prompt_path: str | os.PathLike | None, exaggeration: float = 0.5):
+        """Upstream `Conditionals` for a reference clip (cached per file and exaggeration), or the default voice."""
+        from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    def conditionals(self, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5):
-        import os
+        if audio_prompt_path is None:
+            if self.tts.conds is None:
+                raise ValueError("This model has no default voice: pass audio_prompt_path=<a WAV of the voice to "
+                                 "clone> (merge with --default_voice to give it one).")
+            conds = self.tts.conds
+        else:
+            stat = os.stat(audio_prompt_path)
+            key = (os.path.abspath(audio_prompt_path), stat.st_mtime_ns, stat.st_size)
+            if key not in self._voices:
+                default = self.tts.conds
+                try:  # upstream stores the result on the model; keep the default voice as it was
+                    self.tts.prepare_conditionals(str(audio_prompt_path), exaggeration=exaggeration)
+                    self._voices = {**dict(list(self._voices.items())[-7:]), key: self.tts.conds}
+                finally:
+                    self.tts.conds = default
+            conds = self._voices[key]
+        if float(conds.t3.emotion_adv.flatten()[0]) != float(exaggeration):
+            t3 = conds.t3
+            conds = type(conds)(T3Cond(speaker_emb=t3.speaker_emb, cond_prompt_speech_tokens=t3.cond_prompt_speech_tokens,
+                                       emotion_adv=exaggeration * torch.ones(1, 1, 1, device=t3.speaker_emb.device)),
+                                conds.gen)
+        return conds
+
+    def _use_adapter(self, accent: str | None) -> str | None:
+        if not self.adapters:
+            return accent or self.accent
+        if len(self.adapters) == 1:
+            name = self.adapters[0]
+        else:
+            name = accent or self.accent
+            if name not in self.adapters:
+                raise ValueError(f"accent={name!r}: this model has adapters for {self.adapters}; pick one of them.")
+        for module in (self.tts.t3, self.tts.s3gen.flow):
+            if hasattr(module, "set_adapter") and name in getattr(module, "peft_config", {}):
+                module.set_adapter(name)
+        return accent or (name if name != "default" else self.accent)
+
+    # -- synthesis -------------------------------------------------------------------------------------------------
+    def generate(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
+                 cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
+                 seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
+                 max_new_tokens: int | None = None) -> torch.Tensor:
+        """Speech of `text` in the voice of `audio_prompt_path` (or the model's default voice): a (1, samples)
+        float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the sampling repeatable."""
+        conds = self.voice(audio_prompt_path, exaggeration)
+        wav = self._speak(text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+                          max_new_tokens)
+        return torch.from_numpy(wav).unsqueeze(0)
+
+    def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
+                   cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
+                   accent: str | None = None, max_new_tokens: int | None = None) -> np.ndarray:
+        """`generate` for a reference given as samples: a 1-D float32 array at `self.sr`."""
         import tempfile
 
         import soundfile as sf
 
-        handle, path = tempfile.mkstemp(suffix=".wav")
-        os.close(handle)
-        try:
+        with tempfile.TemporaryDirectory(prefix="chatterbox-latam-") as tmp:
+            path = Path(tmp) / "reference.wav"
             sf.write(path, np.asarray(reference, dtype=np.float32), reference_sr)
-            self.tts.prepare_conditionals(path, exaggeration=exaggeration)
-        finally:
-            os.unlink(path)
-        return self.tts.conds
+            conds = self.voice(path, exaggeration)
+            self._voices.clear()  # keyed by a path that is about to disappear
+        return self._speak(text, conds, cfg_weight, temperature, accent, seed, 2.0, 0.05, 1.0, max_new_tokens)
 
-    def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
-                   cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
-                   max_new_tokens: int | None = None) -> np.ndarray:
-        """24 kHz watermarked speech of `text` in the voice of `reference`."""
+    def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+               max_new_tokens) -> np.ndarray:
         import torch.nn.functional as F
 
         from .text import encode_text, text_for_model
 
-        conds = self.conditionals(reference, reference_sr, exaggeration)
+        if not text or not text.strip():
+            raise ValueError("text is empty: give the sentence to speak.")
+        accent = self._use_adapter(accent)
         t3 = self.tts.t3
-        ids = encode_text(self.tts.tokenizer, text_for_model(text, accent=self.accent), self.language)
+        ids = encode_text(self.tts.tokenizer, text_for_model(text, accent=accent), self.language)
         tokens = F.pad(torch.tensor([ids]), (1, 0), value=t3.hp.start_text_token)
         tokens = F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=t3.device).manual_seed(seed)
-        speech = decode_speech_tokens(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
-                                      temperature=temperature, cfg_weight=cfg_weight, generator=generator)
-        return tokens_to_wav(self.tts.s3gen, speech, conds.gen, sample_rate=self.sr)
+        devices = [torch.device(self.device)] if torch.device(self.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)  # T3's sampling and HiFT's noise source both draw from it
+            speech = decode_speech_tokens(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
+                                          temperature=temperature, cfg_weight=cfg_weight,
+                                          repetition_penalty=repetition_penalty, min_p=min_p, top_p=top_p)
+            return tokens_to_wav(self.tts.s3gen, speech, conds.gen, sample_rate=self.sr)
+
+
+def _adapter_snapshot(repo_id: str, revision: str | None) -> str | None:
+    """Downloads a Hub repo's adapter files when it is an adapter repo; None for a model repo (or an unreachable
+    one: the model loader then says what is missing)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from .lora import ADAPTER_METADATA, accent_adapter_dirs, is_adapter_dir
+
+    try:
+        local = snapshot_download(repo_id, revision=revision,
+                                  allow_patterns=[ADAPTER_METADATA, "t3/*", "s3gen/*", "*/" + ADAPTER_METADATA,
+                                                  "*/t3/*", "*/s3gen/*"],
+                                  ignore_patterns=["checkpoint-*", "last-checkpoint/*"])
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError):
+        return None
+    return local if is_adapter_dir(local) or accent_adapter_dirs(local) else None
+

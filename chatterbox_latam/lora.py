@@ -111,16 +111,45 @@ def load_adapter_weights(adapter_dir: str | Path, t3_peft=None, flow_peft=None) 
             logger.warning("%s adapter: %d unexpected keys, e.g. %s", name, len(unexpected), unexpected[:3])
 
 
-def apply_adapters(tts, adapter_dir: str | Path):
-    """Puts saved adapters onto a loaded upstream `ChatterboxMultilingualTTS` (inference): T3 and/or S3Gen."""
+def apply_adapters(tts, adapter_dir: str | Path, adapter_name: str = "default"):
+    """Puts saved adapters onto a loaded upstream `ChatterboxMultilingualTTS` (inference): T3 and/or S3Gen.
+
+    Called again with another `adapter_name` it adds that adapter beside the first (PEFT multi-adapter), so several
+    accents share one base in memory; `set_adapter(name)` on `tts.t3` / `tts.s3gen.flow` switches between them.
+    """
     from peft import PeftModel
 
     adapter_dir = Path(adapter_dir)
-    if (adapter_dir / T3_DIR / "adapter_config.json").exists():
-        tts.t3 = PeftModel.from_pretrained(tts.t3, str(adapter_dir / T3_DIR)).eval()
-    if (adapter_dir / S3GEN_DIR / "adapter_config.json").exists():
-        tts.s3gen.flow = PeftModel.from_pretrained(tts.s3gen.flow, str(adapter_dir / S3GEN_DIR)).eval()
+    parts = [(T3_DIR, tts, "t3"), (S3GEN_DIR, tts.s3gen, "flow")]
+    for folder, owner, attribute in parts:
+        path = adapter_dir / folder
+        module = getattr(owner, attribute)
+        wrapped = isinstance(module, PeftModel)
+        if not (path / "adapter_config.json").exists():
+            if wrapped:
+                raise ValueError(f"{adapter_dir} has no {folder} adapter, but the adapters already loaded do: "
+                                 "adapters loaded together must adapt the same models.")
+            continue
+        if wrapped:
+            module.load_adapter(str(path), adapter_name=adapter_name)
+        elif adapter_name != "default" and any(isinstance(getattr(o, a), PeftModel) for _, o, a in parts):
+            raise ValueError(f"{adapter_dir} adapts {folder}, which the adapters already loaded do not: adapters "
+                             "loaded together must adapt the same models.")
+        else:
+            setattr(owner, attribute, PeftModel.from_pretrained(module, str(path), adapter_name=adapter_name).eval())
     return tts
+
+
+def accent_adapter_dirs(path: str | Path) -> dict[str, Path]:
+    """Per-accent adapters under `path`: `<accent>/` or `<accent>/final/` holding an adapter (training's layout
+    with `adapters: per_accent`, and the layout of a pushed per-accent adapter repo)."""
+    found = {}
+    for child in sorted(Path(path).iterdir()) if Path(path).is_dir() else []:
+        for candidate in (child, child / "final"):
+            if child.is_dir() and not child.name.startswith(("checkpoint-", ".")) and is_adapter_dir(candidate):
+                found[child.name] = candidate
+                break
+    return found
 
 
 def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -68,6 +68,16 @@ LAYOUTS = {
         tokenizer="grapheme_mtl_merged_expanded_v1.json",
         support_repo="ResembleAI/chatterbox",
     ),
+    # What `chatterbox_latam.merge` writes: every file safetensors. The T3 file keeps upstream's name, so a
+    # full-size merged folder that also holds upstream's ve.pt / s3gen.pt / conds.pt loads with `from_local` too.
+    "merged": CheckpointLayout(
+        name="merged",
+        ve="ve.safetensors",
+        t3="t3_mtl23ls_v2.safetensors",
+        s3gen="s3gen.safetensors",
+        tokenizer="grapheme_mtl_merged_expanded_v1.json",
+        conds="conds.safetensors",
+    ),
 }
 REPO_LAYOUTS = {
     "resembleai/chatterbox": "multilingual",
@@ -110,7 +120,7 @@ def _detect_layout(directory: Path, config: dict[str, Any]) -> CheckpointLayout:
     if config.get("layout") in LAYOUTS:
         return LAYOUTS[config["layout"]]
     for layout in LAYOUTS.values():
-        if (directory / layout.t3).exists():
+        if layout.name != "merged" and (directory / layout.t3).exists():
             return layout
     present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     expected = ", ".join(f"{layout.t3} ({layout.name})" for layout in LAYOUTS.values())
@@ -148,6 +158,20 @@ def _download(repo_id: str, filenames: list[str], revision: str | None) -> Path:
         ) from error
 
 
+def _remote_config(repo_id: str, revision: str | None) -> dict[str, Any]:
+    """The project's config.json of a Hub repo ({} when the repo has none, e.g. ResembleAI's own repos)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = hf_hub_download(repo_id, CONFIG_NAME, revision=revision, token=os.getenv("HF_TOKEN"))
+    except EntryNotFoundError:
+        return {}
+    except Exception:  # noqa: BLE001 - unreachable repo: the download of the weights below says what to do
+        return {}
+    return _read_config(Path(path).parent)
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = None, revision: str | None = None) -> Checkpoint:
     """Finds a checkpoint's files: a local folder as it is, a Hub repo id through `snapshot_download`.
 
@@ -165,7 +189,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
             "Point base_model to a folder in the ResembleAI/chatterbox file layout or to a repo id."
         )
     else:
-        layout = LAYOUTS[variant or REPO_LAYOUTS.get(source.lower(), "multilingual")]
+        name = variant or REPO_LAYOUTS.get(source.lower()) or _remote_config(source, revision).get("layout")
+        layout = LAYOUTS[name or "multilingual"]
         own = [layout.t3, layout.s3gen, CONFIG_NAME]
         if not layout.support_repo:
             own += [layout.ve, layout.tokenizer, *([layout.conds] if layout.conds else [])]
@@ -303,9 +328,14 @@ def load_text_tokenizer(checkpoint: Checkpoint):
     return cls(str(checkpoint.paths["tokenizer"]))
 
 
-def load_chatterbox(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", variant: str | None = None):
-    """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves."""
-    checkpoint = resolve_checkpoint(name_or_path, variant=variant)
+def load_chatterbox(name_or_path: "str | os.PathLike | Checkpoint", device: str | torch.device = "cpu",
+                    variant: str | None = None):
+    """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves
+    (or from an already resolved `Checkpoint`)."""
+    if isinstance(name_or_path, Checkpoint):
+        checkpoint = name_or_path
+    else:
+        checkpoint = resolve_checkpoint(name_or_path, variant=variant)
     device = str(device)
     parts = dict(
         t3=load_t3(checkpoint, device),
@@ -322,5 +352,30 @@ def load_chatterbox(name_or_path: str | os.PathLike, device: str | torch.device 
         from chatterbox.tts import Conditionals
     conds = None
     if "conds" in checkpoint.paths:
-        conds = Conditionals.load(checkpoint.paths["conds"], map_location="cpu").to(device)
+        path = checkpoint.paths["conds"]
+        conds = load_conditionals(path) if path.suffix == ".safetensors" else Conditionals.load(path, "cpu")
+        conds = conds.to(device)
     return cls(conds=conds, **parts)
+
+
+def save_conditionals(conds, path: str | os.PathLike) -> None:
+    """Writes upstream `Conditionals` (a default voice: T3Cond + S3Gen reference) as safetensors, one tensor per
+    field (`t3.speaker_emb`, `gen.prompt_feat`, ...), instead of upstream's pickle (`conds.pt`)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"t3.{k}": v for k, v in conds.t3.__dict__.items() if torch.is_tensor(v)}
+    tensors.update({f"gen.{k}": v for k, v in conds.gen.items() if torch.is_tensor(v)})
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def load_conditionals(path: str | os.PathLike):
+    """Upstream `Conditionals` from `save_conditionals`' file."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+    from chatterbox.mtl_tts import Conditionals
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    t3 = {k[3:]: v for k, v in state.items() if k.startswith("t3.")}
+    gen = {k[4:]: v for k, v in state.items() if k.startswith("gen.")}
+    gen.setdefault("prompt_feat_len", None)
+    return Conditionals(T3Cond(**t3), gen)

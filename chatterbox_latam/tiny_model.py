@@ -72,8 +72,17 @@ def build_grapheme_tokenizer_json() -> str:
     return tokenizer.to_str(pretty=True)
 
 
-def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: bool = False) -> Path:
+FULL_SIZE_CONFIG = {"model_type": MODEL_TYPE, "layout": "multilingual", "tiny_version": TINY_VERSION,
+                    "full_size": True}
+
+
+def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: bool = False,
+                          full_size: bool = False) -> Path:
     """Writes the tiny checkpoint to `output_dir` and returns it; an existing complete one is reused.
+
+    `full_size` builds upstream's sizes instead (T3 30 layers, the whole S3Gen; ~3 GB, random weights): what
+    speed measurements and the upstream-compatibility checks need. Its config.json records no reduced sizes, so
+    it loads like the real checkpoint (upstream's `from_local` included).
 
     The folder is assembled in a temporary sibling and renamed into place, so an interrupted build never leaves
     a folder that looks complete.
@@ -84,17 +93,20 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
     output_dir = Path(output_dir)
     config_path = output_dir / CONFIG_NAME
     if not force and config_path.exists():
-        if json.loads(config_path.read_text()).get("tiny_version") == TINY_VERSION:
+        existing = json.loads(config_path.read_text())
+        if existing.get("tiny_version") == TINY_VERSION and existing.get("full_size", False) == full_size:
             return output_dir
     layout = LAYOUTS["multilingual"]
+    config = FULL_SIZE_CONFIG if full_size else TINY_CONFIG
     with staged_directory(output_dir) as staging:
         torch.manual_seed(seed)
         (staging / layout.tokenizer).write_text(build_grapheme_tokenizer_json(), encoding="utf-8")
         torch.save(VoiceEncoder().state_dict(), staging / layout.ve)
-        t3 = build_t3(TINY_CONFIG)
+        t3 = build_t3(config)
         save_file({k: v.contiguous() for k, v in t3.state_dict().items()}, str(staging / layout.t3))
-        torch.save(build_s3gen(TINY_CONFIG).state_dict(), staging / layout.s3gen)
-        (staging / CONFIG_NAME).write_text(json.dumps({**TINY_CONFIG, "seed": seed}, indent=2), encoding="utf-8")
+        del t3
+        torch.save(build_s3gen(config).state_dict(), staging / layout.s3gen)
+        (staging / CONFIG_NAME).write_text(json.dumps({**config, "seed": seed}, indent=2), encoding="utf-8")
     return output_dir
 
 
@@ -103,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", default="runs/demo/tiny_model", help="Folder to write the checkpoint to.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random initialisation.")
     parser.add_argument("--force", action="store_true", help="Rebuild even if a complete checkpoint is there.")
+    parser.add_argument("--full_size", action="store_true", help="Upstream's sizes (~3 GB) instead of the tiny ones.")
     args = parser.parse_args(argv)
-    path = build_tiny_checkpoint(args.output_dir, seed=args.seed, force=args.force)
+    path = build_tiny_checkpoint(args.output_dir, seed=args.seed, force=args.force, full_size=args.full_size)
     print(f"tiny checkpoint: {path}")
 
 

@@ -103,6 +103,27 @@ class ChatterboxTrainer(Trainer):
         model = _unwrap(model or self.model)
         load_adapter_weights(resume_from_checkpoint, model.t3, model.flow)
 
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """With `push_to_hub`, each checkpoint's adapters go to the repo (under `<accent>/` for per-accent
+        adapters) in the background, the way the Trainer pushes weights; resumable training state is the job of
+        `training/sync_checkpoints.py`, which only ever sends complete checkpoints."""
+        from huggingface_hub import HfApi
+        from transformers.utils.hub import PushInProgress
+
+        from .lora import ADAPTER_METADATA, S3GEN_DIR, T3_DIR
+
+        if not self.is_world_process_zero():
+            return
+        if self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return  # the previous push is still going: skip this one, as the Trainer does
+        accent = (self.adapter_metadata or {}).get("accent")
+        job = HfApi().upload_folder(
+            repo_id=self.hub_model_id, folder_path=checkpoint_folder, path_in_repo=f"{accent}/" if accent else "",
+            allow_patterns=[ADAPTER_METADATA, f"{T3_DIR}/*", f"{S3GEN_DIR}/*"], run_as_future=True,
+            commit_message=f"Training in progress, step {self.state.global_step}", token=self.args.hub_token,
+        )
+        self.push_in_progress = PushInProgress([job])
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:

@@ -161,6 +161,10 @@ class HubHandler(BaseHTTPRequestHandler):
                 self.send(500, {"error": f"{type(error).__name__}: {error}"})
 
     def dispatch(self, method: str, path: str, query: dict):
+        writes = method in ("POST", "PUT") and path != "/api/validate-yaml" and not path.startswith("/lfs-upload/")
+        if writes and not self.headers.get("authorization"):  # as the Hub: writing needs a token
+            return self.send(401, {"error": "Invalid username or password."},
+                             headers={"X-Error-Message": "Invalid username or password."})
         if method == "POST" and path == "/api/repos/create":
             return self.create_repo(json.loads(self.body() or b"{}"))
         if method == "POST" and path == "/api/validate-yaml":
@@ -219,7 +223,40 @@ class HubHandler(BaseHTTPRequestHandler):
         for key in ("task_categories", "tags", "datasets"):
             if key in metadata and not isinstance(metadata[key], list):
                 errors.append({"message": f"{key} must be a list"})
+        bases = metadata.get("base_model", [])
+        for base in [bases] if isinstance(bases, str) else bases:
+            if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(base)):
+                errors.append({"message": f"base_model {base!r} is not a model id"})
+        if metadata.get("base_model_relation") not in (None, "adapter", "merge", "quantized", "finetune"):
+            errors.append({"message": f"base_model_relation {metadata['base_model_relation']!r} is not allowed"})
+        if "base_model_relation" in metadata and not bases:
+            errors.append({"message": "base_model_relation needs a base_model"})
+        errors += [{"message": m} for m in self.model_index_errors(metadata.get("model-index"))]
         self.send(400 if errors else 200, {"errors": errors, "warnings": []})
+
+    @staticmethod
+    def model_index_errors(index) -> list[str]:
+        """The shape the Hub requires of `model-index` (name; results with task.type, dataset type and name,
+        metrics with type and value)."""
+        if index is None:
+            return []
+        if not isinstance(index, list):
+            return ["model-index must be a list"]
+        errors = []
+        for entry in index:
+            if not isinstance(entry, dict) or "name" not in entry or not isinstance(entry.get("results"), list):
+                errors.append("model-index entries need a name and a list of results")
+                continue
+            for result in entry["results"]:
+                if not isinstance(result.get("task"), dict) or "type" not in result["task"]:
+                    errors.append("model-index result without task.type")
+                dataset = result.get("dataset")
+                if not isinstance(dataset, dict) or not {"type", "name"} <= set(dataset):
+                    errors.append("model-index result without dataset type and name")
+                for metric in result.get("metrics") or [None]:
+                    if not isinstance(metric, dict) or not {"type", "value"} <= set(metric):
+                        errors.append("model-index metric without type and value")
+        return errors
 
     def lfs_batch(self, payload: dict):
         objects = []

@@ -73,9 +73,9 @@ def test_adapter_loads_by_hub_repo_id(adapter, hub):
     from huggingface_hub import HfApi
     from peft import PeftModel
 
-    from chatterbox_latam.inference import Synthesizer
+    from chatterbox_latam import ChatterboxLatamTTS
 
     HfApi().create_repo("latam/tiny-adapter")
     HfApi().upload_folder(repo_id="latam/tiny-adapter", folder_path=str(adapter))
-    synthesizer = Synthesizer.from_checkpoint("latam/tiny-adapter")
-    assert isinstance(synthesizer.tts.t3, PeftModel) and synthesizer.language == "es"
+    model = ChatterboxLatamTTS.from_pretrained("latam/tiny-adapter")
+    assert isinstance(model.tts.t3, PeftModel) and model.language == "es"
