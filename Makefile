@@ -9,11 +9,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := runs/demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := ffmpeg espeak-ng sox libsndfile1
+# chromium: the Space's browser tests drive it headless through Playwright.
+SYSTEM_PACKAGES := ffmpeg espeak-ng sox libsndfile1 chromium
 # Nothing here needs the Hub: the demo and tests use local stand-ins (the tokenizer would otherwise retry ~28 s).
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install system demo test lock benchmark-prepare benchmark-training clean-demo
+PORT ?= 7860
+
+.PHONY: install system demo test space lock benchmark-prepare benchmark-training clean-demo
 
 install: system $(STAMP)
 
@@ -46,6 +49,12 @@ demo: install
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
+
+# The Gradio Space and its REST API on the demo's merged model: http://127.0.0.1:$(PORT)/ (API docs at /docs).
+space: install
+	@test -f $(DEMO)/merged/config.json || { echo "No merged demo model in $(DEMO)/merged: run 'make demo' first."; exit 1; }
+	@echo "serving $(DEMO)/merged on http://127.0.0.1:$(PORT)/"
+	$(OFFLINE) CHATTERBOX_LATAM_MODEL=$(DEMO)/merged GRADIO_SERVER_PORT=$(PORT) $(PY) space/app.py
 
 benchmark-prepare: install
 	$(OFFLINE) $(PY) benchmarks/prepare.py

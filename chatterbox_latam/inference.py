@@ -8,7 +8,10 @@ layers 9-13 for its alignment heuristic) and can stop early at a token budget.
 from __future__ import annotations
 
 import functools
+import io
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +77,8 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
     if speech_tokens.numel() == 0:
         return np.zeros(0, dtype=np.float32)
     wav, _ = s3gen.inference(speech_tokens=speech_tokens.to(s3gen.device), ref_dict=ref_dict)
-    wav = wav.squeeze(0).detach().cpu().numpy()
-    if watermark:
-        wav = _watermarker().apply_watermark(wav, sample_rate=sample_rate)
-    return wav.astype(np.float32)
+    wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
+    return apply_watermark(wav, sample_rate) if watermark else wav
 
 
 @functools.lru_cache(maxsize=1)
@@ -212,11 +213,30 @@ class ChatterboxLatamTTS:
                  seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
                  max_new_tokens: int | None = None) -> torch.Tensor:
         """Speech of `text` in the voice of `audio_prompt_path` (or the model's default voice): a (1, samples)
-        float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the sampling repeatable."""
+        float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the sampling repeatable.
+
+        Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
+        pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech."""
+        chunks = list(self.stream(text, audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
+                                  repetition_penalty, min_p, top_p, max_new_tokens, watermark=False))
+        wav = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        return torch.from_numpy(apply_watermark(wav, self.sr)).unsqueeze(0)
+
+    def stream(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
+               cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
+               seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
+               max_new_tokens: int | None = None, watermark: bool = True) -> Iterator[np.ndarray]:
+        """`generate` one sentence at a time: yields 1-D float32 chunks at `self.sr` (each watermarked, followed by
+        its pause), so playback can start after the first sentence."""
+        sentences = split_sentences(text)
+        if not sentences:
+            raise ValueError("text is empty: give the sentence to speak.")
         conds = self.voice(audio_prompt_path, exaggeration)
-        wav = self._speak(text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
-                          max_new_tokens)
-        return torch.from_numpy(wav).unsqueeze(0)
+        pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sr), dtype=np.float32)
+        for i, sentence in enumerate(sentences):
+            wav = self._speak(sentence, conds, cfg_weight, temperature, accent, None if seed is None else seed + i,
+                              repetition_penalty, min_p, top_p, max_new_tokens, watermark=watermark)
+            yield np.concatenate([wav, pause]) if i < len(sentences) - 1 else wav
 
     def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
                    cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
@@ -234,7 +254,7 @@ class ChatterboxLatamTTS:
         return self._speak(text, conds, cfg_weight, temperature, accent, seed, 2.0, 0.05, 1.0, max_new_tokens)
 
     def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
-               max_new_tokens) -> np.ndarray:
+               max_new_tokens, watermark: bool = True) -> np.ndarray:
         import torch.nn.functional as F
 
         from .text import encode_text, text_for_model
@@ -253,7 +273,89 @@ class ChatterboxLatamTTS:
             speech = decode_speech_tokens(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
                                           temperature=temperature, cfg_weight=cfg_weight,
                                           repetition_penalty=repetition_penalty, min_p=min_p, top_p=top_p)
-            return tokens_to_wav(self.tts.s3gen, speech, conds.gen, sample_rate=self.sr)
+            return tokens_to_wav(self.tts.s3gen, speech, conds.gen, watermark=watermark, sample_rate=self.sr)
+
+
+SENTENCE_PAUSE_SECONDS = 0.25
+MAX_SENTENCE_CHARS = 250
+_SENTENCE_END = re.compile(r"(?<=[.!?…;])[\"'»”)\]]*\s+")
+
+
+def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """Sentences of `text`, for synthesis one at a time: split after . ! ? … ; (abbreviations such as "Dr." or
+    "Sra." stay with their sentence), then any piece longer than `max_chars` at commas, then at spaces.
+
+    >>> split_sentences("Hola. ¿Cómo estás? El Dr. Pérez llegó.")
+    ['Hola.', '¿Cómo estás?', 'El Dr. Pérez llegó.']
+    """
+    from .text import ABBREVIATIONS
+
+    text = " ".join((text or "").split())
+    pieces: list[str] = []
+    for part in _SENTENCE_END.split(text):
+        last = pieces[-1].split()[-1] if pieces else ""
+        if pieces and part and (last in ABBREVIATIONS or re.fullmatch(r"\w\.", last) or
+                                any(pieces[-1].endswith(" " + a) for a in ABBREVIATIONS if " " in a)):
+            pieces[-1] += " " + part  # "Dr.", "p. ej.", initials: no sentence ends there
+        elif part:
+            pieces.append(part)
+    sentences: list[str] = []
+    for piece in pieces:
+        while len(piece) > max_chars:
+            cut = piece.rfind(", ", 0, max_chars)
+            cut = cut + 1 if cut > max_chars // 3 else piece.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            sentences.append(piece[:cut].strip())
+            piece = piece[cut:].strip()
+        if piece:
+            sentences.append(piece)
+    return sentences
+
+
+def apply_watermark(wav: np.ndarray, sample_rate: int = 24_000) -> np.ndarray:
+    """Resemble's Perth watermark (kept in everything the project ships)."""
+    if wav.size == 0:
+        return wav.astype(np.float32)
+    return np.asarray(_watermarker().apply_watermark(wav, sample_rate=sample_rate), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(name_or_path: str | None = None, device: str | None = None) -> ChatterboxLatamTTS:
+    """The model `generate_speech` uses, loaded once per (name, device): `name_or_path`, else the
+    CHATTERBOX_LATAM_MODEL environment variable; the device defaults to CUDA when there is one."""
+    name_or_path = name_or_path or os.getenv(MODEL_ENV)
+    if not name_or_path:
+        raise ValueError(f"No model: pass model=<folder or Hub repo id> or set {MODEL_ENV}.")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return ChatterboxLatamTTS.from_pretrained(name_or_path, device=device)
+
+
+MODEL_ENV = "CHATTERBOX_LATAM_MODEL"
+
+
+def generate_speech(text: str, reference_audio_path: str | os.PathLike | None, output_path: str | os.PathLike,
+                    exaggeration: float = 0.5, *, cfg_weight: float = 0.5, temperature: float = 0.8,
+                    seed: int | None = None, accent: str | None = None,
+                    model: "ChatterboxLatamTTS | str | None" = None) -> str:
+    """The seed's function: speaks `text` in the voice of `reference_audio_path` into a 24 kHz WAV at
+    `output_path` (watermarked; long text is split into sentences) and returns the path.
+
+    `model` is a loaded `ChatterboxLatamTTS`, a folder or Hub repo id (loaded once and kept), or None for
+    CHATTERBOX_LATAM_MODEL. The WAV is written to a temporary file and renamed, so a crash never leaves a
+    partial file at `output_path`.
+    """
+    import soundfile as sf
+
+    from .fileio import write_atomic
+
+    if not isinstance(model, ChatterboxLatamTTS):
+        model = load_model(model)
+    wav = model.generate(text, audio_prompt_path=reference_audio_path, exaggeration=exaggeration,
+                         cfg_weight=cfg_weight, temperature=temperature, seed=seed, accent=accent)
+    buffer = io.BytesIO()
+    sf.write(buffer, wav.squeeze(0).numpy(), model.sr, format="WAV", subtype="PCM_16")
+    write_atomic(Path(output_path), buffer.getvalue())
+    return str(output_path)
 
 
 def _adapter_snapshot(repo_id: str, revision: str | None) -> str | None:

@@ -1,0 +1,74 @@
+"""Batch synthesis: one WAV per line of a text file, resumable, with a manifest of what was written.
+
+Output names come from the line number (`audio_0007.wav` is line 7), so a re-run after a crash or with more lines
+skips what is already there; each WAV is written to a temporary file and renamed, so an existing file is always
+complete. A line that cannot be spoken is reported and skipped; the manifest (`manifest.csv`) records every
+line's outcome and is rewritten atomically at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from .fileio import write_atomic
+from .inference import ChatterboxLatamTTS
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.csv"
+
+
+@dataclass
+class ManifestRow:
+    line: int
+    text: str
+    path: str
+    seconds: float
+    status: str  # written | existing | failed
+    error: str = ""
+
+
+def read_texts(texts_file: str | os.PathLike) -> list[tuple[int, str]]:
+    """(1-based line number, text) for every non-blank line."""
+    lines = Path(texts_file).read_text(encoding="utf-8").splitlines()
+    return [(i, line.strip()) for i, line in enumerate(lines, start=1) if line.strip()]
+
+
+def batch_generate(model: ChatterboxLatamTTS, texts_file: str | os.PathLike, reference: str | os.PathLike | None,
+                   output_dir: str | os.PathLike, progress: bool = True, **generate_kwargs: Any) -> list[ManifestRow]:
+    """Speaks every non-blank line of `texts_file` into `output_dir/audio_NNNN.wav` (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    texts = read_texts(texts_file)
+    rows = []
+    for line, text in tqdm(texts, desc="generate", unit="line", disable=not progress):
+        path = output_dir / f"audio_{line:04d}.wav"
+        if path.exists():
+            rows.append(ManifestRow(line, text, path.name, round(sf.info(str(path)).duration, 3), "existing"))
+            continue
+        try:
+            wav = model.generate(text, audio_prompt_path=reference, **generate_kwargs).squeeze(0).numpy()
+        except ValueError as error:  # e.g. text with nothing to speak: report, go on with the next line
+            logger.warning("line %d skipped: %s", line, error)
+            rows.append(ManifestRow(line, text, "", 0.0, "failed", str(error)))
+            continue
+        buffer = io.BytesIO()
+        sf.write(buffer, wav, model.sr, format="WAV", subtype="PCM_16")
+        write_atomic(path, buffer.getvalue())
+        rows.append(ManifestRow(line, text, path.name, round(len(wav) / model.sr, 3), "written"))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(ManifestRow.__dataclass_fields__))
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    write_atomic(output_dir / MANIFEST_NAME, out.getvalue().encode("utf-8"))
+    return rows

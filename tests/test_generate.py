@@ -1,0 +1,46 @@
+"""The seed's inference function and batch generation on the tiny model: WAVs at 24 kHz, long text split into
+sentences, blank lines skipped, re-runs skip finished files, a manifest of what was written."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import soundfile as sf
+
+from chatterbox_latam.inference import ChatterboxLatamTTS, generate_speech
+from conftest import ROOT
+
+
+def test_generate_speech_writes_a_wav_and_splits_long_text(tiny_checkpoint, corpus, tmp_path):
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    one = generate_speech("Hola.", reference, tmp_path / "one.wav", model=model, seed=0)
+    two = generate_speech("Hola. Hola.", reference, tmp_path / "two.wav", model=model, seed=0)
+    a, b = sf.info(one), sf.info(two)
+    assert a.samplerate == b.samplerate == 24_000
+    # two sentences: two utterances and a 0.25 s pause between them
+    assert b.duration > 2 * a.duration and not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_batch_generation_resumes_and_writes_a_manifest(tiny_checkpoint, corpus, tmp_path):
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Hola.\n\n   \nBuenos días.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "training" / "generate.py"), "--model", str(tiny_checkpoint), "--texts",
+               str(texts), "--reference", str(reference), "--output_dir", str(out), "--seed", "0"]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "2 written, 0 already there" in first.stdout
+    assert sorted(p.name for p in out.glob("*.wav")) == ["audio_0001.wav", "audio_0004.wav"]
+    kept = (out / "audio_0001.wav").stat().st_mtime_ns
+
+    texts.write_text("Hola.\n\n   \nBuenos días.\n¿Qué tal?\n", encoding="utf-8")
+    second = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert "1 written, 2 already there" in second.stdout, second.stdout + second.stderr[-2000:]
+    assert (out / "audio_0001.wav").stat().st_mtime_ns == kept
+    rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    assert [(r["line"], r["status"]) for r in rows] == [("1", "existing"), ("4", "existing"), ("5", "written")]
+    assert all(float(r["seconds"]) > 0 for r in rows)

@@ -1,0 +1,49 @@
+"""Batch inference: one WAV per line of a text file, in a cloned voice.
+
+    python training/generate.py --model runs/demo/merged --texts textos.txt --reference voz.wav --output_dir out/
+    python training/generate.py --model USER/chatterbox-es-latam-lora --texts textos.txt --reference voz.wav \
+        --output_dir out/ --accent ar --seed 0
+
+`--model`: a merged model folder, an adapter folder (or per-accent adapters) or a Hub repo id. Blank lines are
+skipped; `out/audio_NNNN.wav` is line NNNN; files already there are kept, so a re-run only does what is missing.
+`out/manifest.csv` lists every line with its file, duration and status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+
+from chatterbox_latam.batch import MANIFEST_NAME, batch_generate
+from chatterbox_latam.inference import ChatterboxLatamTTS
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Merged model or adapter folder, or Hub repo id.")
+    parser.add_argument("--texts", required=True, help="UTF-8 text file, one utterance per line.")
+    parser.add_argument("--reference", default=None, help="WAV of the voice to clone (default: the model's voice).")
+    parser.add_argument("--output_dir", required=True, help="Where the WAVs and manifest.csv go.")
+    parser.add_argument("--accent", default=None, help="Accent adapter / normalisation (mx, ar, co, cl, pe).")
+    parser.add_argument("--exaggeration", type=float, default=0.5, help="Expressiveness (0-1+).")
+    parser.add_argument("--cfg_weight", type=float, default=0.5, help="Classifier-free guidance weight.")
+    parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature.")
+    parser.add_argument("--seed", type=int, default=None, help="Seed, for repeatable outputs.")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device)
+    rows = batch_generate(model, args.texts, args.reference, args.output_dir, accent=args.accent,
+                          exaggeration=args.exaggeration, cfg_weight=args.cfg_weight, temperature=args.temperature,
+                          seed=args.seed)
+    counts = {status: sum(r.status == status for r in rows) for status in ("written", "existing", "failed")}
+    print(f"{counts['written']} written, {counts['existing']} already there, {counts['failed']} failed; "
+          f"manifest: {args.output_dir}/{MANIFEST_NAME}")
+    sys.exit(1 if counts["failed"] and not (counts["written"] or counts["existing"]) else 0)
+
+
+if __name__ == "__main__":
+    main()
