@@ -46,6 +46,8 @@ demo: install
 	    --output_dir $(DEMO)/eval --compare_base
 	$(OFFLINE) $(PY) training/merge.py --adapter $(DEMO)/checkpoints/final --output_dir $(DEMO)/merged \
 	    --default_voice $(DEMO)/corpus/audio/speaker_001/audio_001.wav
+	$(OFFLINE) $(PY) training/generate.py --model $(DEMO)/merged --texts examples/textos.txt \
+	    --reference $(DEMO)/corpus/audio/speaker_003/audio_002.wav --output_dir $(DEMO)/generated --seed 0
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests

@@ -170,7 +170,8 @@ def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
 def _synthesizer(s3gen):
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    from .inference import decode_speech_tokens, tokens_to_wav
+    from .fast_t3 import fast_decode
+    from .inference import tokens_to_wav
 
     def synthesize(model: ChatterboxForTraining, sample: dict[str, Any]):
         t3 = model.t3
@@ -186,9 +187,9 @@ def _synthesizer(s3gen):
             )
             hp = t3.hp
             text = torch.tensor([[hp.start_text_token, *sample["text_tokens"], hp.stop_text_token]])
-            generator = torch.Generator(device=device).manual_seed(0)
-            tokens = decode_speech_tokens(t3, cond, text, max_new_tokens=2 * len(sample["speech_tokens"]) + 10,
-                                          generator=generator)
+            with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+                torch.manual_seed(0)
+                tokens = fast_decode(t3, cond, text, max_new_tokens=2 * len(sample["speech_tokens"]) + 10)[0]
             s3gen.to(device)
             ref = s3gen.embed_ref(torch.as_tensor(sample["reference"][: 10 * sample["reference_sr"]]),
                                   sample["reference_sr"], device=device)

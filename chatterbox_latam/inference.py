@@ -1,8 +1,8 @@
-"""Synthesis with the upstream modules: T3 decoding with a KV cache and CFG, then S3Gen and the watermark.
+"""Synthesis: `ChatterboxLatamTTS` (loading, voices, accents, long text, streaming) over the upstream modules.
 
-`decode_speech_tokens` follows upstream `T3.inference` step for step (CFG as one batch of two, then repetition
-penalty, temperature, min-p, top-p, sampling) but works for any depth of T3 (upstream's multilingual path hooks
-layers 9-13 for its alignment heuristic) and can stop early at a token budget.
+T3 decodes through `chatterbox_latam.fast_t3` (upstream's sampling without its per-step overhead; fp32 gives
+upstream's tokens, bf16 / int8 are faster), then S3Gen turns the tokens into 24 kHz audio and Resemble's Perth
+watermark is applied. `generate_speech` is the seed's one-call function.
 """
 
 from __future__ import annotations
@@ -19,54 +19,6 @@ import numpy as np
 import torch
 
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
-
-
-@torch.inference_mode()
-def decode_speech_tokens(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
-                         temperature: float = 0.8, cfg_weight: float = 0.5, repetition_penalty: float = 2.0,
-                         min_p: float = 0.05, top_p: float = 1.0, generator: torch.Generator | None = None
-                         ) -> torch.Tensor:
-    """Speech tokens (1-D, without start/stop) for one utterance. `text_tokens`: (1, L) with start/stop tokens."""
-    from transformers import DynamicCache
-    from transformers.generation.logits_process import (
-        MinPLogitsWarper,
-        RepetitionPenaltyLogitsProcessor,
-        TopPLogitsWarper,
-    )
-
-    hp = t3.hp
-    device = t3.device
-    text_tokens = text_tokens.to(device=device, dtype=torch.long).expand(2, -1)  # row 1: CFG's unconditional
-    bos = torch.full((2, 1), hp.start_speech_token, dtype=torch.long, device=device)
-    embeds, _ = t3.prepare_input_embeds(t3_cond=t3_cond, text_tokens=text_tokens, speech_tokens=bos,
-                                        cfg_weight=cfg_weight)
-    # Upstream appends the start token once more after the prefix (which already ends with it); so do we, so that
-    # the same weights give the same tokens.
-    embeds = torch.cat([embeds, t3.speech_emb(bos) + t3.speech_pos_emb.get_fixed_embedding(0)], dim=1)
-    processors = [RepetitionPenaltyLogitsProcessor(penalty=float(repetition_penalty))]
-    warpers = [MinPLogitsWarper(min_p=min_p), TopPLogitsWarper(top_p=top_p)]
-    generated = bos[:1]
-    cache = DynamicCache()
-    out = t3.tfmr(inputs_embeds=embeds, past_key_values=cache, use_cache=True, return_dict=True)
-    tokens = []
-    for step in range(max_new_tokens):
-        logits = t3.speech_head(out.last_hidden_state[:, -1])
-        logits = logits[0:1] + cfg_weight * (logits[0:1] - logits[1:2])
-        for processor in processors:
-            logits = processor(generated, logits)
-        if temperature != 1.0:
-            logits = logits / temperature
-        for warper in warpers:
-            logits = warper(generated, logits)
-        next_token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
-        generated = torch.cat([generated, next_token], dim=1)
-        if int(next_token) == hp.stop_speech_token:
-            break
-        tokens.append(int(next_token))
-        embed = t3.speech_emb(next_token) + t3.speech_pos_emb.get_fixed_embedding(step + 1)
-        out = t3.tfmr(inputs_embeds=embed.expand(2, -1, -1), past_key_values=out.past_key_values, use_cache=True,
-                      return_dict=True)
-    return torch.tensor(tokens, dtype=torch.long, device=device)
 
 
 @torch.inference_mode()
@@ -109,13 +61,37 @@ class ChatterboxLatamTTS:
     reference), so a voice is cloned exactly as upstream clones it.
     """
 
-    def __init__(self, tts, language: str = "es", accent: str | None = None, adapters: list[str] | None = None):
+    def __init__(self, tts, language: str = "es", accent: str | None = None, adapters: list[str] | None = None,
+                 mode: str = "fp32"):
         self.tts = tts
         self.language = language
         self.accent = accent
         self.adapters = list(adapters or [])
         self.sr = tts.sr
         self._voices: dict[tuple, Any] = {}
+        self._fast: dict[tuple, Any] = {}
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', or 'int8' (CPU; dynamic
+        quantisation). See `chatterbox_latam.fast_t3`."""
+        from .fast_t3 import MODES
+
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: use one of {MODES}.")
+        if mode == "int8" and torch.device(self.device).type != "cpu":
+            raise ValueError("mode='int8' runs on the CPU; on GPU use 'bf16'.")
+        self.mode = mode
+
+    def _t3(self, adapter: str | None):
+        from .fast_t3 import t3_for_mode
+
+        key = (self.mode, adapter)
+        if self.mode == "fp32":
+            return self.tts.t3
+        if key not in self._fast:
+            self._fast[key] = t3_for_mode(self.tts.t3, self.mode)
+        return self._fast[key]
 
     @property
     def device(self) -> str:
@@ -130,7 +106,7 @@ class ChatterboxLatamTTS:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu", base_model: str | None = None,
-                        revision: str | None = None) -> "ChatterboxLatamTTS":
+                        revision: str | None = None, mode: str = "fp32") -> "ChatterboxLatamTTS":
         """Loads, from a local folder or a Hub repo id:
         - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint;
         - an adapter folder (`t3/`, `s3gen/`, `adapter.json`): its base comes from adapter.json or `base_model`;
@@ -149,7 +125,8 @@ class ChatterboxLatamTTS:
         if not adapters:
             checkpoint = resolve_checkpoint(source, revision=revision)
             config = checkpoint.config
-            return cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"))
+            return cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
+                       mode=mode)
         metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
         bases = {base_model or m.get("base_model") for m in metadata.values()}
         if None in bases or "" in bases:
@@ -163,7 +140,7 @@ class ChatterboxLatamTTS:
             apply_adapters(tts, path, adapter_name=name)
         first = next(iter(metadata.values()))
         accent = first.get("accent") if len(adapters) == 1 else None
-        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters))
+        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode)
 
     # -- voices ----------------------------------------------------------------------------------------------------
     def voice(self, audio_prompt_path: str | os.PathLike | None, exaggeration: float = 0.5):
@@ -193,9 +170,10 @@ class ChatterboxLatamTTS:
                                 conds.gen)
         return conds
 
-    def _use_adapter(self, accent: str | None) -> str | None:
+    def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
+        """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
         if not self.adapters:
-            return accent or self.accent
+            return accent or self.accent, None
         if len(self.adapters) == 1:
             name = self.adapters[0]
         else:
@@ -205,7 +183,7 @@ class ChatterboxLatamTTS:
         for module in (self.tts.t3, self.tts.s3gen.flow):
             if hasattr(module, "set_adapter") and name in getattr(module, "peft_config", {}):
                 module.set_adapter(name)
-        return accent or (name if name != "default" else self.accent)
+        return accent or (name if name != "default" else self.accent), name
 
     # -- synthesis -------------------------------------------------------------------------------------------------
     def generate(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
@@ -257,12 +235,13 @@ class ChatterboxLatamTTS:
                max_new_tokens, watermark: bool = True) -> np.ndarray:
         import torch.nn.functional as F
 
+        from .fast_t3 import SamplingSettings, fast_decode
         from .text import encode_text, text_for_model
 
         if not text or not text.strip():
             raise ValueError("text is empty: give the sentence to speak.")
-        accent = self._use_adapter(accent)
-        t3 = self.tts.t3
+        accent, adapter = self._use_adapter(accent)
+        t3 = self._t3(adapter)
         ids = encode_text(self.tts.tokenizer, text_for_model(text, accent=accent), self.language)
         tokens = F.pad(torch.tensor([ids]), (1, 0), value=t3.hp.start_text_token)
         tokens = F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
@@ -270,9 +249,8 @@ class ChatterboxLatamTTS:
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)  # T3's sampling and HiFT's noise source both draw from it
-            speech = decode_speech_tokens(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
-                                          temperature=temperature, cfg_weight=cfg_weight,
-                                          repetition_penalty=repetition_penalty, min_p=min_p, top_p=top_p)
+            speech = fast_decode(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
+                                 SamplingSettings(temperature, cfg_weight, repetition_penalty, min_p, top_p))[0]
             return tokens_to_wav(self.tts.s3gen, speech, conds.gen, watermark=watermark, sample_rate=self.sr)
 
 
@@ -312,6 +290,7 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
     return sentences
 
 
+@torch.inference_mode()  # the cached watermarker's tensors are inference tensors: never run it under autograd
 def apply_watermark(wav: np.ndarray, sample_rate: int = 24_000) -> np.ndarray:
     """Resemble's Perth watermark (kept in everything the project ships)."""
     if wav.size == 0:

@@ -1,0 +1,212 @@
+"""Fast T3 decoding: the same sampling as upstream `T3.inference`, without its per-step overhead, at a chosen precision.
+
+Upstream asks for every layer's attention at every step (which forces eager attention), hooks three layers for its
+alignment heuristics and copies their attention to the host, grows a dynamic KV cache, and syncs with the host at
+every step to test for the stop token. This decoder
+- keeps SDPA attention and a static KV cache (preallocated to the token budget; no reallocation per step);
+- draws the same random numbers in the same order as upstream (CFG as one batch of two, then upstream's
+  repetition penalty, temperature, min-p and top-p, then `torch.multinomial`), so in fp32 it gives upstream's
+  tokens on the same weights, inputs and seed;
+- looks at the generated tokens on the host only every `stop_check_every` steps (tokens after the stop token are
+  dropped, so the result is unchanged);
+- runs T3 in one of three precisions (`MODES`): fp32 (exact), bf16 weights, or dynamic int8 Linear layers
+  (`torch.ao.quantization.quantize_dynamic`, CPU only). On CPU, fp32 decoding is bound by the matrix kernels
+  (see the README's figures): precision, not loop overhead, is the lever there.
+
+Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
+has been read, force it on a long tail or repetition) are optional (`alignment=True`): they need attention maps of
+layers 9, 12 and 13, which costs eager attention in every layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+MODES = ("fp32", "bf16", "int8")
+
+
+def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
+    """A copy of T3 prepared for `mode` (fp32 returns T3 itself). int8 needs the CPU."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: use one of {MODES}.")
+    if mode == "fp32":
+        return t3
+    fast = copy.deepcopy(t3)
+    if hasattr(fast, "merge_and_unload"):  # LoRA adapters (the active one) folded in before the cast
+        fast = fast.merge_and_unload()
+    if mode == "bf16":
+        return fast.to(torch.bfloat16)
+    if next(t3.parameters()).device.type != "cpu":
+        raise ValueError("mode='int8' (dynamic quantisation) runs on the CPU; on GPU use bf16.")
+    # The Llama backbone's Linear layers hold nearly all the weights; heads and embeddings stay fp32.
+    fast.tfmr = torch.ao.quantization.quantize_dynamic(fast.tfmr, {nn.Linear}, dtype=torch.qint8)
+    return fast
+
+
+def _cast_cond(t3_cond, device, dtype):
+    """A copy of the conditioning on `device` / `dtype` (T3Cond.to works in place, and a voice is reused)."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    copied = T3Cond(**dict(t3_cond.__dict__))
+    return copied.to(device=device, dtype=dtype) if dtype != torch.float32 else copied
+
+
+@dataclass
+class SamplingSettings:
+    """Upstream `T3.inference`'s sampling knobs (same defaults as upstream's multilingual `generate`)."""
+
+    temperature: float = 0.8
+    cfg_weight: float = 0.5
+    repetition_penalty: float = 2.0
+    min_p: float = 0.05
+    top_p: float = 1.0
+
+
+def _processors(settings: SamplingSettings):
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TopPLogitsWarper,
+    )
+
+    return (RepetitionPenaltyLogitsProcessor(penalty=float(settings.repetition_penalty)),
+            MinPLogitsWarper(min_p=settings.min_p), TopPLogitsWarper(top_p=settings.top_p))
+
+
+@torch.inference_mode()
+def prefix_embeds(t3, t3_cond, text_tokens: torch.Tensor, cfg_weight: float) -> tuple[torch.Tensor, int]:
+    """Conditioning + text + start-of-speech embeddings for the CFG pair, plus upstream's second start token.
+    Returns (embeds (2, L, D), length of the conditioning prefix)."""
+    device = t3.speech_emb.weight.device
+    text_tokens = torch.atleast_2d(text_tokens).to(device=device, dtype=torch.long)
+    bos = torch.full((text_tokens.shape[0], 1), t3.hp.start_speech_token, dtype=torch.long, device=device)
+    embeds, len_cond = t3.prepare_input_embeds(t3_cond=t3_cond, text_tokens=text_tokens, speech_tokens=bos,
+                                               cfg_weight=cfg_weight)
+    # upstream appends the start token once more after the prefix, which already ends with it
+    bos_embed = t3.speech_emb(bos[:1]) + t3.speech_pos_emb.get_fixed_embedding(0)
+    return torch.cat([embeds, bos_embed.expand(embeds.shape[0], -1, -1)], dim=1), len_cond
+
+
+@torch.inference_mode()
+def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
+                settings: SamplingSettings | None = None, stop_check_every: int = 8, static_cache: bool = True,
+                alignment: bool = False) -> torch.Tensor:
+    """Speech tokens for one utterance, upstream's sampling (see the module docstring). `text_tokens`: (1, L)
+    with start/stop tokens. Returns the tokens up to and including the stop token, as upstream does, shape (1, N).
+
+    `t3` may be a copy from `t3_for_mode`; the conditioning is cast to its dtype.
+    """
+    settings = settings or SamplingSettings()
+    hp = t3.hp
+    device = t3.speech_emb.weight.device
+    dtype = t3.speech_emb.weight.dtype
+    if text_tokens.dim() == 1:
+        text_tokens = text_tokens.unsqueeze(0)
+    text_tokens = text_tokens.to(device).expand(2, -1)  # row 1: CFG's unconditional (its text is zeroed)
+    t3_cond = _cast_cond(t3_cond, device, dtype)
+    embeds, len_cond = prefix_embeds(t3, t3_cond, text_tokens[:1].expand(2, -1), settings.cfg_weight)
+    embeds = embeds.to(dtype)
+
+    if alignment and hp.is_multilingual:
+        with _upstream_alignment(t3.tfmr, (len_cond, len_cond + text_tokens.size(-1)), hp.stop_speech_token) as analyzer:
+            return _decode(t3, embeds, max_new_tokens, settings, stop_check_every, False, analyzer)
+    return _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache, None)
+
+
+@contextlib.contextmanager
+def _upstream_alignment(tfmr, text_slice: tuple[int, int], eos: int):
+    """Upstream's `AlignmentStreamAnalyzer` for one utterance. It switches the backbone to eager attention with
+    attention outputs and hooks three layers for good; both are undone when the utterance is done."""
+    from chatterbox.models.t3.inference.alignment_stream_analyzer import AlignmentStreamAnalyzer
+
+    config = tfmr.config
+    saved = (config._attn_implementation, config.output_attentions)
+    hooks_before = {i: set(layer.self_attn._forward_hooks) for i, layer in enumerate(tfmr.layers)}
+    try:
+        yield AlignmentStreamAnalyzer(tfmr, None, text_tokens_slice=text_slice, alignment_layer_idx=9, eos_idx=eos)
+    finally:
+        config._attn_implementation, config.output_attentions = saved
+        for i, layer in enumerate(tfmr.layers):
+            for key in set(layer.self_attn._forward_hooks) - hooks_before[i]:
+                del layer.self_attn._forward_hooks[key]
+
+
+def _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache, analyzer) -> torch.Tensor:
+    from transformers import DynamicCache, StaticCache
+
+    hp = t3.hp
+    device, dtype = embeds.device, embeds.dtype
+    prefix = embeds.shape[1]
+    if static_cache and analyzer is None:
+        cache = StaticCache(config=t3.tfmr.config, max_cache_len=prefix + max_new_tokens + 1)
+    else:
+        cache = DynamicCache()
+    positions = torch.arange(prefix + max_new_tokens + 1, device=device)
+    # The position embeddings of every speech step, looked up once.
+    step_pos = t3.speech_pos_emb.get_fixed_embedding(torch.arange(1, max_new_tokens + 1, device=device))[0].to(dtype)
+    penalty, min_p, top_p = _processors(settings)
+    generated = torch.full((1, max_new_tokens + 1), hp.start_speech_token, dtype=torch.long, device=device)
+    cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
+    extra = {"output_attentions": True} if analyzer is not None else {}
+
+    out = t3.tfmr(inputs_embeds=embeds, past_key_values=cache, cache_position=positions[:prefix], use_cache=True,
+                  return_dict=True, **extra)
+    hidden = out.last_hidden_state[:, -1]
+    n = 0
+    for step in range(max_new_tokens):
+        logits = t3.speech_head(hidden).float()
+        logits = logits[0:1] + cfg * (logits[0:1] - logits[1:2])
+        seen = generated[:, : step + 1]
+        if analyzer is not None:
+            logits = analyzer.step(logits, next_token=int(seen[0, -1]))
+        logits = penalty(seen, logits)
+        if settings.temperature != 1.0:
+            logits = logits / settings.temperature
+        logits = top_p(seen, min_p(seen, logits))
+        next_token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
+        generated[:, step + 1] = next_token[0]
+        n = step + 1
+        if analyzer is not None or (step + 1) % stop_check_every == 0 or step + 1 == max_new_tokens:
+            if bool((generated[0, step + 2 - (stop_check_every if analyzer is None else 1): step + 2]
+                     == hp.stop_speech_token).any()):
+                break
+        embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).expand(2, -1, -1)
+        out = t3.tfmr(inputs_embeds=embed, past_key_values=out.past_key_values,
+                      cache_position=positions[prefix + step: prefix + step + 1], use_cache=True, return_dict=True,
+                      **extra)
+        hidden = out.last_hidden_state[:, -1]
+    tokens = generated[:, 1: n + 1]
+    stops = (tokens[0] == hp.stop_speech_token).nonzero()
+    if len(stops):
+        tokens = tokens[:, : int(stops[0]) + 1]
+    return tokens
+
+
+@torch.inference_mode()
+def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tensor, speech_tokens: torch.Tensor,
+                             cfg_weight: float = 0.5) -> float:
+    """Share of steps where `t3` (e.g. a bf16 or int8 copy) picks the same most likely next token as
+    `reference_t3` (fp32), both fed the same speech tokens (`speech_tokens`: (1, N), e.g. fp32's own output).
+
+    Free-running comparisons drift apart after the first near-tie; feeding both the same tokens measures each
+    step's decision on its own."""
+    import torch.nn.functional as F
+
+    def argmaxes(model) -> torch.Tensor:
+        dtype = model.speech_emb.weight.dtype
+        cond = _cast_cond(t3_cond, model.speech_emb.weight.device, dtype)
+        prefix, _ = prefix_embeds(model, cond, torch.atleast_2d(text_tokens).expand(2, -1), cfg_weight)
+        tokens = speech_tokens.to(prefix.device)[:, :-1]
+        positions = torch.arange(1, tokens.shape[1] + 1, device=prefix.device)
+        steps = model.speech_emb(tokens) + model.speech_pos_emb.get_fixed_embedding(positions)
+        embeds = torch.cat([prefix, steps.to(dtype).expand(2, -1, -1)], dim=1)
+        hidden = model.tfmr(inputs_embeds=embeds.to(dtype), use_cache=False, return_dict=True).last_hidden_state
+        logits = model.speech_head(hidden[:, prefix.shape[1] - 1:]).float()
+        return F.softmax(logits[0] + cfg_weight * (logits[0] - logits[1]), dim=-1).argmax(-1)
+
+    return float((argmaxes(reference_t3) == argmaxes(t3)).float().mean())

@@ -1,0 +1,98 @@
+"""The fast T3 decoder: in fp32 it gives upstream `T3.inference`'s tokens (same weights, inputs and seed, with
+and without an early stop token); bf16 and int8 agree with fp32 teacher-forced; the synthesis path uses it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from chatterbox_latam.fast_t3 import SamplingSettings, fast_decode, t3_for_mode, teacher_forced_agreement
+from chatterbox_latam.modeling import build_t3
+
+TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
+
+
+@pytest.fixture(scope="module")
+def t3():
+    # Upstream's multilingual inference hooks layers 9-13 (alignment heuristics), so a 2-layer T3 is compared
+    # with upstream at the English configuration, whose inference has no such hook; the decoding is the same.
+    torch.manual_seed(0)
+    return build_t3(TINY_LLAMA, multilingual=False).eval()
+
+
+def _inputs(t3):
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(1, 600, (1, 20), generator=g)
+    text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
+    emb = torch.randn(1, 256, generator=g)
+    prompt = torch.randint(0, 6561, (1, 150), generator=torch.Generator().manual_seed(2))
+
+    def cond():  # a fresh T3Cond per call: upstream caches the prompt embedding on it
+        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt, emotion_adv=0.5 * torch.ones(1, 1, 1))
+
+    return text, cond
+
+
+def _upstream(t3, cond, text, seed, settings, max_new_tokens=40):
+    torch.manual_seed(seed)
+    return t3.inference(t3_cond=cond(), text_tokens=torch.cat([text, text]), max_new_tokens=max_new_tokens,
+                        temperature=settings.temperature, cfg_weight=settings.cfg_weight,
+                        repetition_penalty=settings.repetition_penalty, min_p=settings.min_p, top_p=settings.top_p)
+
+
+def _ours(t3, cond, text, seed, settings, max_new_tokens=40):
+    torch.manual_seed(seed)
+    return fast_decode(t3, cond(), text, max_new_tokens, settings)
+
+
+@pytest.mark.parametrize("settings", [SamplingSettings(), SamplingSettings(temperature=0.3, cfg_weight=0.0,
+                                                                           repetition_penalty=1.2, top_p=0.9)])
+def test_fp32_tokens_are_upstreams(t3, settings):
+    text, cond = _inputs(t3)
+    for seed in range(3):
+        upstream, ours = _upstream(t3, cond, text, seed, settings), _ours(t3, cond, text, seed, settings)
+        assert upstream.shape == (1, 40) and torch.equal(upstream, ours), seed
+
+
+def test_fp32_stops_where_upstream_stops(t3):
+    """A stop token made likely (its head row scaled): both stop at the same step, whatever the check interval."""
+    text, cond = _inputs(t3)
+    settings = SamplingSettings()
+    row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
+    try:
+        with torch.no_grad():
+            t3.speech_head.weight[t3.hp.stop_speech_token] *= 8
+        lengths = []
+        for seed in range(4):
+            upstream, ours = _upstream(t3, cond, text, seed, settings), _ours(t3, cond, text, seed, settings)
+            assert torch.equal(upstream, ours), seed
+            assert int(ours[0, -1]) == t3.hp.stop_speech_token
+            lengths.append(ours.shape[1])
+        assert len(set(lengths)) > 1 and min(lengths) < 8 < max(lengths)  # stops inside and across check windows
+    finally:
+        with torch.no_grad():
+            t3.speech_head.weight[t3.hp.stop_speech_token] = row
+
+
+@pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8)])
+def test_lower_precision_agrees_teacher_forced(t3, mode, floor):
+    text, cond = _inputs(t3)
+    reference = _ours(t3, cond, text, 0, SamplingSettings())
+    fast = t3_for_mode(t3, mode)
+    assert teacher_forced_agreement(t3, fast, cond(), text, reference) >= floor
+    assert teacher_forced_agreement(t3, t3, cond(), text, reference) == 1.0
+    assert _ours(fast, cond, text, 0, SamplingSettings()).shape == (1, 40)
+
+
+def test_synthesis_uses_the_chosen_mode(tiny_checkpoint, corpus):
+    from chatterbox_latam import ChatterboxLatamTTS
+
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="int8")
+    wav = model.generate("Hola.", audio_prompt_path=reference, seed=0, max_new_tokens=20)
+    assert wav.shape[1] > 0 and model.mode == "int8"
+    assert model._t3(None) is not model.tts.t3  # a quantised copy; the fp32 model stays as it was
+    with pytest.raises(ValueError, match="use one of"):
+        model.set_mode("fp8")
