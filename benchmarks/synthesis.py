@@ -4,7 +4,8 @@
 
 Builds a random-init T3 (upstream's full size with --full-size: 30 layers, 536M parameters; else the tiny one)
 and S3Gen from the upstream classes, then, for upstream and each mode (fp32, bf16, int8 on CPU): T3 decode tokens/s
-and its ratio to upstream, whether fp32 gives upstream's tokens, teacher-forced agreement with fp32, S3Gen flow
+(decoding only: the prompt's prefill is timed on its own) and its ratio to upstream, whether fp32 gives upstream's
+tokens, teacher-forced agreement with fp32, S3Gen flow
 and vocoder time, end-to-end real-time factor and time to first audio (the first sentence's audio, which is when
 streaming playback starts). Random weights never emit the stop token, so every run decodes exactly --tokens.
 The last line is the best mode's T3 decode ratio to upstream.
@@ -77,18 +78,25 @@ def main(argv: list[str] | None = None) -> None:
           f"parameters, {t3.cfg.num_hidden_layers} layers; device {device}, {torch.get_num_threads()} threads; "
           f"{n} tokens, CFG batch 2")
 
-    def upstream():
+    def upstream(tokens=n):
         torch.manual_seed(0)
-        return t3.inference(t3_cond=cond(), text_tokens=torch.cat([text, text]), max_new_tokens=n,
-                            temperature=settings.temperature, cfg_weight=settings.cfg_weight,
-                            repetition_penalty=settings.repetition_penalty, min_p=settings.min_p, top_p=settings.top_p)
+        result = t3.inference(t3_cond=cond(), text_tokens=torch.cat([text, text]), max_new_tokens=tokens,
+                              temperature=settings.temperature, cfg_weight=settings.cfg_weight,
+                              repetition_penalty=settings.repetition_penalty, min_p=settings.min_p,
+                              top_p=settings.top_p)
+        _reset_attention(t3)
+        return result
 
-    upstream()  # warm-up (kernels, allocator)
-    _reset_attention(t3)
-    upstream_tokens, upstream_seconds = _timed(upstream, device)
-    _reset_attention(t3)
-    upstream_rate = n / upstream_seconds
-    rows = [("upstream", upstream_rate, 1.0, "-", "-")]
+    def rates(run) -> tuple[torch.Tensor, float, float]:
+        """(tokens, decode tokens/s, prefill seconds): one run of 1 token and one of n, so the prompt's prefill
+        (the conditioning, text and start token through all layers) is not counted as decoding."""
+        run(2)  # warm-up (kernels, allocator)
+        _, first = _timed(lambda: run(1), device)
+        tokens, total = _timed(lambda: run(n), device)
+        return tokens, (n - 1) / max(total - first, 1e-9), first
+
+    upstream_tokens, upstream_rate, upstream_prefill = rates(upstream)
+    rows = [("upstream", upstream_rate, 1.0, "-", "-", upstream_prefill)]
 
     modes = [m for m in MODES if not (m == "int8" and device != "cpu")]
     reference_tokens = None
@@ -96,27 +104,28 @@ def main(argv: list[str] | None = None) -> None:
     for mode in modes:
         fast = t3_for_mode(t3, mode)
 
-        def decode(alignment=False, model=fast):
+        def decode(tokens=n, alignment=False, model=fast):
             torch.manual_seed(0)
-            return fast_decode(model, cond(), text, n, settings, alignment=alignment)
+            return fast_decode(model, cond(), text, tokens, settings, alignment=alignment)
 
-        decode()  # warm-up
-        tokens, seconds = _timed(decode, device)
+        tokens, rate, prefill = rates(decode)
         identical = "-"
         if mode == "fp32":
             reference_tokens = tokens
+            # exact mode: upstream's alignment heuristics too, as upstream runs them for the multilingual model
             exact = decode(alignment=t3.hp.is_multilingual and t3.cfg.num_hidden_layers >= 14)
             identical = "yes" if torch.equal(exact, upstream_tokens) else "NO"
             agreement = 1.0
         else:
             agreement = teacher_forced_agreement(t3, fast, cond(), text, reference_tokens)
-        results[mode] = n / seconds
-        rows.append((mode, n / seconds, (n / seconds) / upstream_rate, identical, f"{agreement:.3f}"))
+        results[mode] = rate
+        rows.append((mode, rate, rate / upstream_rate, identical, f"{agreement:.3f}", prefill))
         del fast
 
-    print(f"{'T3 decode':<10} {'tokens/s':>9} {'x upstream':>11} {'same tokens':>12} {'teacher-forced':>15}")
-    for name, rate, ratio, identical, agreement in rows:
-        print(f"{name:<10} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15}")
+    print(f"{'T3 decode':<10} {'tokens/s':>9} {'x upstream':>11} {'same tokens':>12} {'teacher-forced':>15} "
+          f"{'prefill (s)':>12}")
+    for name, rate, ratio, identical, agreement, prefill in rows:
+        print(f"{name:<10} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15} {prefill:>12.2f}")
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
     s3gen = build_s3gen(config).to(device).eval()
@@ -137,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     default_steps = args.cfm_steps[0]
     print(f"{'end to end':<10} {'RTF':>6} {'first audio (s)':>16}   (T3 + S3Gen with {default_steps} CFM steps, "
           f"{audio_seconds:.1f} s of audio)")
-    for name, rate, *_ in rows:
-        total = n / rate + flow_times[default_steps] + vocoder_time
+    for name, rate, _, _, _, prefill in rows:
+        total = prefill + (n - 1) / rate + flow_times[default_steps] + vocoder_time
         print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f}")
     best = max(results, key=results.get)
     print(f"best mode {best}: T3 decode {results[best] / upstream_rate:.2f}x upstream")
