@@ -67,6 +67,8 @@ class EvalConfig:
     max_samples: int | None = None
     device: str = "cpu"
     seed: int = 0
+    mode: str = "fp32"
+    """T3 precision for synthesis (`chatterbox_latam.fast_t3.MODES`): evaluate a faster mode against fp32's scores."""
 
 
 def load_test_items(test_data: str, max_samples: int | None = None) -> list[TestItem]:
@@ -289,7 +291,8 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         utmos = optional("UTMOS", lambda: metrics.load_utmos(config.utmos_checkpoint))
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model)
+    finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
+                                                   mode=config.mode)
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
     del finetuned
     if config.compare_base:
@@ -307,7 +310,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         sf.write(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
 
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
-                               "n_sentences": len(items), "device": config.device, "metrics": wanted,
+                               "n_sentences": len(items), "device": config.device, "mode": config.mode, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}}
     for name, outputs in systems.items():

@@ -9,8 +9,8 @@ every step to test for the stop token. This decoder
   tokens on the same weights, inputs and seed;
 - looks at the generated tokens on the host only every `stop_check_every` steps (tokens after the stop token are
   dropped, so the result is unchanged);
-- runs T3 in one of three precisions (`MODES`): fp32 (exact), bf16 weights, or dynamic int8 Linear layers
-  (`torch.ao.quantization.quantize_dynamic`, CPU only). On CPU, fp32 decoding is bound by the matrix kernels
+- runs T3 in one of four precisions (`MODES`): fp32 (exact), bf16 weights, dynamic int8 Linear layers
+  (`torch.ao.quantization.quantize_dynamic`, CPU only), or int8 weights with bf16 activations (`int8-wo`, CPU). On CPU, fp32 decoding is bound by the matrix kernels
   (see the README's figures): precision, not loop overhead, is the lever there.
 
 Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
@@ -27,7 +27,37 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-MODES = ("fp32", "bf16", "int8")
+MODES = ("fp32", "bf16", "int8", "int8-wo")
+
+
+class WeightOnlyInt8Linear(nn.Module):
+    """A Linear layer with int8 weights (one scale per output row) and bf16 activations: reads a quarter of the
+    fp32 weight bytes per step. Runs on PyTorch's CPU weight-only int8 kernel (`_weight_int8pack_mm`, the one
+    torchao's int8 weight-only mode uses)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+        self.register_buffer("weight_int8", torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8))
+        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.out_features = linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int8, self.scales)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features)
+
+
+def _replace_linears(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            setattr(module, name, WeightOnlyInt8Linear(child))
+        else:
+            _replace_linears(child)
 
 
 def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
@@ -41,6 +71,12 @@ def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
         fast = fast.merge_and_unload()
     if mode == "bf16":
         return fast.to(torch.bfloat16)
+    if mode == "int8-wo":
+        if next(t3.parameters()).device.type != "cpu":
+            raise ValueError("mode='int8-wo' runs on the CPU; on GPU use bf16.")
+        fast = fast.to(torch.bfloat16)
+        _replace_linears(fast.tfmr)
+        return fast
     if next(t3.parameters()).device.type != "cpu":
         raise ValueError("mode='int8' (dynamic quantisation) runs on the CPU; on GPU use bf16.")
     # The Llama backbone's Linear layers hold nearly all the weights; heads and embeddings stay fp32.
@@ -53,7 +89,7 @@ def _cast_cond(t3_cond, device, dtype):
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
     copied = T3Cond(**dict(t3_cond.__dict__))
-    return copied.to(device=device, dtype=dtype) if dtype != torch.float32 else copied
+    return copied.to(device=device, dtype=dtype if dtype != torch.float32 else None)
 
 
 @dataclass
@@ -210,3 +246,39 @@ def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tenso
         return F.softmax(logits[0] + cfg_weight * (logits[0] - logits[1]), dim=-1).argmax(-1)
 
     return float((argmaxes(reference_t3) == argmaxes(t3)).float().mean())
+
+
+@dataclass
+class ModeReport:
+    """One mode's measured speed and agreement with fp32 (what the quality guard decides on)."""
+
+    mode: str
+    tokens_per_second: float
+    agreement: float
+    holds_up: bool
+
+
+def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
+                min_agreement: float = 0.95, tokens: int = 24) -> tuple[str, list[ModeReport]]:
+    """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
+    given conditioning and text (`tokens` decoded per mode); fp32 when none holds up. Returns (mode, reports)."""
+    import time
+
+    device = t3.speech_emb.weight.device.type
+    candidates = candidates or tuple(m for m in MODES if not (m.startswith("int8") and device != "cpu"))
+    settings = SamplingSettings()
+    reports, reference = [], None
+    for mode in ("fp32", *[m for m in candidates if m != "fp32"]):
+        model = t3_for_mode(t3, mode)
+        fast_decode(model, t3_cond, text_tokens, 2, settings)  # warm-up
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            out = fast_decode(model, t3_cond, text_tokens, tokens, settings)
+            seconds = time.perf_counter() - start
+        reference = out if reference is None else reference
+        agreement = 1.0 if mode == "fp32" else teacher_forced_agreement(t3, model, t3_cond, text_tokens, reference)
+        holds_up = mode == "fp32" or agreement >= min_agreement  # fp32 is the reference: always available
+        reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up))
+    best = max((r for r in reports if r.holds_up), key=lambda r: r.tokens_per_second)
+    return best.mode, reports

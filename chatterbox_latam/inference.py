@@ -73,15 +73,30 @@ class ChatterboxLatamTTS:
         self.set_mode(mode)
 
     def set_mode(self, mode: str) -> None:
-        """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', or 'int8' (CPU; dynamic
-        quantisation). See `chatterbox_latam.fast_t3`."""
+        """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', 'int8' (CPU; dynamic
+        quantisation), 'int8-wo' (CPU; int8 weights, bf16 activations), or 'auto': the fastest mode whose
+        teacher-forced agreement with fp32 holds up on this model (`fast_t3.choose_mode`; `self.mode_reports` keeps
+        the measurements). See `chatterbox_latam.fast_t3`."""
         from .fast_t3 import MODES
 
+        self.mode_reports = []
+        if mode == "auto":
+            mode, self.mode_reports = self._choose_mode()
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {MODES}.")
-        if mode == "int8" and torch.device(self.device).type != "cpu":
-            raise ValueError("mode='int8' runs on the CPU; on GPU use 'bf16'.")
+        if mode.startswith("int8") and torch.device(self.device).type != "cpu":
+            raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use 'bf16'.")
         self.mode = mode
+
+    def _choose_mode(self):
+        from .fast_t3 import choose_mode
+        from .merge import probe_inputs
+
+        self.mode = "fp32"
+        probe = probe_inputs(self.tts.t3)  # fixed seeded conditioning and text: the same on every start
+        if self.tts.conds is not None:
+            probe["t3_cond"] = self.tts.conds.t3
+        return choose_mode(self.tts.t3, probe["t3_cond"], probe["text_tokens"])
 
     def _t3(self, adapter: str | None):
         from .fast_t3 import t3_for_mode

@@ -56,7 +56,7 @@ class MergeResult:
     upstream_layout: bool
 
 
-def _probe_inputs(t3, seed: int = 0) -> dict[str, Any]:
+def probe_inputs(t3, seed: int = 0) -> dict[str, Any]:
     """A fixed conditioning prefix, text and speech sequence to compare T3 outputs on."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
@@ -77,7 +77,7 @@ def _probe_inputs(t3, seed: int = 0) -> dict[str, Any]:
 def probe_outputs(tts) -> dict[str, torch.Tensor]:
     """T3 speech logits and S3Gen's flow output (mel) on fixed probe inputs: what a merge must preserve."""
     t3 = tts.t3
-    inputs = _probe_inputs(t3)
+    inputs = probe_inputs(t3)
     out = {"t3": t3(**inputs).speech_logits.float()}
     g = torch.Generator().manual_seed(1)
     flow = tts.s3gen.flow

@@ -76,7 +76,7 @@ def test_fp32_stops_where_upstream_stops(t3):
             t3.speech_head.weight[t3.hp.stop_speech_token] = row
 
 
-@pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8)])
+@pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8), ("int8-wo", 0.8)])
 def test_lower_precision_agrees_teacher_forced(t3, mode, floor):
     text, cond = _inputs(t3)
     reference = _ours(t3, cond, text, 0, SamplingSettings())
@@ -96,3 +96,13 @@ def test_synthesis_uses_the_chosen_mode(tiny_checkpoint, corpus):
     assert model._t3(None) is not model.tts.t3  # a quantised copy; the fp32 model stays as it was
     with pytest.raises(ValueError, match="use one of"):
         model.set_mode("fp8")
+
+
+def test_quality_guard_picks_the_fastest_mode_that_holds_up(t3):
+    from chatterbox_latam.fast_t3 import MODES, choose_mode
+
+    text, cond = _inputs(t3)
+    mode, reports = choose_mode(t3, cond(), text, min_agreement=0.0, tokens=8)
+    assert [r.mode for r in reports] == list(MODES) and mode == max(reports, key=lambda r: r.tokens_per_second).mode
+    strict, _ = choose_mode(t3, cond(), text, min_agreement=1.01, tokens=8)
+    assert strict == "fp32"  # nothing else holds up: the exact mode

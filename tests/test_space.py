@@ -80,7 +80,7 @@ def test_browser_synthesises_with_a_cloned_voice(space, reference, tmp_path):
         output = page.locator("div.block").filter(
             has=page.get_by_test_id("block-label").filter(has_text="Audio generado")).last
         download = output.get_by_test_id("download-link")
-        page.get_by_text("Modo: fp32 on cpu").wait_for(timeout=300_000)
+        page.get_by_text("Modo: ").wait_for(timeout=300_000)
         assert output.locator("audio").count() >= 1  # the player's media elements
         wav = page.request.get(download.get_attribute("href")).body()
         samples, rate = sf.read(io.BytesIO(wav))
@@ -100,7 +100,7 @@ def test_gradio_client_generate_and_feedback(space, reference):
     audio, _, record, status = client.predict("Hola.", handle_file(str(reference)), None, 0.5, 0.5, 0.8, 0, False,
                                               api_name="/generate")
     info = sf.info(audio)
-    assert info.samplerate == 24_000 and info.duration > 0.5 and "fp32" in status
+    assert info.samplerate == 24_000 and info.duration > 0.5 and " on cpu" in status  # the mode it chose
     assert record["text"] == "Hola." and record["seed"] == 0
     assert "Gracias" in client.predict(record, 4, "suena bien", False, handle_file(str(reference)),
                                        api_name="/feedback")
