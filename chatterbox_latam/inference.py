@@ -189,6 +189,10 @@ class ChatterboxLatamTTS:
                                 conds.gen)
         return conds
 
+    def forget_voices(self) -> None:
+        """Drops the cached reference voices (they are keyed by file; call it when those files go away)."""
+        self._voices.clear()
+
     def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
         """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
         if not self.adapters:
@@ -247,7 +251,7 @@ class ChatterboxLatamTTS:
             path = Path(tmp) / "reference.wav"
             sf.write(path, np.asarray(reference, dtype=np.float32), reference_sr)
             conds = self.voice(path, exaggeration)
-            self._voices.clear()  # keyed by a path that is about to disappear
+            self.forget_voices()  # keyed by a path that is about to disappear
         return self._speak(text, conds, cfg_weight, temperature, accent, seed, 2.0, 0.05, 1.0, max_new_tokens)
 
     def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,

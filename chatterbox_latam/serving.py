@@ -201,7 +201,7 @@ class SpeechService:
             yield from self.model.stream(text, audio_prompt_path=path, exaggeration=settings.exaggeration,
                                          cfg_weight=settings.cfg_weight, temperature=settings.temperature,
                                          seed=settings.seed, accent=accent, watermark=watermark)
-            self.model._voices.clear()  # the voice was keyed by a path that is about to disappear
+            self.model.forget_voices()  # the voice was keyed by a path that is about to disappear
 
     def synthesize(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> np.ndarray:
         """The whole utterance (one watermark over the joined sentences, as `generate` does)."""
