@@ -16,7 +16,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_
 
 PORT ?= 7860
 
-.PHONY: install system demo test space lock benchmark-prepare benchmark-training clean-demo
+.PHONY: install system demo test space lock benchmark-prepare benchmark-training benchmark-synthesis clean-demo
 
 install: system $(STAMP)
 
@@ -63,6 +63,10 @@ benchmark-prepare: install
 
 benchmark-training: demo
 	$(OFFLINE) $(PY) benchmarks/training.py
+
+# Upstream T3 decoding against the fast modes at full size (random weights, ~3 GB of RAM), S3Gen timed on its own.
+benchmark-synthesis: install
+	$(OFFLINE) $(PY) benchmarks/synthesis.py --full-size
 
 # Resolve requirements.in again and rewrite the lock (needs the package index); the two --no-deps packages are
 # explained in requirements.in.
