@@ -127,6 +127,8 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
 
 def test_full_size_merge_also_loads_with_upstream_from_local(tmp_path):
     """Upstream sizes (random weights): the merged folder holds upstream's file layout as well as safetensors."""
+    import shutil
+
     from chatterbox.mtl_tts import ChatterboxMultilingualTTS
 
     from chatterbox_latam.config import ModelConfig
@@ -134,22 +136,25 @@ def test_full_size_merge_also_loads_with_upstream_from_local(tmp_path):
     from chatterbox_latam.modeling import load_t3, resolve_checkpoint
     from chatterbox_latam.tiny_model import build_tiny_checkpoint
 
-    base = build_tiny_checkpoint(tmp_path / "full", full_size=True)
-    t3 = add_t3_lora(load_t3(resolve_checkpoint(base)), ModelConfig(base_model=str(base), lora_rank=4))
-    with torch.no_grad():  # a trained-looking adapter: LoRA B away from its zero init
-        for name, parameter in t3.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.01, generator=torch.Generator().manual_seed(0))
-    save_adapters(tmp_path / "adapter", t3, None, {"base_model": str(base), "language": "es", "accent": "mx"})
-    del t3
-    run = _run("merge.py", "--adapter", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "merged"))
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "upstream layout too" in run.stdout
-    assert {"ve.pt", "s3gen.pt", "t3_mtl23ls_v2.safetensors"} <= {p.name for p in (tmp_path / "merged").iterdir()}
-    upstream = ChatterboxMultilingualTTS.from_local(tmp_path / "merged", "cpu")
-    ours = ChatterboxLatamTTS.from_pretrained(tmp_path / "merged")
-    for a, b in zip(upstream.t3.state_dict().values(), ours.tts.t3.state_dict().values()):
-        assert torch.equal(a, b)
+    try:
+        base = build_tiny_checkpoint(tmp_path / "full", full_size=True)
+        t3 = add_t3_lora(load_t3(resolve_checkpoint(base)), ModelConfig(base_model=str(base), lora_rank=4))
+        with torch.no_grad():  # a trained-looking adapter: LoRA B away from its zero init
+            for name, parameter in t3.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.01, generator=torch.Generator().manual_seed(0))
+        save_adapters(tmp_path / "adapter", t3, None, {"base_model": str(base), "language": "es", "accent": "mx"})
+        del t3
+        run = _run("merge.py", "--adapter", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "merged"))
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "upstream layout too" in run.stdout
+        assert {"ve.pt", "s3gen.pt", "t3_mtl23ls_v2.safetensors"} <= {p.name for p in (tmp_path / "merged").iterdir()}
+        upstream = ChatterboxMultilingualTTS.from_local(tmp_path / "merged", "cpu")
+        ours = ChatterboxLatamTTS.from_pretrained(tmp_path / "merged")
+        for a, b in zip(upstream.t3.state_dict().values(), ours.tts.t3.state_dict().values()):
+            assert torch.equal(a, b)
+    finally:  # ~6 GB of full-size weights: do not leave them to pytest's retention of old temp folders
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 # -- the Hub --------------------------------------------------------------------------------------------------------
