@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--tokens", type=int, default=40, help="Speech tokens per run (25 per second of audio).")
     parser.add_argument("--cfm_steps", type=int, nargs="+", default=[10, 5], help="S3Gen CFM steps to time.")
+    parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],
+                        help="Reference lengths to time S3Gen's flow with (the first is used for the rest).")
     args = parser.parse_args(argv)
     device, n = args.device, args.tokens
     config = {} if args.full_size else TINY_CONFIG
@@ -129,19 +131,32 @@ def main(argv: list[str] | None = None) -> None:
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
     s3gen = build_s3gen(config).to(device).eval()
-    reference = torch.randn(24_000 * 6, generator=torch.Generator().manual_seed(3)) * 0.1
-    ref = s3gen.embed_ref(reference, 24_000, device=device)
     speech = upstream_tokens[0][upstream_tokens[0] < 6561].to(device)
     audio_seconds = len(speech) / TOKENS_PER_SECOND_OF_AUDIO
+
+    def reference(seconds: int) -> dict:
+        wav = torch.randn(24_000 * seconds, generator=torch.Generator().manual_seed(3)) * 0.1
+        return s3gen.embed_ref(wav, 24_000, device=device)
+
+    ref = reference(args.prompt_seconds[0])
     flow_times = {}
     for steps in args.cfm_steps:
         s3gen.flow_inference(speech, ref_dict=ref, n_cfm_timesteps=steps, finalize=True)  # warm-up
         mel, flow_times[steps] = _timed(lambda: s3gen.flow_inference(speech, ref_dict=ref, n_cfm_timesteps=steps,
                                                                      finalize=True), device)
     _, vocoder_time = _timed(lambda: s3gen.hift_inference(mel), device)
-    print(f"S3Gen for {audio_seconds:.1f} s of audio: " + ", ".join(f"flow {t:.2f} s ({s} CFM steps)"
-                                                                     for s, t in flow_times.items())
+    print(f"S3Gen for {audio_seconds:.1f} s of audio ({args.prompt_seconds[0]} s prompt): "
+          + ", ".join(f"flow {t:.2f} s ({s} CFM steps)" for s, t in flow_times.items())
           + f", vocoder {vocoder_time:.2f} s")
+    by_prompt = []
+    for seconds in args.prompt_seconds[1:]:
+        other = reference(seconds)
+        _, flow = _timed(lambda: s3gen.flow_inference(speech, ref_dict=other, n_cfm_timesteps=args.cfm_steps[0],
+                                                      finalize=True), device)
+        by_prompt.append(f"{seconds} s prompt {flow:.2f} s")
+    if by_prompt:
+        print(f"S3Gen flow ({args.cfm_steps[0]} CFM steps) against the reference prompt's length: "
+              + ", ".join(by_prompt))
 
     default_steps = args.cfm_steps[0]
     print(f"{'end to end':<10} {'RTF':>6} {'first audio (s)':>16}   (T3 + S3Gen with {default_steps} CFM steps, "
