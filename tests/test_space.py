@@ -159,3 +159,20 @@ def test_twenty_concurrent_requests_are_all_answered(space, reference):
         responses = list(pool.map(lambda i: _post(space, reference, "Hola.", seed=str(i)), range(20)))
     assert [r.status_code for r in responses] == [200] * 20
     assert all(sf.info(io.BytesIO(r.content)).duration > 0.5 for r in responses)
+
+
+def test_user_supplied_paths_are_never_opened(tmp_path):
+    from chatterbox_latam.serving import InputError, Settings, SpeechService
+
+    service = SpeechService("not-loaded")  # the checks need no model
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "voice.wav").write_bytes(b"RIFF")
+    (tmp_path / "secret.txt").write_text("do not read")
+    assert service.read_upload(uploads / "voice.wav", uploads) == b"RIFF"
+    for path in (tmp_path / "secret.txt", uploads / ".." / "secret.txt", "/etc/passwd"):
+        with pytest.raises(InputError, match="uploaded, not given as a path") as error:
+            service.read_upload(path, uploads)
+        assert error.value.status == 400
+    with pytest.raises(InputError, match="seed"):
+        Settings(seed=-1)
