@@ -141,11 +141,10 @@ def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 10
     hp = t3.hp
     device = t3.speech_emb.weight.device
     dtype = t3.speech_emb.weight.dtype
-    if text_tokens.dim() == 1:
-        text_tokens = text_tokens.unsqueeze(0)
-    text_tokens = text_tokens.to(device).expand(2, -1)  # row 1: CFG's unconditional (its text is zeroed)
+    text_tokens = torch.atleast_2d(text_tokens).to(device)
     t3_cond = _cast_cond(t3_cond, device, dtype)
-    embeds, len_cond = prefix_embeds(t3, t3_cond, text_tokens[:1].expand(2, -1), settings.cfg_weight)
+    # row 1 of the pair is CFG's unconditional (prepare_input_embeds zeroes its text)
+    embeds, len_cond = prefix_embeds(t3, t3_cond, text_tokens.expand(2, -1), settings.cfg_weight)
     embeds = embeds.to(dtype)
 
     if alignment and hp.is_multilingual:
@@ -189,6 +188,7 @@ def _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache
     generated = torch.full((1, max_new_tokens + 1), hp.start_speech_token, dtype=torch.long, device=device)
     cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
     extra = {"output_attentions": True} if analyzer is not None else {}
+    every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
 
     out = t3.tfmr(inputs_embeds=embeds, past_key_values=cache, cache_position=positions[:prefix], use_cache=True,
                   return_dict=True, **extra)
@@ -207,9 +207,8 @@ def _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache
         next_token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
         generated[:, step + 1] = next_token[0]
         n = step + 1
-        if analyzer is not None or (step + 1) % stop_check_every == 0 or step + 1 == max_new_tokens:
-            if bool((generated[0, step + 2 - (stop_check_every if analyzer is None else 1): step + 2]
-                     == hp.stop_speech_token).any()):
+        if (step + 1) % every == 0 or step + 1 == max_new_tokens:  # the only host sync of the loop
+            if bool((generated[0, max(0, step + 2 - every): step + 2] == hp.stop_speech_token).any()):
                 break
         embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).expand(2, -1, -1)
         out = t3.tfmr(inputs_embeds=embed, past_key_values=out.past_key_values,
@@ -231,8 +230,6 @@ def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tenso
 
     Free-running comparisons drift apart after the first near-tie; feeding both the same tokens measures each
     step's decision on its own."""
-    import torch.nn.functional as F
-
     def argmaxes(model) -> torch.Tensor:
         dtype = model.speech_emb.weight.dtype
         cond = _cast_cond(t3_cond, model.speech_emb.weight.device, dtype)
@@ -243,7 +240,7 @@ def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tenso
         embeds = torch.cat([prefix, steps.to(dtype).expand(2, -1, -1)], dim=1)
         hidden = model.tfmr(inputs_embeds=embeds.to(dtype), use_cache=False, return_dict=True).last_hidden_state
         logits = model.speech_head(hidden[:, prefix.shape[1] - 1:]).float()
-        return F.softmax(logits[0] + cfg_weight * (logits[0] - logits[1]), dim=-1).argmax(-1)
+        return (logits[0] + cfg_weight * (logits[0] - logits[1])).argmax(-1)
 
     return float((argmaxes(reference_t3) == argmaxes(t3)).float().mean())
 
@@ -259,17 +256,18 @@ class ModeReport:
 
 
 def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
-                min_agreement: float = 0.95, tokens: int = 24) -> tuple[str, list[ModeReport]]:
+                min_agreement: float = 0.95, tokens: int = 24) -> tuple[str, list[ModeReport], nn.Module]:
     """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
-    given conditioning and text (`tokens` decoded per mode); fp32 when none holds up. Returns (mode, reports)."""
+    given conditioning and text (`tokens` decoded per mode); fp32 when none holds up.
+    Returns (mode, reports, that mode's prepared T3)."""
     import time
 
     device = t3.speech_emb.weight.device.type
     candidates = candidates or tuple(m for m in MODES if not (m.startswith("int8") and device != "cpu"))
     settings = SamplingSettings()
-    reports, reference = [], None
+    reports, reference, models = [], None, {}
     for mode in ("fp32", *[m for m in candidates if m != "fp32"]):
-        model = t3_for_mode(t3, mode)
+        model = models[mode] = t3_for_mode(t3, mode)
         fast_decode(model, t3_cond, text_tokens, 2, settings)  # warm-up
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -281,4 +279,4 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
         holds_up = mode == "fp32" or agreement >= min_agreement  # fp32 is the reference: always available
         reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up))
     best = max((r for r in reports if r.holds_up), key=lambda r: r.tokens_per_second)
-    return best.mode, reports
+    return best.mode, reports, models[best.mode]

@@ -227,7 +227,8 @@ def eval_results(results: dict[str, Any], dataset_id: str | None, system: str = 
 
 
 def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str, Any] | None = None,
-                      base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit"):
+                      base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit",
+                      files: tuple[str, list[tuple[Path, str]]] | None = None):
     """The card of a merged model or of adapters, with metadata the Hub indexes (see `hub_cards/model_card.md`)."""
     import logging
 
@@ -237,7 +238,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
     from .modeling import _read_config
 
     folder = Path(folder)
-    kind, files = model_files(folder)
+    kind, files = files or model_files(folder)
     merged = _read_config(folder) if kind == "merged" else {}
     if kind == "merged":
         metadata = merged.get("adapter_metadata", {})
@@ -298,13 +299,18 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
 
 
 def push_model(folder: str | os.PathLike, repo_id: str, private: bool = False, results_path: str | None = None,
-               base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit") -> str:
+               base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit",
+               expected_kind: str | None = None) -> str:
     """Pushes a merged model or adapters with their card (and the evaluation's results.json / report.md under
-    `evaluation/`) in one commit; returns the repo URL. The card is also written to `<folder>/README.md`."""
+    `evaluation/`) in one commit; returns the repo URL. The card is also written to `<folder>/README.md`.
+    `expected_kind` ("merged" / "adapter"): refuse a folder that holds the other kind."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     folder = Path(folder)
-    _, files = model_files(folder)
+    kind, files = model_files(folder)
+    if expected_kind and kind != expected_kind:
+        held = "a merged model" if kind == "merged" else "adapters"
+        raise HubError(f"--what {expected_kind}, but {folder} holds {held}: pass --what {kind}.")
     results = None
     operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for path, rel in files]
     if results_path:
@@ -314,7 +320,7 @@ def push_model(folder: str | os.PathLike, repo_id: str, private: bool = False, r
             if extra.exists():
                 operations.append(CommitOperationAdd(path_in_repo=f"evaluation/{extra.name}",
                                                      path_or_fileobj=str(extra)))
-    card = render_model_card(folder, repo_id, results, base_model_id, dataset_id, license)
+    card = render_model_card(folder, repo_id, results, base_model_id, dataset_id, license, files=(kind, files))
     card.save(folder / "README.md")
     _hub_call("Checking the card's metadata", card.validate, repo_type="model")
     operations.append(CommitOperationAdd(path_in_repo="README.md",

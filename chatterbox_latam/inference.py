@@ -85,7 +85,9 @@ class ChatterboxLatamTTS:
 
         self.mode_reports = []
         if mode == "auto":
-            mode, self.mode_reports = self._choose_mode()
+            mode, self.mode_reports, prepared = self._choose_mode()
+            if not self.adapters:  # kept: the guard already built it (per-accent copies are built per adapter)
+                self._fast[(mode, None)] = prepared
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {MODES}.")
         if mode.startswith("int8") and torch.device(self.device).type != "cpu":
@@ -96,7 +98,6 @@ class ChatterboxLatamTTS:
         from .fast_t3 import choose_mode
         from .merge import probe_inputs
 
-        self.mode = "fp32"
         probe = probe_inputs(self.tts.t3)  # fixed seeded conditioning and text: the same on every start
         if self.tts.conds is not None:
             probe["t3_cond"] = self.tts.conds.t3
@@ -162,25 +163,32 @@ class ChatterboxLatamTTS:
         return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode)
 
     # -- voices ----------------------------------------------------------------------------------------------------
-    def voice(self, audio_prompt_path: str | os.PathLike | None, exaggeration: float = 0.5):
-        """Upstream `Conditionals` for a reference clip (cached per file and exaggeration), or the default voice."""
+    def voice(self, audio_prompt: str | os.PathLike | tuple[np.ndarray, int] | None, exaggeration: float = 0.5):
+        """Upstream `Conditionals` for a reference: a file (cached per file), samples as `(array, sample_rate)`
+        (written to a temporary file for upstream's `prepare_conditionals`, removed at once), or None for the
+        model's default voice."""
         from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-        if audio_prompt_path is None:
+        if audio_prompt is None:
             if self.tts.conds is None:
                 raise ValueError("This model has no default voice: pass audio_prompt_path=<a WAV of the voice to "
                                  "clone> (merge with --default_voice to give it one).")
             conds = self.tts.conds
+        elif isinstance(audio_prompt, tuple):
+            import tempfile
+
+            import soundfile as sf
+
+            with tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
+                path = Path(tmp) / "reference.wav"
+                sf.write(path, np.asarray(audio_prompt[0], dtype=np.float32), audio_prompt[1])
+                conds = self._conditionals(path, exaggeration)
         else:
-            stat = os.stat(audio_prompt_path)
-            key = (os.path.abspath(audio_prompt_path), stat.st_mtime_ns, stat.st_size)
+            stat = os.stat(audio_prompt)
+            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size)
             if key not in self._voices:
-                default = self.tts.conds
-                try:  # upstream stores the result on the model; keep the default voice as it was
-                    self.tts.prepare_conditionals(str(audio_prompt_path), exaggeration=exaggeration)
-                    self._voices = {**dict(list(self._voices.items())[-7:]), key: self.tts.conds}
-                finally:
-                    self.tts.conds = default
+                self._voices = {**dict(list(self._voices.items())[-7:]),
+                                key: self._conditionals(audio_prompt, exaggeration)}
             conds = self._voices[key]
         if float(conds.t3.emotion_adv.flatten()[0]) != float(exaggeration):
             t3 = conds.t3
@@ -189,9 +197,13 @@ class ChatterboxLatamTTS:
                                 conds.gen)
         return conds
 
-    def forget_voices(self) -> None:
-        """Drops the cached reference voices (they are keyed by file; call it when those files go away)."""
-        self._voices.clear()
+    def _conditionals(self, path, exaggeration: float):
+        default = self.tts.conds
+        try:  # upstream stores the result on the model; keep the default voice as it was
+            self.tts.prepare_conditionals(str(path), exaggeration=exaggeration)
+            return self.tts.conds
+        finally:
+            self.tts.conds = default
 
     def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
         """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
@@ -213,8 +225,9 @@ class ChatterboxLatamTTS:
                  cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
                  seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
                  max_new_tokens: int | None = None) -> torch.Tensor:
-        """Speech of `text` in the voice of `audio_prompt_path` (or the model's default voice): a (1, samples)
-        float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the sampling repeatable.
+        """Speech of `text` in the voice of `audio_prompt_path` (a file, or `(samples, sample_rate)`; None: the
+        model's default voice): a (1, samples) float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the
+        sampling repeatable.
 
         Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
         pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech."""
@@ -242,16 +255,9 @@ class ChatterboxLatamTTS:
     def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
                    cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
                    accent: str | None = None, max_new_tokens: int | None = None) -> np.ndarray:
-        """`generate` for a reference given as samples: a 1-D float32 array at `self.sr`."""
-        import tempfile
-
-        import soundfile as sf
-
-        with tempfile.TemporaryDirectory(prefix="chatterbox-latam-") as tmp:
-            path = Path(tmp) / "reference.wav"
-            sf.write(path, np.asarray(reference, dtype=np.float32), reference_sr)
-            conds = self.voice(path, exaggeration)
-            self.forget_voices()  # keyed by a path that is about to disappear
+        """One utterance (not split into sentences) for a reference given as samples: a 1-D float32 array at
+        `self.sr`, watermarked. What the evaluation calls: each test sentence is one utterance."""
+        conds = self.voice((reference, reference_sr), exaggeration)
         return self._speak(text, conds, cfg_weight, temperature, accent, seed, 2.0, 0.05, 1.0, max_new_tokens)
 
     def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,

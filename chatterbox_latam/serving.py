@@ -10,7 +10,6 @@ when more than `queue_size` requests are already waiting.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +74,10 @@ class Settings:
 
         if self.accent is not None and self.accent not in ACCENTS:
             raise InputError(f"accent={self.accent!r}: use one of {list(ACCENTS)}, or none.")
+
+    def sampling(self) -> dict[str, Any]:
+        return {"exaggeration": self.exaggeration, "cfg_weight": self.cfg_weight, "temperature": self.temperature,
+                "seed": self.seed}
 
 
 class SpeechService:
@@ -187,28 +190,18 @@ class SpeechService:
 
         return Slot()
 
-    def stream(self, text: str, reference: tuple[np.ndarray, int], settings: Settings,
-               watermark: bool = True) -> Iterator[np.ndarray]:
-        """Checked inputs -> watermarked 24 kHz chunks, one per sentence. The reference is written to a temporary
-        folder this service owns for upstream's conditioning, and removed at once."""
-        import soundfile as sf
-
-        text = self.check_text(text)
-        accent = self.check_accent(settings.accent)
-        with self._slot(), tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
-            path = Path(tmp) / "reference.wav"
-            sf.write(path, reference[0], reference[1])
-            yield from self.model.stream(text, audio_prompt_path=path, exaggeration=settings.exaggeration,
-                                         cfg_weight=settings.cfg_weight, temperature=settings.temperature,
-                                         seed=settings.seed, accent=accent, watermark=watermark)
-            self.model.forget_voices()  # the voice was keyed by a path that is about to disappear
+    def stream(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> Iterator[np.ndarray]:
+        """Checked inputs -> watermarked 24 kHz chunks, one per sentence (the Space's streaming mode)."""
+        text, accent = self.check_text(text), self.check_accent(settings.accent)
+        with self._slot():
+            yield from self.model.stream(text, audio_prompt_path=reference, accent=accent, **settings.sampling())
 
     def synthesize(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> np.ndarray:
-        """The whole utterance (one watermark over the joined sentences, as `generate` does)."""
-        from .inference import apply_watermark
-
-        chunks = list(self.stream(text, reference, settings, watermark=False))
-        return apply_watermark(np.concatenate(chunks), self.model.sr)
+        """Checked inputs -> the whole utterance, as `ChatterboxLatamTTS.generate` makes it."""
+        text, accent = self.check_text(text), self.check_accent(settings.accent)
+        with self._slot():
+            return self.model.generate(text, audio_prompt_path=reference, accent=accent,
+                                       **settings.sampling()).squeeze(0).numpy()
 
 
 def wav_bytes(wav: np.ndarray, sample_rate: int) -> bytes:

@@ -58,7 +58,7 @@ def _settings(exaggeration, cfg_weight, temperature, seed, accent) -> Settings:
 
 
 @GPU
-def speak(text, reference, accent, exaggeration, cfg_weight, temperature, seed, streaming, request: gr.Request = None):
+def speak(text, reference, accent, exaggeration, cfg_weight, temperature, seed, streaming):
     """Speaks `text` in the voice of the uploaded or recorded `reference`; streams sentence by sentence when
     `streaming` is on. Yields (full audio, streamed chunk, settings for feedback, status)."""
     try:

@@ -102,7 +102,8 @@ def test_quality_guard_picks_the_fastest_mode_that_holds_up(t3):
     from chatterbox_latam.fast_t3 import MODES, choose_mode
 
     text, cond = _inputs(t3)
-    mode, reports = choose_mode(t3, cond(), text, min_agreement=0.0, tokens=8)
+    mode, reports, prepared = choose_mode(t3, cond(), text, min_agreement=0.0, tokens=8)
     assert [r.mode for r in reports] == list(MODES) and mode == max(reports, key=lambda r: r.tokens_per_second).mode
-    strict, _ = choose_mode(t3, cond(), text, min_agreement=1.01, tokens=8)
-    assert strict == "fp32"  # nothing else holds up: the exact mode
+    assert prepared is not t3 or mode == "fp32"
+    strict, _, prepared = choose_mode(t3, cond(), text, min_agreement=1.01, tokens=8)
+    assert strict == "fp32" and prepared is t3  # nothing else holds up: the exact mode, T3 itself

@@ -38,14 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.what == "dataset":
             url = push_prepared_dataset(args.path, args.repo_id, private=args.private)
         else:
-            from chatterbox_latam.hub import model_files
-
-            kind, _ = model_files(args.path)
-            if kind != args.what:
-                raise HubError(f"--what {args.what}, but {args.path} holds {'a merged model' if kind == 'merged' else 'adapters'}: "
-                               f"pass --what {kind}.")
             url = push_model(args.path, args.repo_id, private=args.private, results_path=args.results,
-                             base_model_id=args.base_model_id, dataset_id=args.dataset_id, license=args.license)
+                             base_model_id=args.base_model_id, dataset_id=args.dataset_id, license=args.license,
+                             expected_kind=args.what)
     except HubError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
