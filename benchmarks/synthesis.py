@@ -1,24 +1,38 @@
 """Synthesis speed: upstream `T3.inference` against the fast decoder's modes, on the same weights and inputs.
 
-    python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40]
+    python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40] [--batch 8]
 
 Builds a random-init T3 (upstream's full size with --full-size: 30 layers, 536M parameters; else the tiny one)
-and S3Gen from the upstream classes, then, for upstream and each mode (fp32, bf16, int8 on CPU): T3 decode tokens/s
-(decoding only: the prompt's prefill is timed on its own) and its ratio to upstream, whether fp32 gives upstream's
-tokens, teacher-forced agreement with fp32, S3Gen flow
-and vocoder time, end-to-end real-time factor and time to first audio (the first sentence's audio, which is when
-streaming playback starts). Random weights never emit the stop token, so every run decodes exactly --tokens.
-The last line is the best mode's T3 decode ratio to upstream.
+and S3Gen from the upstream classes, then, for upstream and each mode (fp32, bf16, int8, int8-wo, int4-wo on CPU):
+- T3 decode tokens/s for one sentence (decoding only: the prompt's prefill is timed on its own), its ratio to
+  upstream, whether fp32 gives upstream's tokens, teacher-forced agreement with fp32;
+- T3 decode throughput with --batch sentences decoded together (`fast_decode_batch`), in tokens/s over all;
+- S3Gen: flow time per number of CFM steps, per reference length, in bf16 (with its difference from fp32 on the
+  same noise), for --batch utterances batched against one by one; the vocoder on its own;
+- end-to-end real-time factor, and time to first audio for a whole sentence and for audio streamed every
+  --chunk_tokens tokens (`ChunkedVocoder`).
+Random weights never emit the stop token, so every run decodes exactly --tokens. The last line is the best mode's
+T3 decode ratio to upstream, for one sentence and for a batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
 
-from chatterbox_latam.fast_t3 import MODES, SamplingSettings, fast_decode, t3_for_mode, teacher_forced_agreement
+from chatterbox_latam.chunked_audio import ChunkedVocoder
+from chatterbox_latam.fast_t3 import (
+    CPU_ONLY,
+    MODES,
+    SamplingSettings,
+    fast_decode,
+    fast_decode_batch,
+    t3_for_mode,
+    teacher_forced_agreement,
+)
 from chatterbox_latam.modeling import build_s3gen, build_t3
 from chatterbox_latam.tiny_model import TINY_CONFIG
 
@@ -68,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfm_steps", type=int, nargs="+", default=[10, 5], help="S3Gen CFM steps to time.")
     parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],
                         help="Reference lengths to time S3Gen's flow with (the first is used for the rest).")
+    parser.add_argument("--batch", type=int, default=8, help="Sentences decoded together for the throughput figure.")
+    parser.add_argument("--chunk_tokens", type=int, default=25, help="Streaming chunk for time to first audio.")
     args = parser.parse_args(argv)
     device, n = args.device, args.tokens
     config = {} if args.full_size else TINY_CONFIG
@@ -100,15 +116,22 @@ def main(argv: list[str] | None = None) -> None:
     upstream_tokens, upstream_rate, upstream_prefill = rates(upstream)
     rows = [("upstream", upstream_rate, 1.0, "-", "-", upstream_prefill)]
 
-    modes = [m for m in MODES if not (m.startswith("int8") and device != "cpu")]
+    modes = [m for m in MODES if not (m in CPU_ONLY and device != "cpu")]
     reference_tokens = None
-    results = {}
+    results, batched = {}, {}
+    texts = [text[:, : text.shape[1] - 3 * i].clone() for i in range(args.batch)]  # different lengths: padded
+    for i in range(len(texts)):
+        texts[i][0, -1] = t3.hp.stop_text_token
     for mode in modes:
         fast = t3_for_mode(t3, mode)
 
         def decode(tokens=n, alignment=False, model=fast):
             torch.manual_seed(0)
             return fast_decode(model, cond(), text, tokens, settings, alignment=alignment)
+
+        def decode_batch(tokens=n, model=fast):
+            torch.manual_seed(0)
+            return fast_decode_batch(model, cond(), texts, tokens, settings)
 
         tokens, rate, prefill = rates(decode)
         identical = "-"
@@ -120,14 +143,17 @@ def main(argv: list[str] | None = None) -> None:
             agreement = 1.0
         else:
             agreement = teacher_forced_agreement(t3, fast, cond(), text, reference_tokens)
-        results[mode] = rate
+        _, batch_rate, _ = rates(decode_batch)
+        results[mode], batched[mode] = rate, batch_rate * args.batch
         rows.append((mode, rate, rate / upstream_rate, identical, f"{agreement:.3f}", prefill))
         del fast
 
     print(f"{'T3 decode':<10} {'tokens/s':>9} {'x upstream':>11} {'same tokens':>12} {'teacher-forced':>15} "
-          f"{'prefill (s)':>12}")
+          f"{'prefill (s)':>12} {f'{args.batch} sentences: tokens/s':>26} {'x upstream':>11}")
     for name, rate, ratio, identical, agreement, prefill in rows:
-        print(f"{name:<10} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15} {prefill:>12.2f}")
+        together = batched.get(name)
+        extra = f" {together:>26.1f} {together / upstream_rate:>10.2f}x" if together else ""
+        print(f"{name:<10} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15} {prefill:>12.2f}{extra}")
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
     s3gen = build_s3gen(config).to(device).eval()
@@ -138,12 +164,17 @@ def main(argv: list[str] | None = None) -> None:
         wav = torch.randn(24_000 * seconds, generator=torch.Generator().manual_seed(3)) * 0.1
         return s3gen.embed_ref(wav, 24_000, device=device)
 
+    def flow(tokens, ref, steps, model=s3gen, lengths=None, seed=0):
+        torch.manual_seed(seed)  # the CFM's starting noise
+        return model.flow_inference(tokens, ref_dict=ref, n_cfm_timesteps=steps, finalize=True,
+                                    speech_token_lens=lengths)
+
     ref = reference(args.prompt_seconds[0])
     flow_times = {}
     for steps in args.cfm_steps:
-        s3gen.flow_inference(speech, ref_dict=ref, n_cfm_timesteps=steps, finalize=True)  # warm-up
-        mel, flow_times[steps] = _timed(lambda: s3gen.flow_inference(speech, ref_dict=ref, n_cfm_timesteps=steps,
-                                                                     finalize=True), device)
+        flow(speech, ref, steps)  # warm-up
+        mel, flow_times[steps] = _timed(lambda: flow(speech, ref, steps), device)
+    mel = flow(speech, ref, args.cfm_steps[0])
     _, vocoder_time = _timed(lambda: s3gen.hift_inference(mel), device)
     print(f"S3Gen for {audio_seconds:.1f} s of audio ({args.prompt_seconds[0]} s prompt): "
           + ", ".join(f"flow {t:.2f} s ({s} CFM steps)" for s, t in flow_times.items())
@@ -151,21 +182,54 @@ def main(argv: list[str] | None = None) -> None:
     by_prompt = []
     for seconds in args.prompt_seconds[1:]:
         other = reference(seconds)
-        _, flow = _timed(lambda: s3gen.flow_inference(speech, ref_dict=other, n_cfm_timesteps=args.cfm_steps[0],
-                                                      finalize=True), device)
-        by_prompt.append(f"{seconds} s prompt {flow:.2f} s")
+        _, seconds_taken = _timed(lambda: flow(speech, other, args.cfm_steps[0]), device)
+        by_prompt.append(f"{seconds} s prompt {seconds_taken:.2f} s")
     if by_prompt:
         print(f"S3Gen flow ({args.cfm_steps[0]} CFM steps) against the reference prompt's length: "
               + ", ".join(by_prompt))
 
     default_steps = args.cfm_steps[0]
-    print(f"{'end to end':<10} {'RTF':>6} {'first audio (s)':>16}   (T3 + S3Gen with {default_steps} CFM steps, "
-          f"{audio_seconds:.1f} s of audio)")
+    utterances = [speech[: len(speech) - 2 * i] for i in range(min(args.batch, 4))]
+    _, one_by_one = _timed(lambda: [flow(u, ref, default_steps) for u in utterances], device)
+    padded = torch.nn.utils.rnn.pad_sequence(utterances, batch_first=True)
+    lengths = torch.tensor([len(u) for u in utterances], device=device)
+    _, together = _timed(lambda: flow(padded, ref, default_steps, lengths=lengths), device)
+    print(f"S3Gen flow for {len(utterances)} utterances: {one_by_one:.2f} s one by one, {together:.2f} s batched "
+          f"({one_by_one / together:.2f}x)")
+    try:
+        half = copy.deepcopy(s3gen).to(torch.bfloat16)
+        ref_half = {k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() else v
+                    for k, v in ref.items()}  # the reference's features made in fp32 (the fbank needs it)
+        flow(speech, ref_half, default_steps, half)
+        mel_half, half_time = _timed(lambda: flow(speech, ref_half, default_steps, half), device)
+        difference = float((mel_half.float() - mel).norm() / mel.norm())
+        other_noise = float((flow(speech, ref, default_steps, seed=1) - mel).norm() / mel.norm())
+        print(f"S3Gen flow in bf16: {half_time:.2f} s ({flow_times[default_steps] / half_time:.2f}x fp32), mel "
+              f"relative difference from fp32 {difference:.3f} (fp32 with another noise draw: {other_noise:.3f})")
+        del half
+    except RuntimeError as error:  # an op without a bf16 kernel on this device
+        print(f"S3Gen flow in bf16: fails on {device} ({str(error).splitlines()[0]})")
+
+    # Streaming: the first chunk's audio (its tokens, then the flow over the prompt and them, then HiFT).
+    vocoder = ChunkedVocoder(s3gen, ref, default_steps)
+    chunk = args.chunk_tokens
+    _, first_chunk_audio = _timed(lambda: vocoder(speech[:chunk], False), device)
+    _, rest_audio = _timed(lambda: vocoder(speech[chunk:], True), device)
+    whole_audio = flow_times[default_steps] + vocoder_time
+    print(f"Streaming every {chunk} tokens: first chunk's S3Gen {first_chunk_audio:.2f} s; S3Gen for the whole "
+          f"{first_chunk_audio + rest_audio:.2f} s in chunks, {whole_audio:.2f} s in one pass")
+
+    print(f"{'end to end':<10} {'RTF':>6} {'first audio (s)':>16} {f'streamed every {chunk} (s)':>22}   (T3 + S3Gen "
+          f"with {default_steps} CFM steps, {audio_seconds:.1f} s of audio)")
     for name, rate, _, _, _, prefill in rows:
-        total = prefill + (n - 1) / rate + flow_times[default_steps] + vocoder_time
-        print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f}")
+        total = prefill + (n - 1) / rate + whole_audio
+        streamed = prefill + (chunk - 1) / rate + first_chunk_audio
+        print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f}")
     best = max(results, key=results.get)
-    print(f"best mode {best}: T3 decode {results[best] / upstream_rate:.2f}x upstream")
+    best_batched = max(batched, key=batched.get)
+    print(f"best mode {best}: T3 decode {results[best] / upstream_rate:.2f}x upstream for one sentence; "
+          f"{best_batched} with {args.batch} sentences together: {batched[best_batched] / upstream_rate:.2f}x "
+          f"upstream's throughput")
 
 
 if __name__ == "__main__":

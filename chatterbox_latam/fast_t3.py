@@ -9,9 +9,10 @@ every step to test for the stop token. This decoder
   tokens on the same weights, inputs and seed;
 - looks at the generated tokens on the host only every `stop_check_every` steps (tokens after the stop token are
   dropped, so the result is unchanged);
-- runs T3 in one of four precisions (`MODES`): fp32 (exact), bf16 weights, dynamic int8 Linear layers
-  (`torch.ao.quantization.quantize_dynamic`, CPU only), or int8 weights with bf16 activations (`int8-wo`, CPU). On CPU, fp32 decoding is bound by the matrix kernels
-  (see the README's figures): precision, not loop overhead, is the lever there.
+- runs T3 in one of five precisions (`MODES`): fp32 (exact), bf16 weights, dynamic int8 Linear layers
+  (`torch.ao.quantization.quantize_dynamic`, CPU only), or int8 / int4 weights with bf16 activations (`int8-wo`,
+  `int4-wo`, CPU). On CPU, fp32 decoding is bound by reading the weights (see the README's figures): the bytes per
+  weight, not loop overhead, are the lever there.
 
 Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
 has been read, force it on a long tail or repetition) are optional (`alignment=True`): they need attention maps of
@@ -22,12 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-MODES = ("fp32", "bf16", "int8", "int8-wo")
+MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
+CPU_ONLY = ("int8", "int8-wo", "int4-wo")
+# The weight-only kernels are matrix-vector kernels: fast for decoding's few rows, several times slower than bf16's
+# matrix kernels for a prompt's hundreds. Above this many rows the weight-only layers use a bf16 copy of the weight
+# (decoding reads only the small weights; the copy costs memory, not speed).
+PREFILL_ROWS = 64
 
 
 class WeightOnlyInt8Linear(nn.Module):
@@ -42,26 +49,69 @@ class WeightOnlyInt8Linear(nn.Module):
         self.register_buffer("weight_int8", torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8))
         self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
         self.out_features = linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
+        if x.numel() // shape[-1] > PREFILL_ROWS:
+            return nn.functional.linear(x.to(torch.bfloat16), self.prefill_weight, self.bias)
         out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int8, self.scales)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
 
 
-def _replace_linears(module: nn.Module) -> None:
+class WeightOnlyInt4Linear(nn.Module):
+    """A Linear layer with 4-bit weights (asymmetric, one bf16 scale and offset per `group_size` inputs of each
+    row) and bf16 activations: an eighth of the fp32 weight bytes. Runs on PyTorch's CPU 4-bit kernel
+    (`_weight_int4pack_mm_for_cpu`, the one torchao's int4 weight-only CPU layout uses), whose dequantisation is
+    `(q - 8) * scale + offset`."""
+
+    def __init__(self, linear: nn.Linear, group_size: int = 32):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        rows, columns = weight.shape
+        groups = weight.reshape(rows, columns // group_size, group_size)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scales = (high - low).clamp_min(1e-12) / 15
+        q = torch.round((groups - low[..., None]) / scales[..., None]).clamp(0, 15).reshape(rows, columns)
+        self.register_buffer("weight_int4", torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
+        self.register_buffer("scales_and_offsets",
+                             torch.stack([scales.t(), (low + 8 * scales).t()], -1).contiguous().to(torch.bfloat16))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
+        self.group_size = group_size
+        self.out_features = linear.out_features
+
+    @staticmethod
+    def fits(linear: nn.Linear, group_size: int = 32) -> bool:
+        return linear.in_features % group_size == 0 and linear.out_features % 16 == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        if x.numel() // shape[-1] > PREFILL_ROWS:
+            return nn.functional.linear(x.to(torch.bfloat16), self.prefill_weight, self.bias)
+        out = torch._weight_int4pack_mm_for_cpu(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int4,
+                                                self.group_size, self.scales_and_offsets)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features)
+
+
+def _replace_linears(module: nn.Module, bits: int) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            setattr(module, name, WeightOnlyInt8Linear(child))
+            if bits == 4 and WeightOnlyInt4Linear.fits(child):
+                setattr(module, name, WeightOnlyInt4Linear(child))
+            else:  # a layer the 4-bit kernel cannot take keeps 8 bits
+                setattr(module, name, WeightOnlyInt8Linear(child))
         else:
-            _replace_linears(child)
+            _replace_linears(child, bits)
 
 
 def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
-    """A copy of T3 prepared for `mode` (fp32 returns T3 itself). int8 needs the CPU."""
+    """A copy of T3 prepared for `mode` (fp32 returns T3 itself). The int8 and int4 modes need the CPU."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: use one of {MODES}.")
     if mode == "fp32":
@@ -71,14 +121,12 @@ def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
         fast = fast.merge_and_unload()
     if mode == "bf16":
         return fast.to(torch.bfloat16)
-    if mode == "int8-wo":
-        if next(t3.parameters()).device.type != "cpu":
-            raise ValueError("mode='int8-wo' runs on the CPU; on GPU use bf16.")
+    if mode in CPU_ONLY and next(t3.parameters()).device.type != "cpu":
+        raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use bf16.")
+    if mode.endswith("-wo"):
         fast = fast.to(torch.bfloat16)
-        _replace_linears(fast.tfmr)
+        _replace_linears(fast.tfmr, bits=int(mode[3]))
         return fast
-    if next(t3.parameters()).device.type != "cpu":
-        raise ValueError("mode='int8' (dynamic quantisation) runs on the CPU; on GPU use bf16.")
     # The Llama backbone's Linear layers hold nearly all the weights; heads and embeddings stay fp32.
     fast.tfmr = torch.ao.quantization.quantize_dynamic(fast.tfmr, {nn.Linear}, dtype=torch.qint8)
     return fast
@@ -137,20 +185,47 @@ def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 10
 
     `t3` may be a copy from `t3_for_mode`; the conditioning is cast to its dtype.
     """
-    settings = settings or SamplingSettings()
-    hp = t3.hp
-    device = t3.speech_emb.weight.device
-    dtype = t3.speech_emb.weight.dtype
-    text_tokens = torch.atleast_2d(text_tokens).to(device)
-    t3_cond = _cast_cond(t3_cond, device, dtype)
-    # row 1 of the pair is CFG's unconditional (prepare_input_embeds zeroes its text)
-    embeds, len_cond = prefix_embeds(t3, t3_cond, text_tokens.expand(2, -1), settings.cfg_weight)
-    embeds = embeds.to(dtype)
+    if alignment and t3.hp.is_multilingual:
+        settings = settings or SamplingSettings()
+        embeds, len_cond, _ = _prefix(t3, t3_cond, [text_tokens], settings)
+        text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
+        with _upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token) as analyzer:
+            return _decode(t3, embeds, [0], [max_new_tokens], settings, 1, False, analyzer)[0]
+    return fast_decode_batch(t3, t3_cond, [text_tokens], max_new_tokens, settings, stop_check_every,
+                             static_cache)[0]
 
-    if alignment and hp.is_multilingual:
-        with _upstream_alignment(t3.tfmr, (len_cond, len_cond + text_tokens.size(-1)), hp.stop_speech_token) as analyzer:
-            return _decode(t3, embeds, max_new_tokens, settings, stop_check_every, False, analyzer)
-    return _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache, None)
+
+@torch.inference_mode()
+def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: int | list[int] = 1000,
+                      settings: SamplingSettings | None = None, stop_check_every: int = 8,
+                      static_cache: bool = True) -> list[torch.Tensor]:
+    """Speech tokens for several utterances in the same voice, decoded together: one forward pass per step for
+    all of them (CFG pairs side by side), so a step costs little more than one utterance's while decoding is bound
+    by reading the weights. Prompts of different lengths are padded on the left and masked; each utterance stops
+    at its own stop token or budget (`max_new_tokens`, one for all or one each). One utterance alone is exactly
+    `fast_decode`; in a batch the random draws interleave, so tokens match a single run only where sampling is
+    deterministic (e.g. `min_p=1`, greedy). Returns one (1, N_i) tensor per text."""
+    settings = settings or SamplingSettings()
+    budgets = [max_new_tokens] * len(texts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(texts) or not texts:
+        raise ValueError(f"{len(texts)} texts and {len(budgets)} token budgets: give one budget or one per text.")
+    embeds, _, pads = _prefix(t3, t3_cond, texts, settings)
+    return _decode(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, None)
+
+
+def _prefix(t3, t3_cond, texts, settings) -> tuple[torch.Tensor, int, list[int]]:
+    """The CFG pairs' prompt embeddings, left-padded to one length: (2 * len(texts), L, D), the conditioning's
+    length and each text's padding."""
+    device, dtype = t3.speech_emb.weight.device, t3.speech_emb.weight.dtype
+    cond = _cast_cond(t3_cond, device, dtype)
+    rows, len_cond = [], 0
+    for text in texts:  # row 2i is the conditional, 2i + 1 CFG's unconditional (text zeroed by upstream)
+        text = torch.atleast_2d(text).to(device)
+        embeds, len_cond = prefix_embeds(t3, cond, text.expand(2, -1), settings.cfg_weight)
+        rows.append(embeds.to(dtype))
+    longest = max(row.shape[1] for row in rows)
+    padded = [nn.functional.pad(row, (0, 0, longest - row.shape[1], 0)) for row in rows]
+    return torch.cat(padded), len_cond, [longest - row.shape[1] for row in rows]
 
 
 @contextlib.contextmanager
@@ -171,32 +246,81 @@ def _upstream_alignment(tfmr, text_slice: tuple[int, int], eos: int):
                 del layer.self_attn._forward_hooks[key]
 
 
-def _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache, analyzer) -> torch.Tensor:
+def _decode(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, analyzer) -> list[torch.Tensor]:
+    for n, generated, _ in _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache,
+                                         analyzer):
+        pass
+    return [_cut(generated[row: row + 1, 1: min(n, budget) + 1], t3.hp.stop_speech_token)
+            for row, budget in enumerate(budgets)]
+
+
+def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
+    """Tokens up to and including the first stop token."""
+    stops = (tokens[0] == stop).nonzero()
+    return tokens[:, : int(stops[0]) + 1] if len(stops) else tokens
+
+
+@torch.inference_mode()
+def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
+                  settings: SamplingSettings | None = None, chunk_tokens: int = 25,
+                  stop_check_every: int = 8) -> Iterator[tuple[torch.Tensor, bool]]:
+    """`fast_decode`, handing over its tokens while it decodes: yields (new tokens (1, k), finished) once at least
+    `chunk_tokens` new ones are there (at the next stop check), and the rest with finished=True. The tokens, joined,
+    are `fast_decode`'s (same draws in the same order)."""
+    settings = settings or SamplingSettings()
+    embeds, _, pads = _prefix(t3, t3_cond, [text_tokens], settings)
+    handed = 0
+    steps = _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every, True, None)
+    for n, generated, finished in steps:
+        if not finished and n - handed >= chunk_tokens:  # (a stop token ends the loop: its window comes last)
+            yield generated[:, handed + 1: n + 1], False
+            handed = n
+    yield _cut(generated[:, 1: min(n, max_new_tokens) + 1], t3.hp.stop_speech_token)[:, handed:], True
+
+
+def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache,
+                  analyzer) -> Iterator[tuple[int, torch.Tensor, bool]]:
+    """The decoding loop. Yields (steps done, generated, finished) after the prefill, at every stop check and at
+    the end; `generated` (rows, 1 + steps) starts with the start token and is filled in place."""
     from transformers import DynamicCache, StaticCache
 
     hp = t3.hp
     device, dtype = embeds.device, embeds.dtype
-    prefix = embeds.shape[1]
+    batch, prefix = len(pads), embeds.shape[1]
+    steps_max = max(budgets)
+    total = prefix + steps_max + 1
     if static_cache and analyzer is None:
-        cache = StaticCache(config=t3.tfmr.config, max_cache_len=prefix + max_new_tokens + 1)
+        cache = StaticCache(config=t3.tfmr.config, max_cache_len=total)
     else:
         cache = DynamicCache()
-    positions = torch.arange(prefix + max_new_tokens + 1, device=device)
+    positions = torch.arange(total, device=device)
+    pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
+    # Left padding: pads are never attended to (a pad attends to itself, so no row is fully masked), and each
+    # row's positions start at its first real token. Without padding no mask is needed (as upstream).
+    mask = None
+    if any(pads):
+        key_valid = positions[None, :] >= pad
+        causal = positions[None, :prefix] <= positions[:prefix, None]
+        mask = (causal[None] & (key_valid[:, None, :prefix] | torch.eye(prefix, dtype=torch.bool, device=device)))
+        mask = nn.functional.pad(mask, (0, total - prefix))[:, None]  # (rows, 1, prefix, cache length)
     # The position embeddings of every speech step, looked up once.
-    step_pos = t3.speech_pos_emb.get_fixed_embedding(torch.arange(1, max_new_tokens + 1, device=device))[0].to(dtype)
+    step_pos = t3.speech_pos_emb.get_fixed_embedding(torch.arange(1, steps_max + 1, device=device))[0].to(dtype)
     penalty, min_p, top_p = _processors(settings)
-    generated = torch.full((1, max_new_tokens + 1), hp.start_speech_token, dtype=torch.long, device=device)
+    generated = torch.full((batch, steps_max + 1), hp.start_speech_token, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
     extra = {"output_attentions": True} if analyzer is not None else {}
     every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
 
-    out = t3.tfmr(inputs_embeds=embeds, past_key_values=cache, cache_position=positions[:prefix], use_cache=True,
-                  return_dict=True, **extra)
+    out = t3.tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
+                  position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True,
+                  **extra)
     hidden = out.last_hidden_state[:, -1]
     n = 0
-    for step in range(max_new_tokens):
-        logits = t3.speech_head(hidden).float()
-        logits = logits[0:1] + cfg * (logits[0:1] - logits[1:2])
+    yield n, generated, False
+    for step in range(steps_max):
+        logits = t3.speech_head(hidden).float().view(batch, 2, -1)
+        logits = logits[:, 0] + cfg * (logits[:, 0] - logits[:, 1])
         seen = generated[:, : step + 1]
         if analyzer is not None:
             logits = analyzer.step(logits, next_token=int(seen[0, -1]))
@@ -205,21 +329,19 @@ def _decode(t3, embeds, max_new_tokens, settings, stop_check_every, static_cache
             logits = logits / settings.temperature
         logits = top_p(seen, min_p(seen, logits))
         next_token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
-        generated[:, step + 1] = next_token[0]
+        generated[:, step + 1] = next_token[:, 0]
+        done |= next_token[:, 0] == hp.stop_speech_token
         n = step + 1
-        if (step + 1) % every == 0 or step + 1 == max_new_tokens:  # the only host sync of the loop
-            if bool((generated[0, max(0, step + 2 - every): step + 2] == hp.stop_speech_token).any()):
+        if n % every == 0 or n == steps_max:  # the only host sync of the loop
+            if bool(done.all()) or all(n >= budget for budget in budgets):
                 break
-        embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).expand(2, -1, -1)
-        out = t3.tfmr(inputs_embeds=embed, past_key_values=out.past_key_values,
-                      cache_position=positions[prefix + step: prefix + step + 1], use_cache=True, return_dict=True,
-                      **extra)
+            yield n, generated, False
+        embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(2, dim=0)
+        step_mask = None if mask is None else (key_valid & (positions <= prefix + step))[:, None, None]
+        out = t3.tfmr(inputs_embeds=embed, cache=out.cache, attention_mask=step_mask,
+                      position_ids=positions[prefix + step] - pad, use_cache=True, return_dict=True, **extra)
         hidden = out.last_hidden_state[:, -1]
-    tokens = generated[:, 1: n + 1]
-    stops = (tokens[0] == hp.stop_speech_token).nonzero()
-    if len(stops):
-        tokens = tokens[:, : int(stops[0]) + 1]
-    return tokens
+    yield n, generated, True
 
 
 @torch.inference_mode()
@@ -263,7 +385,7 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
     import time
 
     device = t3.speech_emb.weight.device.type
-    candidates = candidates or tuple(m for m in MODES if not (m.startswith("int8") and device != "cpu"))
+    candidates = candidates or tuple(m for m in MODES if not (m in CPU_ONLY and device != "cpu"))
     settings = SamplingSettings()
     reports, reference, models = [], None, {}
     for mode in ("fp32", *[m for m in candidates if m != "fp32"]):

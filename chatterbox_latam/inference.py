@@ -7,6 +7,7 @@ watermark is applied. `generate_speech` is the seed's one-call function.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from . import fast_t3
 
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 
@@ -74,14 +77,16 @@ class ChatterboxLatamTTS:
         self._fast: dict[tuple, Any] = {}
         self.cfm_steps: int | None = None
         """S3Gen's flow-matching steps (None: upstream's 10)."""
+        self.batch_size = 8
+        """Sentences `generate` decodes together (one T3 forward pass per step for all of them)."""
         self.set_mode(mode)
 
     def set_mode(self, mode: str) -> None:
         """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', 'int8' (CPU; dynamic
-        quantisation), 'int8-wo' (CPU; int8 weights, bf16 activations), or 'auto': the fastest mode whose
+        quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest mode whose
         teacher-forced agreement with fp32 holds up on this model (`fast_t3.choose_mode`; `self.mode_reports` keeps
         the measurements). See `chatterbox_latam.fast_t3`."""
-        from .fast_t3 import MODES
+        from .fast_t3 import CPU_ONLY, MODES
 
         self.mode_reports = []
         if mode == "auto":
@@ -90,7 +95,7 @@ class ChatterboxLatamTTS:
                 self._fast[(mode, None)] = prepared
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {MODES}.")
-        if mode.startswith("int8") and torch.device(self.device).type != "cpu":
+        if mode in CPU_ONLY and torch.device(self.device).type != "cpu":
             raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use 'bf16'.")
         self.mode = mode
 
@@ -230,27 +235,59 @@ class ChatterboxLatamTTS:
         sampling repeatable.
 
         Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
-        pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech."""
-        chunks = list(self.stream(text, audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
-                                  repetition_penalty, min_p, top_p, max_new_tokens, watermark=False))
-        wav = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech. The
+        sentences are decoded together, `batch_size` at a time (`fast_t3.fast_decode_batch`)."""
+        sentences = self._sentences(text)
+        conds = self.voice(audio_prompt_path, exaggeration)
+        settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
+        accent, adapter = self._use_adapter(accent)
+        t3 = self._t3(adapter)
+        with self._seeded(seed):
+            tokens = []
+            for start in range(0, len(sentences), self.batch_size):
+                batch = sentences[start: start + self.batch_size]
+                tokens += fast_t3.fast_decode_batch(
+                    t3, conds.t3, [self._text_tokens(s, accent, t3) for s in batch],
+                    [max_new_tokens or default_max_new_tokens(s) for s in batch], settings)
+            wavs = [tokens_to_wav(self.tts.s3gen, speech[0], conds.gen, watermark=False, cfm_steps=self.cfm_steps)
+                    for speech in tokens]
+        wav = np.concatenate(_with_pauses(wavs, self.sr)) if wavs else np.zeros(0, dtype=np.float32)
         return torch.from_numpy(apply_watermark(wav, self.sr)).unsqueeze(0)
 
     def stream(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
                cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
                seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
-               max_new_tokens: int | None = None, watermark: bool = True) -> Iterator[np.ndarray]:
-        """`generate` one sentence at a time: yields 1-D float32 chunks at `self.sr` (each watermarked, followed by
-        its pause), so playback can start after the first sentence."""
-        sentences = split_sentences(text)
-        if not sentences:
-            raise ValueError("text is empty: give the sentence to speak.")
+               max_new_tokens: int | None = None, chunk_tokens: int | None = None) -> Iterator[np.ndarray]:
+        """`generate` piece by piece, so playback can start early: yields 1-D float32 chunks at `self.sr`, each
+        watermarked. Without `chunk_tokens`, one chunk per sentence (followed by its pause); with it, audio every
+        `chunk_tokens` speech tokens (25 per second of speech) while T3 is still decoding
+        (`chunked_audio.ChunkedVocoder`): the first audio comes sooner, the whole costs more S3Gen time."""
+        from .chunked_audio import ChunkedVocoder
+
+        sentences = self._sentences(text)
         conds = self.voice(audio_prompt_path, exaggeration)
+        settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
+        accent, adapter = self._use_adapter(accent)
+        t3 = self._t3(adapter)
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sr), dtype=np.float32)
         for i, sentence in enumerate(sentences):
-            wav = self._speak(sentence, conds, cfg_weight, temperature, accent, None if seed is None else seed + i,
-                              repetition_penalty, min_p, top_p, max_new_tokens, watermark=watermark)
-            yield np.concatenate([wav, pause]) if i < len(sentences) - 1 else wav
+            tokens = self._text_tokens(sentence, accent, t3)
+            budget = max_new_tokens or default_max_new_tokens(sentence)
+            with self._seeded(None if seed is None else seed + i):
+                last = i == len(sentences) - 1
+                if chunk_tokens:
+                    vocoder = ChunkedVocoder(self.tts.s3gen, conds.gen, self.cfm_steps)
+                    for speech, finished in fast_t3.stream_decode(t3, conds.t3, tokens, budget, settings,
+                                                                  chunk_tokens):
+                        wav = vocoder(speech, finished)
+                        if wav.size:
+                            wav = apply_watermark(wav, self.sr)
+                            yield wav if not finished or last else np.concatenate([wav, pause])
+                else:
+                    speech = fast_t3.fast_decode(t3, conds.t3, tokens, budget, settings)[0]
+                    wav = tokens_to_wav(self.tts.s3gen, speech, conds.gen, sample_rate=self.sr,
+                                        cfm_steps=self.cfm_steps)
+                    yield wav if last else np.concatenate([wav, pause])
 
     def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
                    cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
@@ -262,26 +299,55 @@ class ChatterboxLatamTTS:
 
     def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
                max_new_tokens, watermark: bool = True) -> np.ndarray:
-        import torch.nn.functional as F
-
-        from .fast_t3 import SamplingSettings, fast_decode
-        from .text import encode_text, text_for_model
-
         if not text or not text.strip():
             raise ValueError("text is empty: give the sentence to speak.")
         accent, adapter = self._use_adapter(accent)
         t3 = self._t3(adapter)
+        with self._seeded(seed):
+            speech = fast_t3.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
+                                         max_new_tokens or default_max_new_tokens(text),
+                                         self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p))[0]
+            return tokens_to_wav(self.tts.s3gen, speech, conds.gen, watermark=watermark, sample_rate=self.sr,
+                                 cfm_steps=self.cfm_steps)
+
+    @staticmethod
+    def _sentences(text: str) -> list[str]:
+        sentences = split_sentences(text)
+        if not sentences:
+            raise ValueError("text is empty: give the sentence to speak.")
+        return sentences
+
+    @staticmethod
+    def _settings(cfg_weight, temperature, repetition_penalty, min_p, top_p) -> "fast_t3.SamplingSettings":
+        return fast_t3.SamplingSettings(temperature, cfg_weight, repetition_penalty, min_p, top_p)
+
+    def _text_tokens(self, text: str, accent: str | None, t3) -> torch.Tensor:
+        """T3's text input for one sentence: normalised for the accent, tokenised, between start/stop tokens."""
+        import torch.nn.functional as F
+
+        from .text import encode_text, text_for_model
+
         ids = encode_text(self.tts.tokenizer, text_for_model(text, accent=accent), self.language)
         tokens = F.pad(torch.tensor([ids]), (1, 0), value=t3.hp.start_text_token)
-        tokens = F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
+        return F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None):
+        """Seeds T3's sampling and HiFT's noise source (both draw from torch's generator) without touching the
+        caller's random state; nothing when `seed` is None."""
         devices = [torch.device(self.device)] if torch.device(self.device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
-                torch.manual_seed(seed)  # T3's sampling and HiFT's noise source both draw from it
-            speech = fast_decode(t3, conds.t3, tokens, max_new_tokens or default_max_new_tokens(text),
-                                 SamplingSettings(temperature, cfg_weight, repetition_penalty, min_p, top_p))[0]
-            return tokens_to_wav(self.tts.s3gen, speech, conds.gen, watermark=watermark, sample_rate=self.sr,
-                                 cfm_steps=self.cfm_steps)
+                torch.manual_seed(seed)
+            yield
+
+
+def _with_pauses(wavs: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+    pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * sample_rate), dtype=np.float32)
+    joined = []
+    for i, wav in enumerate(wavs):
+        joined += [wav, pause] if i < len(wavs) - 1 else [wav]
+    return joined
 
 
 SENTENCE_PAUSE_SECONDS = 0.25

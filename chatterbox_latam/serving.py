@@ -50,6 +50,9 @@ class Limits:
                                   metadata={"help": "Largest reference upload accepted, in MB."})
     queue_size: int = field(default_factory=lambda: _env_int("QUEUE_SIZE", 32),
                             metadata={"help": "Requests allowed to wait for the model; more get 'busy'."})
+    stream_chunk_tokens: int = field(default_factory=lambda: _env_int("STREAM_CHUNK_TOKENS", 50),
+                                     metadata={"help": "Streaming sends audio every this many speech tokens (25 "
+                                               "per second of speech) while T3 decodes; 0: once per sentence."})
 
 
 @dataclass
@@ -111,7 +114,7 @@ class SpeechService:
     @property
     def mode(self) -> str:
         """The precision synthesis runs at, said to users. SYNTHESIS_MODE: auto (default: the fastest mode whose
-        agreement with fp32 holds up, measured at start), fp32, bf16, int8 or int8-wo."""
+        agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo."""
         model = self.model
         report = next((r for r in model.mode_reports if r.mode == model.mode), None)
         if report is None or model.mode == "fp32":
@@ -191,10 +194,12 @@ class SpeechService:
         return Slot()
 
     def stream(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> Iterator[np.ndarray]:
-        """Checked inputs -> watermarked 24 kHz chunks, one per sentence (the Space's streaming mode)."""
+        """Checked inputs -> watermarked 24 kHz chunks, every `limits.stream_chunk_tokens` speech tokens (or one
+        per sentence): the Space's streaming mode."""
         text, accent = self.check_text(text), self.check_accent(settings.accent)
         with self._slot():
-            yield from self.model.stream(text, audio_prompt_path=reference, accent=accent, **settings.sampling())
+            yield from self.model.stream(text, audio_prompt_path=reference, accent=accent, **settings.sampling(),
+                                         chunk_tokens=self.limits.stream_chunk_tokens or None)
 
     def synthesize(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> np.ndarray:
         """Checked inputs -> the whole utterance, as `ChatterboxLatamTTS.generate` makes it."""

@@ -1,12 +1,20 @@
 """The fast T3 decoder: in fp32 it gives upstream `T3.inference`'s tokens (same weights, inputs and seed, with
-and without an early stop token); bf16 and int8 agree with fp32 teacher-forced; the synthesis path uses it."""
+and without an early stop token); decoding several texts at once gives each text's own tokens; bf16, int8 and
+int4 agree with fp32 teacher-forced; the synthesis path uses it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from chatterbox_latam.fast_t3 import SamplingSettings, fast_decode, t3_for_mode, teacher_forced_agreement
+from chatterbox_latam.fast_t3 import (
+    SamplingSettings,
+    fast_decode,
+    fast_decode_batch,
+    stream_decode,
+    t3_for_mode,
+    teacher_forced_agreement,
+)
 from chatterbox_latam.modeling import build_t3
 
 TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
@@ -76,7 +84,69 @@ def test_fp32_stops_where_upstream_stops(t3):
             t3.speech_head.weight[t3.hp.stop_speech_token] = row
 
 
-@pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8), ("int8-wo", 0.8)])
+def _texts(t3, lengths):
+    g = torch.Generator().manual_seed(5)
+    texts = []
+    for length in lengths:
+        text = torch.randint(1, 600, (1, length), generator=g)
+        text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
+        texts.append(text)
+    return texts
+
+
+@pytest.mark.parametrize("stop_scale", [1.0, 8.0])
+def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale):
+    """Texts of different lengths decoded together (left-padded, masked) give the tokens each gets alone, under
+    deterministic sampling (min_p=1 keeps only the most likely token), with each its own budget and stop."""
+    _, cond = _inputs(t3)
+    greedy = SamplingSettings(min_p=1.0)
+    texts, budgets = _texts(t3, [20, 7, 33]), [40, 12, 25]
+    row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
+    try:
+        with torch.no_grad():
+            t3.speech_head.weight[t3.hp.stop_speech_token] *= stop_scale
+        alone = [fast_decode(t3, cond(), text, budget, greedy) for text, budget in zip(texts, budgets)]
+        together = fast_decode_batch(t3, cond(), texts, budgets, greedy)
+    finally:
+        with torch.no_grad():
+            t3.speech_head.weight[t3.hp.stop_speech_token] = row
+    for one, batched in zip(alone, together):
+        assert torch.equal(one, batched)
+    if stop_scale == 1.0:  # random weights never stop: each runs to its own budget
+        assert [t.shape[1] for t in together] == budgets
+    else:
+        assert any(int(t[0, -1]) == t3.hp.stop_speech_token for t in together)
+    with pytest.raises(ValueError, match="one budget or one per text"):
+        fast_decode_batch(t3, cond(), texts, [10, 10], greedy)
+
+
+@pytest.mark.parametrize("chunk_tokens", [8, 25])
+def test_streamed_tokens_are_the_decoders(t3, chunk_tokens):
+    """Tokens handed over while decoding, joined, are `fast_decode`'s, with and without an early stop."""
+    text, cond = _inputs(t3)
+    settings = SamplingSettings()
+    row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
+    stopped = []
+    try:
+        for scale, seed in [(1.0, 0), (8.0, 0), (8.0, 1), (8.0, 3)]:
+            with torch.no_grad():
+                t3.speech_head.weight[t3.hp.stop_speech_token] = row * scale
+            whole = _ours(t3, cond, text, seed, settings, max_new_tokens=60)
+            torch.manual_seed(seed)
+            chunks = list(stream_decode(t3, cond(), text, 60, settings, chunk_tokens=chunk_tokens))
+            assert torch.equal(torch.cat([c for c, _ in chunks], dim=1), whole), (scale, seed)
+            assert [finished for _, finished in chunks] == [False] * (len(chunks) - 1) + [True]
+            assert all(c.shape[1] >= chunk_tokens for c, _ in chunks[:-1])
+            stopped.append(int(whole[0, -1]) == t3.hp.stop_speech_token)
+            if scale == 1.0:
+                assert len(chunks) > 1
+    finally:
+        with torch.no_grad():
+            t3.speech_head.weight[t3.hp.stop_speech_token] = row
+    assert any(stopped) and not all(stopped)
+
+
+@pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8), ("int8-wo", 0.8), ("int4-wo", 0.6)])
 def test_lower_precision_agrees_teacher_forced(t3, mode, floor):
     text, cond = _inputs(t3)
     reference = _ours(t3, cond, text, 0, SamplingSettings())

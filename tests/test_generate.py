@@ -44,3 +44,19 @@ def test_batch_generation_resumes_and_writes_a_manifest(tiny_checkpoint, corpus,
     rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
     assert [(r["line"], r["status"]) for r in rows] == [("1", "existing"), ("4", "existing"), ("5", "written")]
     assert all(float(r["seconds"]) > 0 for r in rows)
+
+
+def test_streaming_in_token_chunks_gives_the_sentences_audio(tiny_checkpoint, corpus):
+    """Audio every 16 speech tokens while T3 decodes: several chunks per sentence, together as long as the
+    sentence-at-a-time stream of the same tokens (same seed: the same tokens, two mel frames each)."""
+    import numpy as np
+
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    text = "Hola. Adiós."
+    by_sentence = list(model.stream(text, reference, seed=0, max_new_tokens=60))
+    chunked = list(model.stream(text, reference, seed=0, max_new_tokens=60, chunk_tokens=16))
+    assert len(by_sentence) == 2 and len(chunked) >= 6  # 60 tokens a sentence: 4 chunks each (the first holds back)
+    assert sum(map(len, chunked)) == sum(map(len, by_sentence))
+    joined = np.concatenate(chunked)
+    assert np.isfinite(joined).all() and np.abs(joined).max() > 1e-3
