@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inference import SPEECH_VOCAB_SIZE
+from .inference import SPEECH_VOCAB_SIZE, flow_mels
 
 MEL_OVERLAP = 8  # mel frames re-made at each seam (CosyVoice2's mel_cache_len)
 SAMPLES_PER_MEL = 480  # HiFT's hop at 24 kHz (50 mel frames per second, two per speech token)
@@ -29,8 +29,9 @@ class ChunkedVocoder:
             play(vocoder(tokens, finished))
     """
 
-    def __init__(self, s3gen, ref_dict: dict, cfm_steps: int | None = None):
+    def __init__(self, s3gen, ref_dict: dict, cfm_steps: int | None = None, flow=None):
         self.s3gen, self.ref_dict, self.cfm_steps = s3gen, ref_dict, cfm_steps
+        self.flow = flow or s3gen  # the S3Gen the flow runs on (`inference.flow_for_mode`); HiFT runs on s3gen
         self.tokens = torch.zeros(0, dtype=torch.long, device=s3gen.device)
         self.mels_done = 0
         self.cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # mel, source, speech tail
@@ -55,8 +56,7 @@ class ChunkedVocoder:
             return np.zeros(0, dtype=np.float32)  # nothing to say yet
         # finalize=True always: chatterbox 0.1.7's flow fails on finalize=False (its mask keeps the held-back frames),
         # so the lookahead frames are held back here instead
-        mels = self.s3gen.flow_inference(self.tokens[None], ref_dict=self.ref_dict, n_cfm_timesteps=self.cfm_steps,
-                                         finalize=True).to(self.s3gen.dtype)
+        mels = flow_mels(self.flow, self.tokens, self.ref_dict, self.cfm_steps).to(self.s3gen.dtype)
         ready = mels.shape[2] if finished else mels.shape[2] - lookahead * self.s3gen.flow.token_mel_ratio
         new = mels[:, :, self.mels_done: ready]
         self.mels_done = ready

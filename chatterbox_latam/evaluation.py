@@ -68,7 +68,13 @@ class EvalConfig:
     device: str = "cpu"
     seed: int = 0
     mode: str = "fp32"
-    """T3 precision for synthesis (`chatterbox_latam.fast_t3.MODES`): evaluate a faster mode against fp32's scores."""
+    """T3 precision for synthesis (`chatterbox_latam.fast_t3.MODES` or 'auto'). Faster settings than upstream's
+    (this, `s3gen_mode`, `cfm_steps`) are scored beside upstream's on the same sentences, voices and seed (system
+    `finetuned_fp32`)."""
+    s3gen_mode: str = "fp32"
+    """S3Gen flow precision (`inference.S3GEN_MODES`)."""
+    cfm_steps: int | None = None
+    """S3Gen flow-matching steps (None: upstream's 10)."""
 
 
 def load_test_items(test_data: str, max_samples: int | None = None) -> list[TestItem]:
@@ -293,7 +299,15 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
                                                    mode=config.mode)
+    finetuned.s3gen_mode, finetuned.cfm_steps = config.s3gen_mode, config.cfm_steps
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
+    mode = finetuned.mode
+    if (mode, config.s3gen_mode, config.cfm_steps) != ("fp32", "fp32", None):
+        # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
+        finetuned.set_mode("fp32")
+        finetuned.s3gen_mode, finetuned.cfm_steps = "fp32", None
+        systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
+                                                   config.seed)
     del finetuned
     if config.compare_base:
         base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
@@ -310,7 +324,8 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         sf.write(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
 
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
-                               "n_sentences": len(items), "device": config.device, "mode": config.mode, "metrics": wanted,
+                               "n_sentences": len(items), "device": config.device, "mode": mode,
+                               "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}}
     for name, outputs in systems.items():

@@ -103,8 +103,11 @@ class SpeechService:
                 import torch
 
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-                self._model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
-                                                                 mode=os.getenv("SYNTHESIS_MODE", "auto"))
+                model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
+                                                           mode=os.getenv("SYNTHESIS_MODE", "auto"))
+                model.s3gen_mode = os.getenv("S3GEN_MODE", "fp32")
+                model.cfm_steps = _env_int("CFM_STEPS", 10)
+                self._model = model
             return self._model
 
     @property
@@ -113,13 +116,17 @@ class SpeechService:
 
     @property
     def mode(self) -> str:
-        """The precision synthesis runs at, said to users. SYNTHESIS_MODE: auto (default: the fastest mode whose
-        agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo."""
+        """The precision synthesis runs at, said to users. SYNTHESIS_MODE (T3): auto (default: the fastest mode
+        whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo; S3GEN_MODE:
+        fp32 (default) or bf16; CFM_STEPS: S3Gen's flow steps (default 10, upstream's)."""
         model = self.model
         report = next((r for r in model.mode_reports if r.mode == model.mode), None)
-        if report is None or model.mode == "fp32":
-            return f"{model.mode} on {model.device}"
-        return f"{model.mode} on {model.device} (agrees with fp32 on {report.agreement:.0%} of steps)"
+        said = f"{model.mode} on {model.device}"
+        if report is not None and model.mode != "fp32":
+            said += f" (agrees with fp32 on {report.agreement:.0%} of steps)"
+        if (model.s3gen_mode, model.cfm_steps) != ("fp32", 10):
+            said += f"; S3Gen {model.s3gen_mode}, {model.cfm_steps} flow steps"
+        return said
 
     # -- checks ----------------------------------------------------------------------------------------------------
     def check_text(self, text: str | None) -> str:

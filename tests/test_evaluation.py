@@ -60,13 +60,18 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     assert len(list((tmp_path / "audio" / "finetuned").glob("*.wav"))) == 2
 
 
-def test_seed_layout_test_data_and_offline_asr_is_reported_not_fatal(adapter, corpus, tmp_path, hub):
+def test_seed_layout_test_data_offline_asr_and_a_fast_mode_beside_fp32(adapter, corpus, tmp_path, hub):
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(corpus),
-                                             output_dir=str(tmp_path), metrics=["wer", "mos"], max_samples=1))
+                                             output_dir=str(tmp_path), metrics=["wer", "mos"], max_samples=1,
+                                             mode="int4-wo"))
     assert "openai/whisper-large-v3" in results["skipped"]["WER/CER"]
     assert "mos" in results["systems"]["finetuned"]["aggregate"]
     assert "wer_spanish" not in results["systems"]["finetuned"]["aggregate"]
-    assert "WER/CER skipped" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "WER/CER skipped" in report
+    # a lower precision is scored beside fp32 on the same sentence
+    assert results["mode"] == "int4-wo" and "mos" in results["systems"]["finetuned_fp32"]["aggregate"]
+    assert "finetuned_fp32" in report
 
 
 def test_adapter_loads_by_hub_repo_id(adapter, hub):

@@ -60,3 +60,22 @@ def test_streaming_in_token_chunks_gives_the_sentences_audio(tiny_checkpoint, co
     assert sum(map(len, chunked)) == sum(map(len, by_sentence))
     joined = np.concatenate(chunked)
     assert np.isfinite(joined).all() and np.abs(joined).max() > 1e-3
+
+
+def test_s3gen_flow_in_bf16_speaks_the_same_tokens(tiny_checkpoint, corpus):
+    """S3Gen's flow on a bf16 copy (the vocoder stays fp32): same seed, same tokens, so the same length of audio,
+    streamed or whole; the fp32 S3Gen is left as it was."""
+    import pytest
+    import torch
+
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    exact = model.generate("Hola.", reference, seed=0, max_new_tokens=40)
+    model.s3gen_mode = "bf16"
+    fast = model.generate("Hola.", reference, seed=0, max_new_tokens=40)
+    streamed = list(model.stream("Hola.", reference, seed=0, max_new_tokens=40, chunk_tokens=16))
+    assert fast.shape == exact.shape and sum(map(len, streamed)) == exact.shape[1]
+    assert torch.isfinite(fast).all() and not torch.equal(fast, exact)
+    assert next(model.tts.s3gen.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="use one of"):
+        model.s3gen_mode = "fp8"

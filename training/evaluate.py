@@ -13,6 +13,8 @@ import argparse
 import logging
 
 from chatterbox_latam.evaluation import METRICS, EvalConfig, evaluate_checkpoint
+from chatterbox_latam.fast_t3 import MODES
+from chatterbox_latam.inference import S3GEN_MODES
 from chatterbox_latam.metrics import DEFAULT_ASR, DEFAULT_WAVLM_SV
 
 
@@ -34,14 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_samples", type=int, default=None, help="Evaluate at most this many sentences.")
     parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed for synthesis.")
-    parser.add_argument("--mode", default="fp32", choices=["fp32", "bf16", "int8", "int8-wo"],
-                        help="T3 precision for the fine-tuned model's synthesis (compare a fast mode with fp32).")
+    parser.add_argument("--mode", default="fp32", choices=[*MODES, "auto"],
+                        help="T3 precision for the fine-tuned model's synthesis (a fast one is scored beside fp32).")
+    parser.add_argument("--s3gen_mode", default="fp32", choices=S3GEN_MODES, help="S3Gen flow precision.")
+    parser.add_argument("--cfm_steps", type=int, default=None, help="S3Gen flow steps (default: upstream's 10).")
     args = parser.parse_args(argv)
     results = evaluate_checkpoint(EvalConfig(
         checkpoint=args.checkpoint, test_data=args.test_data, output_dir=args.output_dir, metrics=args.metric,
         compare_base=args.compare_base, base_model=args.base_model, asr_model=args.asr_model,
         wavlm_model=args.wavlm_model or None, utmos=not args.no_utmos, utmos_checkpoint=args.utmos_checkpoint,
         max_samples=args.max_samples, device=args.device, seed=args.seed, mode=args.mode,
+        s3gen_mode=args.s3gen_mode, cfm_steps=args.cfm_steps,
     ))
     for system, values in results["systems"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")

@@ -2,11 +2,12 @@
 
     python training/generate.py --model runs/demo/merged --texts textos.txt --reference voz.wav --output_dir out/
     python training/generate.py --model USER/chatterbox-es-latam-lora --texts textos.txt --reference voz.wav \
-        --output_dir out/ --accent ar --seed 0
+        --output_dir out/ --accent ar --seed 0 --mode auto --lines_together 8
 
 `--model`: a merged model folder, an adapter folder (or per-accent adapters) or a Hub repo id. Blank lines are
 skipped; `out/audio_NNNN.wav` is line NNNN; files already there are kept, so a re-run only does what is missing.
-`out/manifest.csv` lists every line with its file, duration and status.
+`out/manifest.csv` lists every line with its file, duration and status. `--lines_together` lines are decoded
+at once (their WAVs are written when the group is done).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import sys
 import torch
 
 from chatterbox_latam.batch import MANIFEST_NAME, batch_generate
-from chatterbox_latam.inference import ChatterboxLatamTTS
+from chatterbox_latam.fast_t3 import MODES
+from chatterbox_latam.inference import S3GEN_MODES, ChatterboxLatamTTS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,9 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature.")
     parser.add_argument("--seed", type=int, default=None, help="Seed, for repeatable outputs.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--mode", default="fp32", choices=[*MODES, "auto"],
+                        help="T3 precision: fp32 (exact), bf16, int8 / int8-wo / int4-wo (CPU), or auto (the fastest "
+                             "that agrees with fp32 on this model; see README, Synthesis speed).")
+    parser.add_argument("--lines_together", type=int, default=4,
+                        help="Lines decoded at once (one T3 pass per step for all): more is faster in total.")
+    parser.add_argument("--cfm_steps", type=int, default=None, help="S3Gen flow steps (default 10; fewer is faster).")
+    parser.add_argument("--s3gen_mode", default="fp32", choices=S3GEN_MODES,
+                        help="S3Gen flow precision (bf16: about 2x faster on CPUs with bf16 units; check with evaluate.py).")
     args = parser.parse_args(argv)
-    model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device)
-    rows = batch_generate(model, args.texts, args.reference, args.output_dir, accent=args.accent,
+    model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device, mode=args.mode)
+    model.cfm_steps, model.s3gen_mode = args.cfm_steps, args.s3gen_mode
+    rows = batch_generate(model, args.texts, args.reference, args.output_dir, lines_together=args.lines_together,
+                          accent=args.accent,
                           exaggeration=args.exaggeration, cfg_weight=args.cfg_weight, temperature=args.temperature,
                           seed=args.seed)
     counts = {status: sum(r.status == status for r in rows) for status in ("written", "existing", "failed")}
