@@ -2,9 +2,9 @@
 
 This is CosyVoice2's streaming `token2wav` (S3Gen is CosyVoice2's flow and HiFT): each chunk runs the flow over all
 tokens so far, holds back the mel frames of the last tokens (the encoder's 3-token lookahead: they change once
-the next tokens are known) until the utterance is finished, and vocodes only the new frames. HiFT is given the previous chunk's last mel frames and
-its excitation source (its `cache_source`), so the harmonic source continues across the seam, and the re-made
-overlap is cross-faded (Hamming window) into the previous chunk's held-back tail.
+the next tokens are known) until the utterance is finished, and vocodes only the new frames. HiFT is given the
+previous chunk's last mel frames and its excitation source (its `cache_source`), so the harmonic source continues
+across the seam, and the re-made overlap is cross-faded (Hamming window) into the previous chunk's held-back tail.
 
 The flow runs again over the prompt and all earlier tokens at every chunk: the first audio comes sooner, the
 whole utterance costs more S3Gen time (see `benchmarks/synthesis.py`).

@@ -75,6 +75,8 @@ class EvalConfig:
     """S3Gen flow precision (`inference.S3GEN_MODES`)."""
     cfm_steps: int | None = None
     """S3Gen flow-matching steps (None: upstream's 10)."""
+    s3gen_prompt_seconds: float | None = None
+    """Seconds of the reference S3Gen continues from (None: all of it)."""
 
 
 def load_test_items(test_data: str, max_samples: int | None = None) -> list[TestItem]:
@@ -300,12 +302,13 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
                                                    mode=config.mode)
     finetuned.s3gen_mode, finetuned.cfm_steps = config.s3gen_mode, config.cfm_steps
+    finetuned.s3gen_prompt_seconds = config.s3gen_prompt_seconds
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
     mode = finetuned.mode
-    if (mode, config.s3gen_mode, config.cfm_steps) != ("fp32", "fp32", None):
+    if (mode, config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds) != ("fp32", "fp32", None, None):
         # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
         finetuned.set_mode("fp32")
-        finetuned.s3gen_mode, finetuned.cfm_steps = "fp32", None
+        finetuned.s3gen_mode, finetuned.cfm_steps, finetuned.s3gen_prompt_seconds = "fp32", None, None
         systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
                                                    config.seed)
     del finetuned
@@ -325,7 +328,8 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
 
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
                                "n_sentences": len(items), "device": config.device, "mode": mode,
-                               "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps, "metrics": wanted,
+                               "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
+                               "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}}
     for name, outputs in systems.items():

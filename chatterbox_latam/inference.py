@@ -111,6 +111,10 @@ class ChatterboxLatamTTS:
         """S3Gen's flow-matching steps (None: upstream's 10)."""
         self._flows: dict[tuple, Any] = {}
         self.s3gen_mode = "fp32"
+        self.s3gen_prompt_seconds: float | None = None
+        """Seconds of the reference S3Gen's flow is given as its prompt (None: all of it, up to upstream's 10 s).
+        The flow runs over the prompt as well as the new speech, so its time grows with the prompt's length (see the
+        benchmark); the voice embedding still comes from the whole reference."""
         self.batch_size = 8
         """Sentences `generate` decodes together (one T3 forward pass per step for all of them)."""
         self.set_mode(mode)
@@ -313,7 +317,7 @@ class ChatterboxLatamTTS:
                 tokens += fast_t3.fast_decode_batch(
                     t3, conds.t3, [self._text_tokens(s, accent, t3) for s in batch],
                     [max_new_tokens or default_max_new_tokens(s) for s in batch], settings)
-            wavs = [tokens_to_wav(self.tts.s3gen, speech[0], conds.gen, watermark=False, cfm_steps=self.cfm_steps,
+            wavs = [tokens_to_wav(self.tts.s3gen, speech[0], self._gen_ref(conds), watermark=False, cfm_steps=self.cfm_steps,
                                   flow=self._flow(adapter)) for speech in tokens]
         results = []
         for group in per_text:
@@ -344,7 +348,7 @@ class ChatterboxLatamTTS:
             with self._seeded(None if seed is None else seed + i):
                 last = i == len(sentences) - 1
                 if chunk_tokens:
-                    vocoder = ChunkedVocoder(self.tts.s3gen, conds.gen, self.cfm_steps, flow=self._flow(adapter))
+                    vocoder = ChunkedVocoder(self.tts.s3gen, self._gen_ref(conds), self.cfm_steps, flow=self._flow(adapter))
                     for speech, finished in fast_t3.stream_decode(t3, conds.t3, tokens, budget, settings,
                                                                   chunk_tokens):
                         wav = vocoder(speech, finished)
@@ -353,7 +357,7 @@ class ChatterboxLatamTTS:
                             yield wav if not finished or last else np.concatenate([wav, pause])
                 else:
                     speech = fast_t3.fast_decode(t3, conds.t3, tokens, budget, settings)[0]
-                    wav = tokens_to_wav(self.tts.s3gen, speech, conds.gen, sample_rate=self.sr,
+                    wav = tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), sample_rate=self.sr,
                                         cfm_steps=self.cfm_steps, flow=self._flow(adapter))
                     yield wav if last else np.concatenate([wav, pause])
 
@@ -375,8 +379,23 @@ class ChatterboxLatamTTS:
             speech = fast_t3.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
                                          max_new_tokens or default_max_new_tokens(text),
                                          self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p))[0]
-            return tokens_to_wav(self.tts.s3gen, speech, conds.gen, watermark=watermark, sample_rate=self.sr,
+            return tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), watermark=watermark, sample_rate=self.sr,
                                  cfm_steps=self.cfm_steps, flow=self._flow(adapter))
+
+    def _gen_ref(self, conds) -> dict:
+        """S3Gen's reference for a voice, its prompt cut to the last `s3gen_prompt_seconds` (the prompt is
+        continued by the new speech, so its end is kept)."""
+        if not self.s3gen_prompt_seconds:
+            return conds.gen
+        tokens = max(1, int(self.s3gen_prompt_seconds * 25))
+        ref = dict(conds.gen)
+        if ref["prompt_token"].shape[1] > tokens:
+            ref["prompt_token"] = ref["prompt_token"][:, -tokens:]
+            ref["prompt_token_len"] = torch.full_like(ref["prompt_token_len"], tokens)
+            ref["prompt_feat"] = ref["prompt_feat"][:, -2 * tokens:]
+            ref["prompt_feat_len"] = None if ref.get("prompt_feat_len") is None else torch.full_like(
+                ref["prompt_feat_len"], 2 * tokens)
+        return ref
 
     @staticmethod
     def _sentences(text: str) -> list[str]:

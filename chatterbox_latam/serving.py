@@ -107,6 +107,7 @@ class SpeechService:
                                                            mode=os.getenv("SYNTHESIS_MODE", "auto"))
                 model.s3gen_mode = os.getenv("S3GEN_MODE", "fp32")
                 model.cfm_steps = _env_int("CFM_STEPS", 10)
+                model.s3gen_prompt_seconds = _env_int("S3GEN_PROMPT_SECONDS", 0) or None
                 self._model = model
             return self._model
 
@@ -118,14 +119,17 @@ class SpeechService:
     def mode(self) -> str:
         """The precision synthesis runs at, said to users. SYNTHESIS_MODE (T3): auto (default: the fastest mode
         whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo; S3GEN_MODE:
-        fp32 (default) or bf16; CFM_STEPS: S3Gen's flow steps (default 10, upstream's)."""
+        fp32 (default) or bf16; CFM_STEPS: S3Gen's flow steps (default 10, upstream's); S3GEN_PROMPT_SECONDS: the
+        reference's last seconds S3Gen continues from (default: all of it)."""
         model = self.model
         report = next((r for r in model.mode_reports if r.mode == model.mode), None)
         said = f"{model.mode} on {model.device}"
         if report is not None and model.mode != "fp32":
             said += f" (agrees with fp32 on {report.agreement:.0%} of steps)"
-        if (model.s3gen_mode, model.cfm_steps) != ("fp32", 10):
+        if (model.s3gen_mode, model.cfm_steps, model.s3gen_prompt_seconds) != ("fp32", 10, None):
             said += f"; S3Gen {model.s3gen_mode}, {model.cfm_steps} flow steps"
+            if model.s3gen_prompt_seconds:
+                said += f", {model.s3gen_prompt_seconds:g} s prompt"
         return said
 
     # -- checks ----------------------------------------------------------------------------------------------------

@@ -79,3 +79,16 @@ def test_s3gen_flow_in_bf16_speaks_the_same_tokens(tiny_checkpoint, corpus):
     assert next(model.tts.s3gen.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="use one of"):
         model.s3gen_mode = "fp8"
+
+
+def test_a_shorter_s3gen_prompt_keeps_the_references_end(tiny_checkpoint, corpus):
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    conds = model.voice(reference)
+    full = conds.gen["prompt_token"].shape[1]
+    model.s3gen_prompt_seconds = 1.0
+    ref = model._gen_ref(conds)
+    assert ref["prompt_token"].shape[1] == 25 < full and ref["prompt_feat"].shape[1] == 50
+    assert int(ref["prompt_token"][0, -1]) == int(conds.gen["prompt_token"][0, -1])  # the end is kept
+    assert conds.gen["prompt_token"].shape[1] == full  # the cached voice is unchanged
+    assert model.generate("Hola.", reference, seed=0, max_new_tokens=20).shape[1] > 0

@@ -40,13 +40,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="T3 precision for the fine-tuned model's synthesis (a fast one is scored beside fp32).")
     parser.add_argument("--s3gen_mode", default="fp32", choices=S3GEN_MODES, help="S3Gen flow precision.")
     parser.add_argument("--cfm_steps", type=int, default=None, help="S3Gen flow steps (default: upstream's 10).")
+    parser.add_argument("--s3gen_prompt_seconds", type=float, default=None,
+                        help="Seconds of the reference S3Gen continues from (default: all of it).")
     args = parser.parse_args(argv)
     results = evaluate_checkpoint(EvalConfig(
         checkpoint=args.checkpoint, test_data=args.test_data, output_dir=args.output_dir, metrics=args.metric,
         compare_base=args.compare_base, base_model=args.base_model, asr_model=args.asr_model,
         wavlm_model=args.wavlm_model or None, utmos=not args.no_utmos, utmos_checkpoint=args.utmos_checkpoint,
         max_samples=args.max_samples, device=args.device, seed=args.seed, mode=args.mode,
-        s3gen_mode=args.s3gen_mode, cfm_steps=args.cfm_steps,
+        s3gen_mode=args.s3gen_mode, cfm_steps=args.cfm_steps, s3gen_prompt_seconds=args.s3gen_prompt_seconds,
     ))
     for system, values in results["systems"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")

@@ -44,9 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfm_steps", type=int, default=None, help="S3Gen flow steps (default 10; fewer is faster).")
     parser.add_argument("--s3gen_mode", default="fp32", choices=S3GEN_MODES,
                         help="S3Gen flow precision (bf16: about 2x faster on CPUs with bf16 units; check with evaluate.py).")
+    parser.add_argument("--s3gen_prompt_seconds", type=float, default=None,
+                        help="Seconds of the reference S3Gen continues from (default: all, up to 10; less is faster).")
     args = parser.parse_args(argv)
     model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device, mode=args.mode)
     model.cfm_steps, model.s3gen_mode = args.cfm_steps, args.s3gen_mode
+    model.s3gen_prompt_seconds = args.s3gen_prompt_seconds
     rows = batch_generate(model, args.texts, args.reference, args.output_dir, lines_together=args.lines_together,
                           accent=args.accent,
                           exaggeration=args.exaggeration, cfg_weight=args.cfg_weight, temperature=args.temperature,
