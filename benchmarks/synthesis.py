@@ -4,11 +4,13 @@
 
 Builds a random-init T3 (upstream's full size with --full-size: 30 layers, 536M parameters; else the tiny one)
 and S3Gen from the upstream classes, then, for upstream and each mode (fp32, bf16, int8, int8-wo, int4-wo on CPU):
-- T3 decode tokens/s for one sentence (decoding only: the prompt's prefill is timed on its own), its ratio to
-  upstream, whether fp32 gives upstream's tokens, teacher-forced agreement with fp32;
+- T3 decode tokens/s for one sentence as synthesis runs it (with upstream's alignment heuristics where upstream
+  runs them, and without), decoding only (the prompt's prefill is timed on its own), its ratio to upstream,
+  whether fp32 gives upstream's tokens, teacher-forced agreement with fp32;
 - T3 decode throughput with --batch sentences decoded together (`fast_decode_batch`), in tokens/s over all;
-- S3Gen: flow time per number of CFM steps, per reference length, in bf16 (with its difference from fp32 on the
-  same noise), for --batch utterances batched against one by one; the vocoder on its own;
+- S3Gen: flow time per number of CFM steps, per reference length, in bf16 (with its difference from fp32, beside
+  fp32's difference from itself with another noise draw), for up to 4 utterances batched against one by one; the
+  vocoder on its own;
 - end-to-end real-time factor, and time to first audio for a whole sentence and for audio streamed every
   --chunk_tokens tokens (`ChunkedVocoder`).
 Random weights never emit the stop token, so every run decodes exactly --tokens. The last line is the best mode's
@@ -30,6 +32,7 @@ from chatterbox_latam.fast_t3 import (
     fast_decode,
     fast_decode_batch,
     t3_for_mode,
+    runs_alignment,
     teacher_forced_agreement,
 )
 from chatterbox_latam.inference import flow_for_mode, flow_mels
@@ -118,14 +121,15 @@ def main(argv: list[str] | None = None) -> None:
 
     modes = [m for m in MODES if not (m in CPU_ONLY and device != "cpu")]
     reference_tokens = None
-    results, batched = {}, {}
+    results, batched, unaligned = {}, {}, {}
+    aligned = runs_alignment(t3)
     texts = [text[:, : text.shape[1] - 3 * i].clone() for i in range(args.batch)]  # different lengths: padded
     for i in range(len(texts)):
         texts[i][0, -1] = t3.hp.stop_text_token
     for mode in modes:
         fast = t3_for_mode(t3, mode)
 
-        def decode(tokens=n, alignment=False, model=fast):
+        def decode(tokens=n, alignment=None, model=fast):  # None: as synthesis runs it
             torch.manual_seed(0)
             return fast_decode(model, cond(), text, tokens, settings, alignment=alignment)
 
@@ -134,25 +138,29 @@ def main(argv: list[str] | None = None) -> None:
             return fast_decode_batch(model, cond(), texts, tokens, settings)
 
         tokens, rate, prefill = rates(decode)
+        bare = rates(lambda k=n: decode(k, alignment=False))[1] if aligned else rate
         identical = "-"
         if mode == "fp32":
             reference_tokens = tokens
-            # exact mode: upstream's alignment heuristics too, as upstream runs them for the multilingual model
-            exact = decode(alignment=t3.hp.is_multilingual and t3.cfg.num_hidden_layers >= 14)
-            identical = "yes" if torch.equal(exact, upstream_tokens) else "NO"
+            identical = "yes" if torch.equal(tokens, upstream_tokens) else "NO"
             agreement = 1.0
         else:
             agreement = teacher_forced_agreement(t3, fast, cond(), text, reference_tokens)
         _, batch_rate, _ = rates(decode_batch)
-        results[mode], batched[mode] = rate, batch_rate * args.batch
+        results[mode], batched[mode], unaligned[mode] = rate, batch_rate * args.batch, bare
         rows.append((mode, rate, rate / upstream_rate, identical, f"{agreement:.3f}", prefill))
         del fast
 
+    if aligned:
+        print("(one sentence: with upstream's alignment heuristics, as upstream and synthesis run them for this T3; "
+              "without them in the next column; several sentences together go without them)")
     print(f"{'T3 decode':<10} {'tokens/s':>9} {'x upstream':>11} {'same tokens':>12} {'teacher-forced':>15} "
-          f"{'prefill (s)':>12} {f'{args.batch} sentences: tokens/s':>26} {'x upstream':>11}")
+          f"{'prefill (s)':>12} {'without heuristics':>19} {f'{args.batch} sentences: tokens/s':>26} "
+          f"{'x upstream':>11}")
     for name, rate, ratio, identical, agreement, prefill in rows:
-        together = batched.get(name)
-        extra = f" {together:>26.1f} {together / upstream_rate:>10.2f}x" if together else ""
+        together, bare = batched.get(name), unaligned.get(name)
+        extra = (f" {bare:>12.1f} ({bare / upstream_rate:.2f}x) {together:>19.1f} {together / upstream_rate:>10.2f}x"
+                 if together else "")
         print(f"{name:<10} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15} {prefill:>12.2f}{extra}")
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
@@ -221,17 +229,23 @@ def main(argv: list[str] | None = None) -> None:
     _, first_chunk_audio = _timed(lambda: vocoder(speech[:chunk], False), device)
     _, rest_audio = _timed(lambda: vocoder(speech[chunk:], True), device)
     whole_audio = flow_times[default_steps] + vocoder_time
-    print(f"Streaming every {chunk} tokens: first chunk's S3Gen {first_chunk_audio:.2f} s; S3Gen for the whole "
-          f"{first_chunk_audio + rest_audio:.2f} s in chunks, {whole_audio:.2f} s in one pass")
+    fast_vocoder = ChunkedVocoder(s3gen, short_ref, fastest_steps, flow=half)
+    _, first_chunk_fastest = _timed(lambda: fast_vocoder(speech[:chunk], False), device)
+    print(f"Streaming every {chunk} tokens: first chunk's S3Gen {first_chunk_audio:.2f} s ({first_chunk_fastest:.2f} s "
+          f"at the fastest settings); S3Gen for the whole {first_chunk_audio + rest_audio:.2f} s in chunks, "
+          f"{whole_audio:.2f} s in one pass")
 
     print(f"{'end to end':<10} {'RTF':>6} {'first audio (s)':>16} {f'streamed every {chunk} (s)':>22} "
-          f"{'RTF, fastest S3Gen':>19}   (T3 + S3Gen with {default_steps} CFM steps, {audio_seconds:.1f} s of audio)")
+          f"{'RTF, fastest S3Gen':>19} {'streamed, fastest (s)':>22}   (T3 + S3Gen with {default_steps} CFM steps, "
+          f"{audio_seconds:.1f} s of audio)")
     fastest_audio = fastest_flow + vocoder_time
     for name, rate, _, _, _, prefill in rows:
         total = prefill + (n - 1) / rate + whole_audio
         streamed = prefill + (chunk - 1) / rate + first_chunk_audio
         fastest = (prefill + (n - 1) / rate + fastest_audio) / audio_seconds
-        print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f} {fastest:>19.2f}")
+        streamed_fastest = prefill + (chunk - 1) / rate + first_chunk_fastest
+        print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f} {fastest:>19.2f} "
+              f"{streamed_fastest:>22.2f}")
     best_batched = max(batched, key=batched.get)
     per_second = TOKENS_PER_SECOND_OF_AUDIO / batched[best_batched]
     print(f"{args.batch} sentences together ({best_batched}): RTF {per_second + whole_audio / audio_seconds:.2f}, "

@@ -46,8 +46,8 @@ def batch_generate(model: ChatterboxLatamTTS, texts_file: str | os.PathLike, ref
                    output_dir: str | os.PathLike, progress: bool = True, lines_together: int = 1,
                    **generate_kwargs: Any) -> list[ManifestRow]:
     """Speaks every non-blank line of `texts_file` into `output_dir/audio_NNNN.wav` (see the module docstring).
-    `lines_together` lines are decoded at once (`ChatterboxLatamTTS.generate_batch`): faster in total; each
-    line's WAV is written when its group is done."""
+    `lines_together` lines go to `ChatterboxLatamTTS.generate_batch` at once (decoded `model.batch_size`
+    sentences at a time); each line's WAV is written when its group is done."""
     from tqdm.auto import tqdm
 
     from .inference import split_sentences

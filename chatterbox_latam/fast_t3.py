@@ -15,8 +15,10 @@ every step to test for the stop token. This decoder
   weight, not loop overhead, are the lever there.
 
 Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
-has been read, force it on a long tail or repetition) are optional (`alignment=True`): they need attention maps of
-layers 9, 12 and 13, which costs eager attention in every layer.
+has been read, force it on a long tail or repetition) run, as upstream runs them, for a multilingual T3 that has
+the layers they watch (`runs_alignment`), whenever one utterance is decoded (`alignment=False` turns them off).
+They need attention maps of layers 9, 12 and 13 (eager attention in every layer, and a host sync per step): about
+3% on CPU. They follow one utterance, so utterances decoded together (`fast_decode_batch`) go without them.
 """
 
 from __future__ import annotations
@@ -179,13 +181,14 @@ def prefix_embeds(t3, t3_cond, text_tokens: torch.Tensor, cfg_weight: float) -> 
 @torch.inference_mode()
 def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
                 settings: SamplingSettings | None = None, stop_check_every: int = 8, static_cache: bool = True,
-                alignment: bool = False) -> torch.Tensor:
+                alignment: bool | None = None) -> torch.Tensor:
     """Speech tokens for one utterance, upstream's sampling (see the module docstring). `text_tokens`: (1, L)
     with start/stop tokens. Returns the tokens up to and including the stop token, as upstream does, shape (1, N).
 
-    `t3` may be a copy from `t3_for_mode`; the conditioning is cast to its dtype.
+    `t3` may be a copy from `t3_for_mode`; the conditioning is cast to its dtype. `alignment`: upstream's
+    alignment heuristics (None: where upstream runs them, `runs_alignment`).
     """
-    if alignment and t3.hp.is_multilingual:
+    if alignment is not False and runs_alignment(t3):
         settings = settings or SamplingSettings()
         embeds, len_cond, _ = _prefix(t3, t3_cond, [text_tokens], settings)
         text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
@@ -195,6 +198,14 @@ def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 10
                              static_cache)[0]
 
 
+def runs_alignment(t3) -> bool:
+    """Whether upstream runs its alignment heuristics for this T3: multilingual, with the layers they watch (a
+    reduced test model may not have them)."""
+    from chatterbox.models.t3.inference.alignment_stream_analyzer import LLAMA_ALIGNED_HEADS
+
+    return bool(t3.hp.is_multilingual) and len(t3.tfmr.layers) > max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
+
+
 @torch.inference_mode()
 def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: int | list[int] = 1000,
                       settings: SamplingSettings | None = None, stop_check_every: int = 8,
@@ -202,9 +213,10 @@ def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: in
     """Speech tokens for several utterances in the same voice, decoded together: one forward pass per step for
     all of them (CFG pairs side by side), so a step costs little more than one utterance's while decoding is bound
     by reading the weights. Prompts of different lengths are padded on the left and masked; each utterance stops
-    at its own stop token or budget (`max_new_tokens`, one for all or one each). One utterance alone is exactly
-    `fast_decode`; in a batch the random draws interleave, so tokens match a single run only where sampling is
-    deterministic (e.g. `min_p=1`, greedy). Returns one (1, N_i) tensor per text."""
+    at its own stop token or budget (`max_new_tokens`, one for all or one each). Without upstream's alignment
+    heuristics (they follow one utterance): with them off, one utterance alone is exactly `fast_decode`; in a batch
+    the random draws interleave, so tokens match single runs only where sampling is deterministic (e.g. `min_p=1`,
+    greedy). Returns one (1, N_i) tensor per text."""
     settings = settings or SamplingSettings()
     budgets = [max_new_tokens] * len(texts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(budgets) != len(texts) or not texts:
@@ -262,15 +274,24 @@ def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
-                  settings: SamplingSettings | None = None, chunk_tokens: int = 25,
-                  stop_check_every: int = 8) -> Iterator[tuple[torch.Tensor, bool]]:
+                  settings: SamplingSettings | None = None, chunk_tokens: int = 25, stop_check_every: int = 8,
+                  alignment: bool | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
     """`fast_decode`, handing over its tokens while it decodes: yields (new tokens (1, k), finished) once at least
     `chunk_tokens` new ones are there (at the next stop check), and the rest with finished=True. The tokens, joined,
     are `fast_decode`'s (same draws in the same order)."""
     settings = settings or SamplingSettings()
-    embeds, _, pads = _prefix(t3, t3_cond, [text_tokens], settings)
+    embeds, len_cond, pads = _prefix(t3, t3_cond, [text_tokens], settings)
+    with contextlib.ExitStack() as stack:
+        analyzer = None
+        if alignment is not False and runs_alignment(t3):
+            text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
+            analyzer = stack.enter_context(_upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token))
+        yield from _handed_over(t3, _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every,
+                                                  analyzer is None, analyzer), max_new_tokens, chunk_tokens)
+
+
+def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int) -> Iterator[tuple[torch.Tensor, bool]]:
     handed = 0
-    steps = _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every, True, None)
     for n, generated, finished in steps:
         if not finished and n - handed >= chunk_tokens:  # (a stop token ends the loop: its window comes last)
             yield generated[:, handed + 1: n + 1], False

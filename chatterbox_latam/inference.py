@@ -115,8 +115,9 @@ class ChatterboxLatamTTS:
         """Seconds of the reference S3Gen's flow is given as its prompt (None: all of it, up to upstream's 10 s).
         The flow runs over the prompt as well as the new speech, so its time grows with the prompt's length (see the
         benchmark); the voice embedding still comes from the whole reference."""
-        self.batch_size = 8
-        """Sentences `generate` decodes together (one T3 forward pass per step for all of them)."""
+        self.batch_size = 1
+        """Sentences `generate` decodes together (one T3 forward pass per step for all of them): more is faster in
+        total, but goes without upstream's alignment heuristics, which follow one utterance (`fast_t3`)."""
         self.set_mode(mode)
 
     def set_mode(self, mode: str) -> None:
@@ -292,8 +293,8 @@ class ChatterboxLatamTTS:
         sampling repeatable.
 
         Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
-        pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech. The
-        sentences are decoded together, `batch_size` at a time (`fast_t3.fast_decode_batch`)."""
+        pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech. With
+        `batch_size` above 1, that many sentences are decoded together (`fast_t3.fast_decode_batch`)."""
         return self.generate_batch([text], audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
                                    repetition_penalty, min_p, top_p, max_new_tokens)[0]
 
@@ -301,9 +302,9 @@ class ChatterboxLatamTTS:
                        exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
                        accent: str | None = None, seed: int | None = None, repetition_penalty: float = 2.0,
                        min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None) -> list[torch.Tensor]:
-        """`generate` for several texts in one voice: the sentences of all of them are decoded together,
-        `batch_size` at a time (one T3 forward pass per step for the batch), then each text's audio is put
-        together. With a seed, a text's audio depends on the texts decoded with it (the draws interleave)."""
+        """`generate` for several texts in one voice: the sentences of all of them are decoded `batch_size` at a
+        time (one T3 forward pass per step for the batch), then each text's audio is put together. In a batch, a
+        seeded text's audio depends on the texts decoded with it (the draws interleave)."""
         per_text = [self._sentences(text) for text in texts]
         sentences = [sentence for group in per_text for sentence in group]
         conds = self.voice(audio_prompt_path, exaggeration)
@@ -312,11 +313,14 @@ class ChatterboxLatamTTS:
         t3 = self._t3(adapter)
         with self._seeded(seed):
             tokens = []
-            for start in range(0, len(sentences), self.batch_size):
-                batch = sentences[start: start + self.batch_size]
-                tokens += fast_t3.fast_decode_batch(
-                    t3, conds.t3, [self._text_tokens(s, accent, t3) for s in batch],
-                    [max_new_tokens or default_max_new_tokens(s) for s in batch], settings)
+            for start in range(0, len(sentences), max(1, self.batch_size)):
+                batch = sentences[start: start + max(1, self.batch_size)]
+                texts = [self._text_tokens(s, accent, t3) for s in batch]
+                budgets = [max_new_tokens or default_max_new_tokens(s) for s in batch]
+                if len(batch) == 1:  # alone: with upstream's alignment heuristics where upstream runs them
+                    tokens.append(fast_t3.fast_decode(t3, conds.t3, texts[0], budgets[0], settings))
+                else:
+                    tokens += fast_t3.fast_decode_batch(t3, conds.t3, texts, budgets, settings)
             wavs = [tokens_to_wav(self.tts.s3gen, speech[0], self._gen_ref(conds), watermark=False, cfm_steps=self.cfm_steps,
                                   flow=self._flow(adapter)) for speech in tokens]
         results = []

@@ -84,6 +84,49 @@ def test_fp32_stops_where_upstream_stops(t3):
             t3.speech_head.weight[t3.hp.stop_speech_token] = row
 
 
+# Enough layers and heads for upstream's alignment heuristics (they watch heads of layers 9, 12 and 13), small MLPs.
+ALIGNED_LLAMA = {"t3": {"llama": {"num_hidden_layers": 14, "intermediate_size": 256}}}
+
+
+@pytest.fixture(scope="module")
+def multilingual_t3():
+    torch.manual_seed(0)
+    return build_t3(ALIGNED_LLAMA, multilingual=True).eval()
+
+
+def test_multilingual_tokens_are_upstreams_with_its_alignment_heuristics(multilingual_t3, t3):
+    """A multilingual T3 with the watched layers: upstream runs its alignment analyzer, and so does the fast path by
+    default, with the same tokens; with a likely stop token the analyzer's work shows (it holds the stop back
+    until the text is read), so turning it off gives other tokens."""
+    from chatterbox_latam.fast_t3 import runs_alignment
+
+    model = multilingual_t3
+    assert runs_alignment(model) and not runs_alignment(t3)
+    text, cond = _inputs(model)
+    settings = SamplingSettings()
+    row = model.speech_head.weight[model.hp.stop_speech_token].clone()
+    try:
+        for scale in (1.0, 8.0):
+            with torch.no_grad():
+                model.speech_head.weight[model.hp.stop_speech_token] = row * scale
+            for seed in range(2):
+                upstream = _upstream(model, cond, text, seed, settings)
+                model.tfmr.config._attn_implementation, model.tfmr.config.output_attentions = "sdpa", False
+                hooks = sum(len(layer.self_attn._forward_hooks) for layer in model.tfmr.layers)
+                ours = _ours(model, cond, text, seed, settings)
+                assert torch.equal(upstream, ours), (scale, seed)
+                # the analyzer's hooks and eager attention are undone afterwards (upstream leaves them)
+                assert sum(len(layer.self_attn._forward_hooks) for layer in model.tfmr.layers) == hooks
+                assert model.tfmr.config._attn_implementation == "sdpa"
+            torch.manual_seed(0)
+            unaligned = fast_decode(model, cond(), text, 40, settings, alignment=False)
+            if scale == 8.0:
+                assert unaligned.shape[1] < ours.shape[1]  # stops at once without the analyzer
+    finally:
+        with torch.no_grad():
+            model.speech_head.weight[model.hp.stop_speech_token] = row
+
+
 def _texts(t3, lengths):
     g = torch.Generator().manual_seed(5)
     texts = []

@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="fp32", choices=[*MODES, "auto"],
                         help="T3 precision: fp32 (exact), bf16, int8 / int8-wo / int4-wo (CPU), or auto (the fastest "
                              "that agrees with fp32 on this model; see README, Synthesis speed).")
-    parser.add_argument("--lines_together", type=int, default=4,
-                        help="Lines decoded at once (one T3 pass per step for all): more is faster in total.")
+    parser.add_argument("--lines_together", type=int, default=1,
+                        help="Lines decoded at once (one T3 pass per step for all their sentences): more is faster in "
+                             "total, without upstream's alignment heuristics (they follow one utterance).")
     parser.add_argument("--cfm_steps", type=int, default=None, help="S3Gen flow steps (default 10; fewer is faster).")
     parser.add_argument("--s3gen_mode", default="fp32", choices=S3GEN_MODES,
                         help="S3Gen flow precision (bf16: about 2x faster on CPUs with bf16 units; check with evaluate.py).")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device, mode=args.mode)
     model.cfm_steps, model.s3gen_mode = args.cfm_steps, args.s3gen_mode
     model.s3gen_prompt_seconds = args.s3gen_prompt_seconds
+    model.batch_size = max(1, args.lines_together)
     rows = batch_generate(model, args.texts, args.reference, args.output_dir, lines_together=args.lines_together,
                           accent=args.accent,
                           exaggeration=args.exaggeration, cfg_weight=args.cfg_weight, temperature=args.temperature,
