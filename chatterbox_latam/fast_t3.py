@@ -17,8 +17,9 @@ every step to test for the stop token. This decoder
 Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
 has been read, force it on a long tail or repetition) run, as upstream runs them, for a multilingual T3 that has
 the layers they watch (`runs_alignment`), whenever one utterance is decoded (`alignment=False` turns them off).
-They need attention maps of layers 9, 12 and 13 (eager attention in every layer, and a host sync per step): about
-3% on CPU. They follow one utterance, so utterances decoded together (`fast_decode_batch`) go without them.
+They read attention maps of layers 9, 12 and 13: those three layers run eager attention (upstream switches all of
+them), and the analyzer looks at every step on the host (see the README for the cost). They follow one
+utterance, so utterances decoded together (`fast_decode_batch`) go without them.
 """
 
 from __future__ import annotations
@@ -242,18 +243,30 @@ def _prefix(t3, t3_cond, texts, settings) -> tuple[torch.Tensor, int, list[int]]
 
 @contextlib.contextmanager
 def _upstream_alignment(tfmr, text_slice: tuple[int, int], eos: int):
-    """Upstream's `AlignmentStreamAnalyzer` for one utterance. It switches the backbone to eager attention with
-    attention outputs and hooks three layers for good; both are undone when the utterance is done."""
-    from chatterbox.models.t3.inference.alignment_stream_analyzer import AlignmentStreamAnalyzer
+    """Upstream's `AlignmentStreamAnalyzer` for one utterance, in a cheaper form: the analyzer switches the whole
+    backbone to eager attention with attention outputs (every layer materialises its attention maps at every
+    step), but it reads three heads of layers 9, 12 and 13 only; here those three layers run eager attention and
+    the rest keep SDPA. Its hooks (which upstream leaves for good) and the switch are undone when the utterance is
+    done."""
+    from chatterbox.models.t3.inference.alignment_stream_analyzer import LLAMA_ALIGNED_HEADS, AlignmentStreamAnalyzer
 
     config = tfmr.config
     saved = (config._attn_implementation, config.output_attentions)
     hooks_before = {i: set(layer.self_attn._forward_hooks) for i, layer in enumerate(tfmr.layers)}
+    watched = sorted({layer for layer, _ in LLAMA_ALIGNED_HEADS})
     try:
-        yield AlignmentStreamAnalyzer(tfmr, None, text_tokens_slice=text_slice, alignment_layer_idx=9, eos_idx=eos)
+        analyzer = AlignmentStreamAnalyzer(tfmr, None, text_tokens_slice=text_slice, alignment_layer_idx=9,
+                                           eos_idx=eos)
+        config._attn_implementation, config.output_attentions = saved
+        eager = copy.copy(config)
+        eager._attn_implementation = "eager"
+        for i in watched:  # the attention maps the analyzer's hooks read come from these layers alone
+            tfmr.layers[i].self_attn.config = eager
+        yield analyzer
     finally:
         config._attn_implementation, config.output_attentions = saved
         for i, layer in enumerate(tfmr.layers):
+            layer.self_attn.config = config
             for key in set(layer.self_attn._forward_hooks) - hooks_before[i]:
                 del layer.self_attn._forward_hooks[key]
 
@@ -330,12 +343,15 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     generated = torch.full((batch, steps_max + 1), hp.start_speech_token, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
-    extra = {"output_attentions": True} if analyzer is not None else {}
     every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
 
+    if analyzer is not None:  # the eager layers need the causal mask spelled out (SDPA alone would skip it)
+        allowed = positions[None, :prefix] <= positions[:prefix, None]
+        prefill_mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed,
+                                                                                          torch.finfo(dtype).min)
+        mask = prefill_mask[None, None].expand(embeds.shape[0], 1, -1, -1)
     out = t3.tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
-                  position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True,
-                  **extra)
+                  position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True)
     hidden = out.last_hidden_state[:, -1]
     n = 0
     yield n, generated, False
@@ -358,9 +374,9 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
                 break
             yield n, generated, False
         embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(2, dim=0)
-        step_mask = None if mask is None else (key_valid & (positions <= prefix + step))[:, None, None]
+        step_mask = None if not any(pads) else (key_valid & (positions <= prefix + step))[:, None, None]
         out = t3.tfmr(inputs_embeds=embed, cache=out.cache, attention_mask=step_mask,
-                      position_ids=positions[prefix + step] - pad, use_cache=True, return_dict=True, **extra)
+                      position_ids=positions[prefix + step] - pad, use_cache=True, return_dict=True)
         hidden = out.last_hidden_state[:, -1]
     yield n, generated, True
 

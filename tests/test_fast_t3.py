@@ -118,6 +118,7 @@ def test_multilingual_tokens_are_upstreams_with_its_alignment_heuristics(multili
                 # the analyzer's hooks and eager attention are undone afterwards (upstream leaves them)
                 assert sum(len(layer.self_attn._forward_hooks) for layer in model.tfmr.layers) == hooks
                 assert model.tfmr.config._attn_implementation == "sdpa"
+                assert all(layer.self_attn.config is model.tfmr.config for layer in model.tfmr.layers)
             torch.manual_seed(0)
             unaligned = fast_decode(model, cond(), text, 40, settings, alignment=False)
             if scale == 8.0:
