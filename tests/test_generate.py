@@ -30,7 +30,8 @@ def test_batch_generation_resumes_and_writes_a_manifest(tiny_checkpoint, corpus,
     texts.write_text("Hola.\n\n   \nBuenos días.\n", encoding="utf-8")
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "training" / "generate.py"), "--model", str(tiny_checkpoint), "--texts",
-               str(texts), "--reference", str(reference), "--output_dir", str(out), "--seed", "0"]
+               str(texts), "--reference", str(reference), "--output_dir", str(out), "--seed", "0",
+               "--lines_together", "2", "--mode", "int4-wo", "--cfm_steps", "4"]  # two lines decoded together
     first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "2 written, 0 already there" in first.stdout
