@@ -59,8 +59,8 @@ def _settings(exaggeration, cfg_weight, temperature, seed, accent) -> Settings:
 
 @GPU
 def speak(text, reference, accent, exaggeration, cfg_weight, temperature, seed, streaming):
-    """Speaks `text` in the voice of the uploaded or recorded `reference`; streams sentence by sentence when
-    `streaming` is on. Yields (full audio, streamed chunk, settings for feedback, status)."""
+    """Speaks `text` in the voice of the uploaded or recorded `reference`; streams audio while T3 decodes (every
+    STREAM_CHUNK_TOKENS speech tokens, or sentence by sentence) when `streaming` is on. Yields (full audio, streamed chunk, settings for feedback, status)."""
     try:
         settings = _settings(exaggeration, cfg_weight, temperature, seed, accent)
         voice = SERVICE.load_reference(SERVICE.read_upload(reference, _upload_root()))
@@ -117,7 +117,7 @@ def build_demo() -> gr.Blocks:
                     cfg_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="CFG")
                     temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperatura")
                     seed = gr.Number(value=0, precision=0, label="Semilla (-1: aleatoria)")
-                streaming = gr.Checkbox(label="Streaming (oración por oración)", value=False)
+                streaming = gr.Checkbox(label="Streaming (el audio empieza antes de terminar)", value=False)
                 button = gr.Button("Generar", variant="primary")
                 gr.Examples(EXAMPLES, inputs=[text])
             with gr.Column():
