@@ -311,16 +311,20 @@ class ChatterboxLatamTTS:
         settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
         accent, adapter = self._use_adapter(accent)
         t3 = self._t3(adapter)
+        size = max(1, self.batch_size)
+        # Batches of sentences of similar length: a batch decodes until its longest sentence is done.
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i])) if size > 1 else range(len(sentences))
         with self._seeded(seed):
-            tokens = []
-            for start in range(0, len(sentences), max(1, self.batch_size)):
-                batch = sentences[start: start + max(1, self.batch_size)]
-                texts = [self._text_tokens(s, accent, t3) for s in batch]
-                budgets = [max_new_tokens or default_max_new_tokens(s) for s in batch]
+            decoded: dict[int, torch.Tensor] = {}
+            for start in range(0, len(sentences), size):
+                batch = list(order[start: start + size])
+                texts = [self._text_tokens(sentences[i], accent, t3) for i in batch]
+                budgets = [max_new_tokens or default_max_new_tokens(sentences[i]) for i in batch]
                 if len(batch) == 1:  # alone: with upstream's alignment heuristics where upstream runs them
-                    tokens.append(fast_t3.fast_decode(t3, conds.t3, texts[0], budgets[0], settings))
+                    decoded[batch[0]] = fast_t3.fast_decode(t3, conds.t3, texts[0], budgets[0], settings)
                 else:
-                    tokens += fast_t3.fast_decode_batch(t3, conds.t3, texts, budgets, settings)
+                    decoded.update(zip(batch, fast_t3.fast_decode_batch(t3, conds.t3, texts, budgets, settings)))
+            tokens = [decoded[i] for i in range(len(sentences))]
             wavs = [tokens_to_wav(self.tts.s3gen, speech[0], self._gen_ref(conds), watermark=False, cfm_steps=self.cfm_steps,
                                   flow=self._flow(adapter)) for speech in tokens]
         results = []

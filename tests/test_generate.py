@@ -93,3 +93,16 @@ def test_a_shorter_s3gen_prompt_keeps_the_references_end(tiny_checkpoint, corpus
     assert int(ref["prompt_token"][0, -1]) == int(conds.gen["prompt_token"][0, -1])  # the end is kept
     assert conds.gen["prompt_token"].shape[1] == full  # the cached voice is unchanged
     assert model.generate("Hola.", reference, seed=0, max_new_tokens=20).shape[1] > 0
+
+
+def test_sentences_decoded_together_keep_their_order(tiny_checkpoint, corpus):
+    """With batch_size above 1, sentences are batched by length, and each text gets its own sentences back in
+    order: under deterministic sampling, the same audio (lengths) as one at a time."""
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    texts = ["Una frase bastante más larga que las otras dos. Sí.", "Hola."]
+    greedy = {"min_p": 1.0, "seed": 0}  # the untrained T3 runs to each sentence's budget, which grows with its text
+    alone = [w.shape[1] for w in model.generate_batch(texts, reference, **greedy)]
+    model.batch_size = 3
+    together = [w.shape[1] for w in model.generate_batch(texts, reference, **greedy)]
+    assert together == alone and alone[0] > alone[1]
