@@ -19,7 +19,7 @@ from typing import Any
 import soundfile as sf
 
 from .fileio import write_atomic
-from .inference import ChatterboxLatamTTS
+from .inference import ChatterboxLatamTTS, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ def batch_generate(model: ChatterboxLatamTTS, texts_file: str | os.PathLike, ref
     `lines_together` lines go to `ChatterboxLatamTTS.generate_batch` at once (decoded `model.batch_size`
     sentences at a time); each line's WAV is written when its group is done."""
     from tqdm.auto import tqdm
-
-    from .inference import split_sentences
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -301,14 +301,13 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
                                                    mode=config.mode)
-    finetuned.s3gen_mode, finetuned.cfm_steps = config.s3gen_mode, config.cfm_steps
-    finetuned.s3gen_prompt_seconds = config.s3gen_prompt_seconds
+    finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds)
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
     mode = finetuned.mode
-    if (mode, config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds) != ("fp32", "fp32", None, None):
+    if mode != "fp32" or finetuned.s3gen_changes:
         # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
         finetuned.set_mode("fp32")
-        finetuned.s3gen_mode, finetuned.cfm_steps, finetuned.s3gen_prompt_seconds = "fp32", None, None
+        finetuned.set_s3gen()
         systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
                                                    config.seed)
     del finetuned

@@ -40,39 +40,51 @@ CPU_ONLY = ("int8", "int8-wo", "int4-wo")
 PREFILL_ROWS = 64
 
 
-class WeightOnlyInt8Linear(nn.Module):
-    """A Linear layer with int8 weights (one scale per output row) and bf16 activations: reads a quarter of the
-    fp32 weight bytes per step. Runs on PyTorch's CPU weight-only int8 kernel (`_weight_int8pack_mm`, the one
-    torchao's int8 weight-only mode uses)."""
+class _WeightOnlyLinear(nn.Module):
+    """A Linear layer whose weight is stored quantised, with bf16 activations; decoding's few rows go through
+    `_matmul` (the subclass's kernel), a prompt's many rows through a bf16 copy of the weight (`PREFILL_ROWS`)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        weight = linear.weight.detach().float()
-        scales = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-        self.register_buffer("weight_int8", torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8))
-        self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
         self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
         self.out_features = linear.out_features
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         if x.numel() // shape[-1] > PREFILL_ROWS:
             return nn.functional.linear(x.to(torch.bfloat16), self.prefill_weight, self.bias)
-        out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int8, self.scales)
+        out = self._matmul(x.reshape(-1, shape[-1]).to(torch.bfloat16))
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
 
 
-class WeightOnlyInt4Linear(nn.Module):
-    """A Linear layer with 4-bit weights (asymmetric, one bf16 scale and offset per `group_size` inputs of each
-    row) and bf16 activations: an eighth of the fp32 weight bytes. Runs on PyTorch's CPU 4-bit kernel
-    (`_weight_int4pack_mm_for_cpu`, the one torchao's int4 weight-only CPU layout uses), whose dequantisation is
-    `(q - 8) * scale + offset`."""
+class WeightOnlyInt8Linear(_WeightOnlyLinear):
+    """int8 weights (one scale per output row): a quarter of the fp32 weight bytes per step. Runs on PyTorch's CPU
+    weight-only int8 kernel (`_weight_int8pack_mm`, the one torchao's int8 weight-only mode uses)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        weight = linear.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+        self.register_buffer("weight_int8", torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8))
+        self.register_buffer("scales", scales.to(torch.bfloat16))
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(x, self.weight_int8, self.scales)
+
+
+class WeightOnlyInt4Linear(_WeightOnlyLinear):
+    """4-bit weights (asymmetric, one bf16 scale and offset per `group_size` inputs of each row): an eighth of the
+    fp32 weight bytes. Runs on PyTorch's CPU 4-bit kernel (`_weight_int4pack_mm_for_cpu`, the one torchao's int4
+    weight-only CPU layout uses), whose dequantisation is `(q - 8) * scale + offset`."""
 
     def __init__(self, linear: nn.Linear, group_size: int = 32):
-        super().__init__()
+        super().__init__(linear)
         weight = linear.weight.detach().float()
         rows, columns = weight.shape
         groups = weight.reshape(rows, columns // group_size, group_size)
@@ -82,35 +94,27 @@ class WeightOnlyInt4Linear(nn.Module):
         self.register_buffer("weight_int4", torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
         self.register_buffer("scales_and_offsets",
                              torch.stack([scales.t(), (low + 8 * scales).t()], -1).contiguous().to(torch.bfloat16))
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
-        self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
         self.group_size = group_size
-        self.out_features = linear.out_features
 
     @staticmethod
     def fits(linear: nn.Linear, group_size: int = 32) -> bool:
         return linear.in_features % group_size == 0 and linear.out_features % 16 == 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        if x.numel() // shape[-1] > PREFILL_ROWS:
-            return nn.functional.linear(x.to(torch.bfloat16), self.prefill_weight, self.bias)
-        out = torch._weight_int4pack_mm_for_cpu(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int4,
-                                                self.group_size, self.scales_and_offsets)
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*shape[:-1], self.out_features)
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int4pack_mm_for_cpu(x, self.weight_int4, self.group_size, self.scales_and_offsets)
 
 
-def _replace_linears(module: nn.Module, bits: int) -> None:
+WEIGHT_ONLY = {"int8-wo": WeightOnlyInt8Linear, "int4-wo": WeightOnlyInt4Linear}
+
+
+def _replace_linears(module: nn.Module, layer: type[_WeightOnlyLinear]) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            if bits == 4 and WeightOnlyInt4Linear.fits(child):
-                setattr(module, name, WeightOnlyInt4Linear(child))
-            else:  # a layer the 4-bit kernel cannot take keeps 8 bits
-                setattr(module, name, WeightOnlyInt8Linear(child))
+            fits = layer is not WeightOnlyInt4Linear or WeightOnlyInt4Linear.fits(child)
+            # a layer the 4-bit kernel cannot take keeps 8 bits
+            setattr(module, name, (layer if fits else WeightOnlyInt8Linear)(child))
         else:
-            _replace_linears(child, bits)
+            _replace_linears(child, layer)
 
 
 def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
@@ -126,9 +130,9 @@ def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
         return fast.to(torch.bfloat16)
     if mode in CPU_ONLY and next(t3.parameters()).device.type != "cpu":
         raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use bf16.")
-    if mode.endswith("-wo"):
+    if mode in WEIGHT_ONLY:
         fast = fast.to(torch.bfloat16)
-        _replace_linears(fast.tfmr, bits=int(mode[3]))
+        _replace_linears(fast.tfmr, WEIGHT_ONLY[mode])
         return fast
     # The Llama backbone's Linear layers hold nearly all the weights; heads and embeddings stay fp32.
     fast.tfmr = torch.ao.quantization.quantize_dynamic(fast.tfmr, {nn.Linear}, dtype=torch.qint8)
@@ -189,14 +193,10 @@ def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 10
     `t3` may be a copy from `t3_for_mode`; the conditioning is cast to its dtype. `alignment`: upstream's
     alignment heuristics (None: where upstream runs them, `runs_alignment`).
     """
-    if alignment is not False and runs_alignment(t3):
-        settings = settings or SamplingSettings()
-        embeds, len_cond, _ = _prefix(t3, t3_cond, [text_tokens], settings)
-        text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
-        with _upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token) as analyzer:
-            return _decode(t3, embeds, [0], [max_new_tokens], settings, 1, False, analyzer)[0]
-    return fast_decode_batch(t3, t3_cond, [text_tokens], max_new_tokens, settings, stop_check_every,
-                             static_cache)[0]
+    [(tokens, _)] = stream_decode(t3, t3_cond, text_tokens, max_new_tokens, settings,
+                                  chunk_tokens=max_new_tokens + 1, stop_check_every=stop_check_every,
+                                  static_cache=static_cache, alignment=alignment)
+    return tokens
 
 
 def runs_alignment(t3) -> bool:
@@ -223,7 +223,10 @@ def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: in
     if len(budgets) != len(texts) or not texts:
         raise ValueError(f"{len(texts)} texts and {len(budgets)} token budgets: give one budget or one per text.")
     embeds, _, pads = _prefix(t3, t3_cond, texts, settings)
-    return _decode(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, None)
+    for n, generated, _ in _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, None):
+        pass
+    return [_cut(generated[row: row + 1, 1: min(n, budget) + 1], t3.hp.stop_speech_token)
+            for row, budget in enumerate(budgets)]
 
 
 def _prefix(t3, t3_cond, texts, settings) -> tuple[torch.Tensor, int, list[int]]:
@@ -271,14 +274,6 @@ def _upstream_alignment(tfmr, text_slice: tuple[int, int], eos: int):
                 del layer.self_attn._forward_hooks[key]
 
 
-def _decode(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, analyzer) -> list[torch.Tensor]:
-    for n, generated, _ in _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache,
-                                         analyzer):
-        pass
-    return [_cut(generated[row: row + 1, 1: min(n, budget) + 1], t3.hp.stop_speech_token)
-            for row, budget in enumerate(budgets)]
-
-
 def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
     """Tokens up to and including the first stop token."""
     stops = (tokens[0] == stop).nonzero()
@@ -288,10 +283,10 @@ def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
 @torch.inference_mode()
 def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
                   settings: SamplingSettings | None = None, chunk_tokens: int = 25, stop_check_every: int = 8,
-                  alignment: bool | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
-    """`fast_decode`, handing over its tokens while it decodes: yields (new tokens (1, k), finished) once at least
-    `chunk_tokens` new ones are there (at the next stop check), and the rest with finished=True. The tokens, joined,
-    are `fast_decode`'s (same draws in the same order)."""
+                  static_cache: bool = True, alignment: bool | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
+    """One utterance's tokens, handed over while it decodes: yields (new tokens (1, k), finished) once at least
+    `chunk_tokens` new ones are there (at the next stop check), and the rest with finished=True. Joined, they are
+    `fast_decode`'s (which is this with one chunk)."""
     settings = settings or SamplingSettings()
     embeds, len_cond, pads = _prefix(t3, t3_cond, [text_tokens], settings)
     with contextlib.ExitStack() as stack:
@@ -300,7 +295,7 @@ def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 
             text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
             analyzer = stack.enter_context(_upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token))
         yield from _handed_over(t3, _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every,
-                                                  analyzer is None, analyzer), max_new_tokens, chunk_tokens)
+                                                  static_cache, analyzer), max_new_tokens, chunk_tokens)
 
 
 def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int) -> Iterator[tuple[torch.Tensor, bool]]:
@@ -331,10 +326,10 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
     # Left padding: pads are never attended to (a pad attends to itself, so no row is fully masked), and each
     # row's positions start at its first real token. Without padding no mask is needed (as upstream).
+    causal = positions[None, :prefix] <= positions[:prefix, None]
     mask = None
     if any(pads):
         key_valid = positions[None, :] >= pad
-        causal = positions[None, :prefix] <= positions[:prefix, None]
         mask = (causal[None] & (key_valid[:, None, :prefix] | torch.eye(prefix, dtype=torch.bool, device=device)))
         mask = nn.functional.pad(mask, (0, total - prefix))[:, None]  # (rows, 1, prefix, cache length)
     # The position embeddings of every speech step, looked up once.
@@ -346,10 +341,8 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
 
     if analyzer is not None:  # the eager layers need the causal mask spelled out (SDPA alone would skip it)
-        allowed = positions[None, :prefix] <= positions[:prefix, None]
-        prefill_mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed,
-                                                                                          torch.finfo(dtype).min)
-        mask = prefill_mask[None, None].expand(embeds.shape[0], 1, -1, -1)
+        additive = torch.zeros(causal.shape, dtype=dtype, device=device).masked_fill(~causal, torch.finfo(dtype).min)
+        mask = additive[None, None].expand(embeds.shape[0], 1, -1, -1)
     out = t3.tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
                   position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True)
     hidden = out.last_hidden_state[:, -1]

@@ -107,14 +107,8 @@ class ChatterboxLatamTTS:
         self.sr = tts.sr
         self._voices: dict[tuple, Any] = {}
         self._fast: dict[tuple, Any] = {}
-        self.cfm_steps: int | None = None
-        """S3Gen's flow-matching steps (None: upstream's 10)."""
         self._flows: dict[tuple, Any] = {}
-        self.s3gen_mode = "fp32"
-        self.s3gen_prompt_seconds: float | None = None
-        """Seconds of the reference S3Gen's flow is given as its prompt (None: all of it, up to upstream's 10 s).
-        The flow runs over the prompt as well as the new speech, so its time grows with the prompt's length (see the
-        benchmark); the voice embedding still comes from the whole reference."""
+        self.set_s3gen()
         self.batch_size = 1
         """Sentences `generate` decodes together (one T3 forward pass per step for all of them): more is faster in
         total, but goes without upstream's alignment heuristics, which follow one utterance (`fast_t3`)."""
@@ -122,8 +116,8 @@ class ChatterboxLatamTTS:
 
     def set_mode(self, mode: str) -> None:
         """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', 'int8' (CPU; dynamic
-        quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest mode whose
-        teacher-forced agreement with fp32 holds up on this model (`fast_t3.choose_mode`; `self.mode_reports` keeps
+        quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest
+        mode whose teacher-forced agreement with fp32 holds up on this model (`fast_t3.choose_mode`; `self.mode_reports` keeps
         the measurements). See `chatterbox_latam.fast_t3`."""
         from .fast_t3 import CPU_ONLY, MODES
 
@@ -167,6 +161,25 @@ class ChatterboxLatamTTS:
         if mode not in S3GEN_MODES:
             raise ValueError(f"s3gen_mode={mode!r}: use one of {S3GEN_MODES}.")
         self._s3gen_mode = mode
+
+    def set_s3gen(self, mode: str = "fp32", cfm_steps: int | None = None, prompt_seconds: float | None = None) -> None:
+        """S3Gen's settings, all upstream's without arguments:
+        - `mode`: flow precision (`S3GEN_MODES`; 'bf16' runs the flow on a bf16 copy, `flow_for_mode`);
+        - `cfm_steps`: the flow-matching decoder's steps (None: upstream's 10);
+        - `prompt_seconds`: seconds of the reference the flow continues from (None: all of it, up to upstream's
+          10 s). The flow runs over the prompt as well as the new speech, so its time grows with the prompt's
+          length (see the benchmark); the voice embedding still comes from the whole reference."""
+        self.s3gen_mode, self.cfm_steps, self.s3gen_prompt_seconds = mode, cfm_steps, prompt_seconds
+
+    @property
+    def s3gen_changes(self) -> str:
+        """How S3Gen's settings differ from upstream's, in words ('' when they do not)."""
+        changes = [f"S3Gen {self.s3gen_mode}"] if self.s3gen_mode != "fp32" else []
+        if self.cfm_steps not in (None, 10):
+            changes.append(f"{self.cfm_steps} flow steps")
+        if self.s3gen_prompt_seconds:
+            changes.append(f"{self.s3gen_prompt_seconds:g} s prompt")
+        return ", ".join(changes)
 
     def _flow(self, adapter: str | None):
         if self.s3gen_mode == "fp32":
@@ -301,12 +314,15 @@ class ChatterboxLatamTTS:
     def generate_batch(self, texts: list[str], audio_prompt_path: str | os.PathLike | None = None,
                        exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
                        accent: str | None = None, seed: int | None = None, repetition_penalty: float = 2.0,
-                       min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None) -> list[torch.Tensor]:
+                       min_p: float = 0.05, top_p: float = 1.0,
+                       max_new_tokens: int | None = None) -> list[torch.Tensor]:
         """`generate` for several texts in one voice: the sentences of all of them are decoded `batch_size` at a
-        time (one T3 forward pass per step for the batch), then each text's audio is put together. In a batch, a
-        seeded text's audio depends on the texts decoded with it (the draws interleave)."""
+        time (one T3 forward pass per step for the batch), then each text's audio is put together. With
+        `batch_size` 1 a seeded text sounds as `generate` makes it alone; in a batch, its audio depends on the
+        texts decoded with it (the draws interleave)."""
         per_text = [self._sentences(text) for text in texts]
         sentences = [sentence for group in per_text for sentence in group]
+        within_text = [i for group in per_text for i in range(len(group))]
         conds = self.voice(audio_prompt_path, exaggeration)
         settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
         accent, adapter = self._use_adapter(accent)
@@ -314,19 +330,22 @@ class ChatterboxLatamTTS:
         size = max(1, self.batch_size)
         # Batches of sentences of similar length: a batch decodes until its longest sentence is done.
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i])) if size > 1 else range(len(sentences))
-        with self._seeded(seed):
-            decoded: dict[int, torch.Tensor] = {}
-            for start in range(0, len(sentences), size):
-                batch = list(order[start: start + size])
-                texts = [self._text_tokens(sentences[i], accent, t3) for i in batch]
-                budgets = [max_new_tokens or default_max_new_tokens(sentences[i]) for i in batch]
+        by_sentence: dict[int, np.ndarray] = {}
+        for start in range(0, len(sentences), size):
+            batch = list(order[start: start + size])
+            inputs = [self._text_tokens(sentences[i], accent, t3) for i in batch]
+            budgets = [max_new_tokens or default_max_new_tokens(sentences[i]) for i in batch]
+            # One at a time, seeded as `stream` seeds each sentence (seed + its index in its text), so that a text
+            # gets the same audio from generate, generate_batch and stream; a batch is seeded by its position.
+            offset = within_text[batch[0]] if size == 1 else start
+            with self._seeded(None if seed is None else seed + offset):
                 if len(batch) == 1:  # alone: with upstream's alignment heuristics where upstream runs them
-                    decoded[batch[0]] = fast_t3.fast_decode(t3, conds.t3, texts[0], budgets[0], settings)
+                    tokens = [fast_t3.fast_decode(t3, conds.t3, inputs[0], budgets[0], settings)]
                 else:
-                    decoded.update(zip(batch, fast_t3.fast_decode_batch(t3, conds.t3, texts, budgets, settings)))
-            tokens = [decoded[i] for i in range(len(sentences))]
-            wavs = [tokens_to_wav(self.tts.s3gen, speech[0], self._gen_ref(conds), watermark=False, cfm_steps=self.cfm_steps,
-                                  flow=self._flow(adapter)) for speech in tokens]
+                    tokens = fast_t3.fast_decode_batch(t3, conds.t3, inputs, budgets, settings)
+                for i, speech in zip(batch, tokens):
+                    by_sentence[i] = self._wav(speech[0], conds, adapter, watermark=False)
+        wavs = [by_sentence[i] for i in range(len(sentences))]
         results = []
         for group in per_text:
             wav = np.concatenate(_with_pauses(wavs[: len(group)], self.sr))
@@ -356,7 +375,8 @@ class ChatterboxLatamTTS:
             with self._seeded(None if seed is None else seed + i):
                 last = i == len(sentences) - 1
                 if chunk_tokens:
-                    vocoder = ChunkedVocoder(self.tts.s3gen, self._gen_ref(conds), self.cfm_steps, flow=self._flow(adapter))
+                    vocoder = ChunkedVocoder(self.tts.s3gen, self._gen_ref(conds), self.cfm_steps,
+                                             flow=self._flow(adapter))
                     for speech, finished in fast_t3.stream_decode(t3, conds.t3, tokens, budget, settings,
                                                                   chunk_tokens):
                         wav = vocoder(speech, finished)
@@ -364,9 +384,7 @@ class ChatterboxLatamTTS:
                             wav = apply_watermark(wav, self.sr)
                             yield wav if not finished or last else np.concatenate([wav, pause])
                 else:
-                    speech = fast_t3.fast_decode(t3, conds.t3, tokens, budget, settings)[0]
-                    wav = tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), sample_rate=self.sr,
-                                        cfm_steps=self.cfm_steps, flow=self._flow(adapter))
+                    wav = self._wav(fast_t3.fast_decode(t3, conds.t3, tokens, budget, settings)[0], conds, adapter)
                     yield wav if last else np.concatenate([wav, pause])
 
     def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
@@ -387,8 +405,12 @@ class ChatterboxLatamTTS:
             speech = fast_t3.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
                                          max_new_tokens or default_max_new_tokens(text),
                                          self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p))[0]
-            return tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), watermark=watermark, sample_rate=self.sr,
-                                 cfm_steps=self.cfm_steps, flow=self._flow(adapter))
+            return self._wav(speech, conds, adapter, watermark)
+
+    def _wav(self, speech: torch.Tensor, conds, adapter: str | None, watermark: bool = True) -> np.ndarray:
+        """S3Gen at this model's settings (flow precision and steps, prompt length) for one utterance's tokens."""
+        return tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), watermark=watermark, sample_rate=self.sr,
+                             cfm_steps=self.cfm_steps, flow=self._flow(adapter))
 
     def _gen_ref(self, conds) -> dict:
         """S3Gen's reference for a voice, its prompt cut to the last `s3gen_prompt_seconds` (the prompt is

@@ -105,9 +105,8 @@ class SpeechService:
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
                 model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
                                                            mode=os.getenv("SYNTHESIS_MODE", "auto"))
-                model.s3gen_mode = os.getenv("S3GEN_MODE", "fp32")
-                model.cfm_steps = _env_int("CFM_STEPS", 10)
-                model.s3gen_prompt_seconds = _env_int("S3GEN_PROMPT_SECONDS", 0) or None
+                model.set_s3gen(os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 10),
+                                float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None)
                 self._model = model
             return self._model
 
@@ -126,11 +125,7 @@ class SpeechService:
         said = f"{model.mode} on {model.device}"
         if report is not None and model.mode != "fp32":
             said += f" (agrees with fp32 on {report.agreement:.0%} of steps)"
-        if (model.s3gen_mode, model.cfm_steps, model.s3gen_prompt_seconds) != ("fp32", 10, None):
-            said += f"; S3Gen {model.s3gen_mode}, {model.cfm_steps} flow steps"
-            if model.s3gen_prompt_seconds:
-                said += f", {model.s3gen_prompt_seconds:g} s prompt"
-        return said
+        return f"{said}; {model.s3gen_changes}" if model.s3gen_changes else said
 
     # -- checks ----------------------------------------------------------------------------------------------------
     def check_text(self, text: str | None) -> str:

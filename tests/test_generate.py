@@ -106,3 +106,19 @@ def test_sentences_decoded_together_keep_their_order(tiny_checkpoint, corpus):
     model.batch_size = 3
     together = [w.shape[1] for w in model.generate_batch(texts, reference, **greedy)]
     assert together == alone and alone[0] > alone[1]
+
+
+def test_a_text_sounds_the_same_from_generate_generate_batch_and_stream(tiny_checkpoint, corpus):
+    """Seeded, one sentence at a time: `generate_batch` gives each text what `generate` gives it alone, and
+    `stream` the same tokens (the same length of audio; it watermarks sentence by sentence, so not the same
+    samples)."""
+    import torch
+
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    two = "Hola. ¿Qué tal?"
+    alone = model.generate(two, reference, seed=3, max_new_tokens=30)
+    first, second = model.generate_batch(["Buenos días.", two], reference, seed=3, max_new_tokens=30)
+    assert torch.equal(second, alone) and not torch.equal(first[:, : alone.shape[1]], alone[:, : first.shape[1]])
+    streamed = list(model.stream(two, reference, seed=3, max_new_tokens=30))
+    assert sum(map(len, streamed)) == alone.shape[1]

@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Seconds of the reference S3Gen continues from (default: all, up to 10; less is faster).")
     args = parser.parse_args(argv)
     model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device, mode=args.mode)
-    model.cfm_steps, model.s3gen_mode = args.cfm_steps, args.s3gen_mode
-    model.s3gen_prompt_seconds = args.s3gen_prompt_seconds
+    model.set_s3gen(args.s3gen_mode, args.cfm_steps, args.s3gen_prompt_seconds)
     model.batch_size = max(1, args.lines_together)
     rows = batch_generate(model, args.texts, args.reference, args.output_dir, lines_together=args.lines_together,
                           accent=args.accent,
