@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inference import SPEECH_VOCAB_SIZE, flow_mels
+from .inference import SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE, flow_mels
 
 MEL_OVERLAP = 8  # mel frames re-made at each seam (CosyVoice2's mel_cache_len)
 SAMPLES_PER_MEL = 480  # HiFT's hop at 24 kHz (50 mel frames per second, two per speech token)
@@ -29,8 +29,9 @@ class ChunkedVocoder:
             play(vocoder(tokens, finished))
     """
 
-    def __init__(self, s3gen, ref_dict: dict, cfm_steps: int | None = None, flow=None):
+    def __init__(self, s3gen, ref_dict: dict, cfm_steps: int | None = None, flow=None, drop_last_token: bool = False):
         self.s3gen, self.ref_dict, self.cfm_steps = s3gen, ref_dict, cfm_steps
+        self.drop_last_token = drop_last_token  # v3: the last token's audio is cut, as `tokens_to_wav` cuts it
         self.flow = flow or s3gen  # the S3Gen the flow runs on (`inference.flow_for_mode`); HiFT runs on s3gen
         self.tokens = torch.zeros(0, dtype=torch.long, device=s3gen.device)
         self.mels_done = 0
@@ -75,4 +76,6 @@ class ChunkedVocoder:
             fade = self.s3gen.trim_fade
             length = min(len(fade), wav.shape[1])
             wav[:, :length] *= fade[:length]
+        if finished and self.drop_last_token:  # the whole utterance ends where `tokens_to_wav` ends it
+            wav = wav[:, : max(0, wav.shape[1] - (SAMPLES_PER_TOKEN if len(self.tokens) > 1 else 0))]
         return wav.squeeze(0).float().cpu().numpy()

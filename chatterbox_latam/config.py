@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .modeling import LAYOUTS
+from .modeling import LAYOUTS, T3_MODELS, layout_name
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
 ACCENTS = ("mx", "ar", "co", "cl", "pe", "pr", "ve")
@@ -29,6 +29,11 @@ class ModelConfig:
         metadata={
             "help": f"Checkpoint layout, one of {sorted(LAYOUTS)}; default: recognised from the repo id or the files."
         },
+    )
+    t3_model: str | None = field(
+        default=None,
+        metadata={"help": f"Which T3 of ResembleAI/chatterbox, upstream's names {sorted(T3_MODELS)} (default v2; v3 is "
+                          "decoded as upstream main decodes it). The language packs are v3 finetunes already."},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
     train_s3gen: bool = field(
@@ -54,8 +59,7 @@ class ModelConfig:
     )
 
     def __post_init__(self):
-        if self.model_variant is not None and self.model_variant not in LAYOUTS:
-            raise ValueError(f"model_variant={self.model_variant!r}: use one of {sorted(LAYOUTS)} or leave it unset.")
+        layout_name(self.model_variant, self.t3_model)  # raises with what to change
         if self.lora_rank < 1 or self.lora_alpha < 1:
             raise ValueError(f"lora_rank={self.lora_rank}, lora_alpha={self.lora_alpha}: both must be >= 1.")
         if not 0 <= self.lora_dropout < 1:
@@ -137,6 +141,13 @@ class DataConfig:
         metadata={"help": "Split by speaker: these speakers form the test split (validation takes utterances of the rest)."},
     )
     split_seed: int = field(default=42, metadata={"help": "Seed for prompt choice and splits."})
+    self_prompt_min_seconds: float = field(
+        default=3.0,
+        metadata={"help": "A speaker's only clip (in its split) lends its last part as its own prompt when that part "
+                          "can be at least this long and the clip is twice that: the prompt is the last "
+                          "min(max_prompt_seconds, half the clip), and the loss covers only the speech before it. "
+                          "A shorter lone clip is left out of training (counted in the summary)."},
+    )
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -176,6 +187,12 @@ class TrainingConfig:
         default=0.01, metadata={"help": "Weight of the text-token loss next to the speech-token loss (XTTS uses 0.01)."}
     )
     s3gen_loss_weight: float = field(default=1.0, metadata={"help": "Weight of S3Gen's flow-matching loss."})
+    uncond_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Share of training rows shown as classifier-free guidance's unconditional branch (text "
+                          "embeddings zeroed as inference zeroes them, no text loss), so the adapter learns both "
+                          "branches CFG combines; 0 turns it off."},
+    )
     group_by_length: bool = field(default=True, metadata={"help": "Batch clips of similar duration (less padding)."})
     streaming_train: bool = field(
         default=False,
@@ -207,6 +224,8 @@ class TrainingConfig:
             raise ValueError("batch_size and gradient_accumulation_steps must be >= 1.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
+        if not 0 <= self.uncond_fraction < 1:
+            raise ValueError(f"uncond_fraction={self.uncond_fraction}: use a share in [0, 1).")
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The evaluation harness: synthesise the test sentences with each system, score them, write a readable report.
 
-Systems: the checkpoint under test (`finetuned`), optionally its base (`base`), and the test recordings
-themselves (`ground_truth`, the ceiling for WER, MOS and similarity). Each sentence is spoken with a reference
-from the same speaker (a different utterance: the prepared dataset's prompt). Scores: WER/CER (two
+Systems: the checkpoint under test (`finetuned`), optionally its base (`base`), any number of other models to
+compare with (`compare`: repo ids or folders, e.g. the language pack a fine-tune must beat), and the test
+recordings themselves (`ground_truth`, the ceiling for WER, MOS and similarity). Each sentence is spoken with a
+reference from the same speaker (a different utterance: the prepared dataset's prompt; a sentence whose speaker
+has no other clip is left out and counted, never spoken from its own audio). Scores: WER/CER (two
 normalisations), speaker similarity to the reference, DNSMOS, RTF; per sample, per system, per accent, against
 the seed's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF < 1.0). Outputs in `output_dir`:
 `results.json`, `report.md`, `plots/*.png`, and the audio under `audio/<system>/`.
@@ -77,15 +79,25 @@ class EvalConfig:
     """S3Gen flow-matching steps (None: upstream's 10)."""
     s3gen_prompt_seconds: float | None = None
     """Seconds of the reference S3Gen continues from (None: all of it)."""
+    alignment: bool | None = None
+    """Upstream's alignment heuristics (None: as upstream runs them for the model's generation). When they run and
+    the fine-tune adapted T3's attention, the other setting is scored too (system `finetuned_alignment_on|off`)."""
+    t3_model: str | None = None
+    """For `ResembleAI/chatterbox` as the checkpoint or base: its v2 or v3 T3 (upstream's `t3_model`)."""
+    compare: list[str] = field(default_factory=list)
+    """More systems, scored side by side: Hub repo ids or folders (`ResembleAI/chatterbox:v3` for the v3 T3)."""
 
 
-def load_test_items(test_data: str, max_samples: int | None = None) -> list[TestItem]:
+def load_test_items(test_data: str, max_samples: int | None = None,
+                    skipped: list[str] | None = None) -> list[TestItem]:
     """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
-    folder in the seed's layout (reference: the speaker's next utterance)."""
+    folder in the seed's layout (reference: another utterance of the speaker). A sentence whose speaker has no
+    other utterance is left out (its id appended to `skipped`): a reference is never the sentence's own audio."""
     from .prepare import load_prepared, mono_samples, row_index
 
     path = Path(test_data)
     items: list[TestItem] = []
+    skipped = [] if skipped is None else skipped
     if (path / "metadata.csv").exists():
         from .audio import CleaningConfig, clean_audio, decode_audio
         from .config import DataConfig
@@ -97,7 +109,10 @@ def load_test_items(test_data: str, max_samples: int | None = None) -> list[Test
             by_speaker[row.speaker_id].append(row)
         cleaning = CleaningConfig()
         for row in rows:
-            others = [r for r in by_speaker[row.speaker_id] if r is not row] or [row]
+            others = [r for r in by_speaker[row.speaker_id] if r is not row]
+            if not others:
+                skipped.append(Path(row.audio).stem)
+                continue
             reference = others[0]
             items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
                                   clean_audio(*decode_audio(row.audio), cleaning),
@@ -107,13 +122,17 @@ def load_test_items(test_data: str, max_samples: int | None = None) -> list[Test
         split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
         where = row_index(dataset)
         for row in split:
+            if row.get("prompt_source", "other") != "other" or row["prompt_id"] == row["id"]:
+                skipped.append(row["id"])
+                continue
             truth, sr = mono_samples(row["audio"])
             prompt_split, prompt_row = where[row["prompt_id"]]
             reference, ref_sr = mono_samples(dataset[prompt_split][prompt_row]["audio"])
             reference = resample(reference, ref_sr, sr)
             items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
     if not items:
-        raise ValueError(f"No test sentences in {test_data}.")
+        raise ValueError(f"No test sentences in {test_data}" + (
+            f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))
     return items[:max_samples] if max_samples else items
 
 
@@ -194,6 +213,11 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
     lines = [f"# Evaluation of `{results['checkpoint']}`", "",
              f"Test data: `{results['test_data']}` ({results['n_sentences']} sentences). Device: {results['device']}.",
              ""]
+    if results.get("sentences_without_reference"):
+        lines += [f"{len(results['sentences_without_reference'])} test sentences were left out: their speaker has no "
+                  "other clip to take the voice from (a sentence is never spoken from its own audio).", ""]
+    if results.get("decoding"):
+        lines += [f"Decoding: {results['decoding']}.", ""]
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
     for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",
@@ -266,6 +290,34 @@ def write_plots(results: dict[str, Any], output_dir: Path) -> None:
     plt.close(fig)
 
 
+def system_name(source: str) -> str:
+    """A short name for a compared system: a repo's name or a folder's name (`:v3` kept)."""
+    name, _, t3_model = source.partition(":") if not Path(source).exists() else (source, "", "")
+    return Path(name.rstrip("/")).name + (f"_{t3_model}" if t3_model else "")
+
+
+def _adapter_t3_model(checkpoint: str) -> str | None:
+    """The `t3_model` (v2 / v3) an adapter folder was trained on, from its adapter.json."""
+    from .lora import is_adapter_dir, read_adapter_metadata
+    from .modeling import T3_MODELS
+
+    if not is_adapter_dir(checkpoint):
+        return None
+    variant = read_adapter_metadata(checkpoint).get("model_variant")
+    return next((name for name, layout in T3_MODELS.items() if layout == variant), None)
+
+
+def load_system(source: str, config: EvalConfig, t3_model: str | None = None):
+    """A model to score beside the fine-tune: a folder or repo id, `REPO:v3` for `ResembleAI/chatterbox`'s v3 T3;
+    decoded as upstream decodes its generation."""
+    from .inference import ChatterboxLatamTTS
+
+    t3_model = t3_model or config.t3_model
+    if not Path(source).exists() and ":" in source:
+        source, _, t3_model = source.partition(":")
+    return ChatterboxLatamTTS.from_pretrained(source, config.device, t3_model=t3_model)
+
+
 def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None) -> dict[str, Any]:
     """Runs the whole evaluation (see the module docstring) and returns what `results.json` holds.
 
@@ -278,7 +330,8 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     wanted = [m for m in (METRICS if "all" in config.metrics else config.metrics)]
-    items = load_test_items(config.test_data, config.max_samples)
+    without_reference: list[str] = []
+    items = load_test_items(config.test_data, config.max_samples, without_reference)
     # Hub models load once, up front: an unreachable one is reported before any synthesis, the rest still runs.
     skipped: dict[str, str] = {}
 
@@ -300,16 +353,22 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
-                                                   mode=config.mode)
+                                                   mode=config.mode, t3_model=config.t3_model)
     finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds)
+    finetuned.alignment = config.alignment
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
-    mode = finetuned.mode
+    mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
     if mode != "fp32" or finetuned.s3gen_changes:
         # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
         finetuned.set_mode("fp32")
         finetuned.set_s3gen()
         systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
                                                    config.seed)
+    if finetuned.alignment_matters():
+        # the heuristics read attention maps the adapter changed: the other setting, same sentences and seed
+        finetuned.alignment = not alignment
+        name = f"finetuned_alignment_{'on' if finetuned.alignment else 'off'}"
+        systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed)
     del finetuned
     if config.compare_base:
         base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
@@ -317,16 +376,25 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         if not base:
             raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
                              "adapter folder that names it).")
-        systems["base"] = synthesize_all(ChatterboxLatamTTS.from_pretrained(base, config.device), items,
+        systems["base"] = synthesize_all(load_system(base, config, _adapter_t3_model(config.checkpoint)), items,
                                          output_dir / "audio" / "base", config.seed)
+    for other in config.compare:
+        name = system_name(other)
+        if name in systems:
+            raise ValueError(f"--compare {other}: a system named {name!r} is already scored; compare it once.")
+        systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, config.seed)
     systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
     truth_dir = output_dir / "audio" / "ground_truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     for item in items:  # beside the synthesised audio, for listening and for the human MOS kit
         sf.write(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
 
+    decoding = (f"{generation.name} (repetition penalty {generation.repetition_penalty}, alignment heuristics "
+                f"{'on' if alignment else 'off'}{', last token dropped' if generation.drop_last_token else ''})")
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
-                               "n_sentences": len(items), "device": config.device, "mode": mode,
+                               "n_sentences": len(items), "sentences_without_reference": without_reference,
+                               "decoding": decoding, "compare": list(config.compare),
+                               "device": config.device, "mode": mode,
                                "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,

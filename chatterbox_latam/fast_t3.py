@@ -156,6 +156,9 @@ class SamplingSettings:
     repetition_penalty: float = 2.0
     min_p: float = 0.05
     top_p: float = 1.0
+    min_new_tokens: int = 0
+    """Steps during which the stop token cannot be drawn (0 in synthesis, as upstream): measurements that need a
+    given number of steps (the precision guard) set it."""
 
 
 def _processors(settings: SamplingSettings):
@@ -354,6 +357,8 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
         seen = generated[:, : step + 1]
         if analyzer is not None:
             logits = analyzer.step(logits, next_token=int(seen[0, -1]))
+        if step < settings.min_new_tokens:
+            logits[:, hp.stop_speech_token] = -float("inf")
         logits = penalty(seen, logits)
         if settings.temperature != 1.0:
             logits = logits / settings.temperature
@@ -405,18 +410,20 @@ class ModeReport:
     tokens_per_second: float
     agreement: float
     holds_up: bool
+    steps: int = 0
+    """Decoding steps the agreement was judged on."""
 
 
 def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
-                min_agreement: float = 0.95, tokens: int = 24) -> tuple[str, list[ModeReport], nn.Module]:
+                min_agreement: float = 0.95, tokens: int = 64) -> tuple[str, list[ModeReport], nn.Module]:
     """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
-    given conditioning and text (`tokens` decoded per mode); fp32 when none holds up.
-    Returns (mode, reports, that mode's prepared T3)."""
+    given conditioning and text (exactly `tokens` steps decoded per mode: the stop token is held back until then);
+    fp32 when none holds up. Returns (mode, reports, that mode's prepared T3)."""
     import time
 
     device = t3.speech_emb.weight.device.type
     candidates = candidates or tuple(m for m in MODES if not (m in CPU_ONLY and device != "cpu"))
-    settings = SamplingSettings()
+    settings = SamplingSettings(min_new_tokens=tokens)
     reports, reference, models = [], None, {}
     for mode in ("fp32", *[m for m in candidates if m != "fp32"]):
         model = models[mode] = t3_for_mode(t3, mode)
@@ -429,6 +436,6 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
         reference = out if reference is None else reference
         agreement = 1.0 if mode == "fp32" else teacher_forced_agreement(t3, model, t3_cond, text_tokens, reference)
         holds_up = mode == "fp32" or agreement >= min_agreement  # fp32 is the reference: always available
-        reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up))
+        reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up, reference.shape[1]))
     best = max((r for r in reports if r.holds_up), key=lambda r: r.tokens_per_second)
     return best.mode, reports, models[best.mode]

@@ -107,6 +107,17 @@ class FeatureExtractor:
         xvector = self.speaker_encoder.inference(torch.from_numpy(wav_16k).float().to(self.device)[None])
         return mel.cpu().numpy().astype(np.float32), xvector[0].cpu().numpy().astype(np.float32)
 
+    def reference_features(self, wavs_24k: list[np.ndarray]) -> list[ClipFeatures]:
+        """What inference takes from a reference clip: the prompt tokens of its first 6 s (tokenised alone) and the
+        speaker embedding of all of it (no speech tokens)."""
+        from .audio import resample
+
+        wavs_16k = [resample(w, S3GEN_SR, S3_SR) for w in wavs_24k]
+        prompts = self.speech_tokens([w[: self.prompt_samples] for w in wavs_16k], max_len=PROMPT_TOKENS)
+        embeddings = self.speaker_embeddings(wavs_16k)
+        return [ClipFeatures(speech_tokens=np.zeros(0, dtype=np.int32), speaker_emb=embeddings[i],
+                             prompt_tokens=prompts[i][:PROMPT_TOKENS]) for i in range(len(wavs_24k))]
+
     def extract(self, wavs_24k: list[np.ndarray]) -> list[ClipFeatures]:
         """Features of a batch of cleaned 24 kHz clips (group clips of similar length for less padding)."""
         from .audio import resample

@@ -15,14 +15,14 @@ from typing import Any
 
 import torch
 
-from .collator import ChatterboxCollator
+from .collator import ChatterboxCollator, PromptPool, usable_rows
 from .config import DataConfig, LoggingConfig, ModelConfig, OutputConfig, TrainingConfig
 from .lora import add_s3gen_lora, add_t3_lora, save_adapters, trainable_parameters
 from .modeling import load_s3gen, load_t3, load_text_tokenizer, resolve_checkpoint, t3_config
 from .modeling_training import ChatterboxForTraining
 from .prepare import load_prepared, mono_samples, row_index
 from .text import encode_text
-from .trainer import AudioSamplesCallback, ChatterboxTrainer, find_resume_checkpoint
+from .trainer import AudioSamplesCallback, ChatterboxTrainer, PromptEpochCallback, find_resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def recipe_summary(recipe: Recipe, n_train: int | None = None) -> dict[str, Any]
         "steps" if t.max_steps and t.max_steps > 0 else "epochs": t.max_steps if t.max_steps and t.max_steps > 0
         else t.num_epochs,
         "text loss weight": t.text_loss_weight,
+        "unconditional (CFG) rows": t.uncond_fraction,
         "precision": "bf16 autocast" if t.bf16 else "fp32",
     }
     if m.train_s3gen:
@@ -158,7 +159,10 @@ def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
         return []
     where = row_index(dataset)
     samples = []
-    for row in dataset["validation"].select(range(min(count, len(dataset["validation"])))):
+    validation = dataset["validation"]
+    if "prompt_source" in validation.column_names:  # a reference from another clip, never the row's own audio
+        validation = validation.filter(lambda source: source == "other", input_columns="prompt_source")
+    for row in validation.select(range(min(count, len(validation)))):
         split, index = where[row["prompt_id"]]
         reference, reference_sr = mono_samples(dataset[split][index]["audio"])
         samples.append({**{k: row[k] for k in ("text", "text_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
@@ -167,11 +171,14 @@ def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
     return samples
 
 
-def _synthesizer(s3gen):
+def _synthesizer(s3gen, generation):
+    """Synthesis of one validation sample as inference decodes for the base's `generation`."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    from .fast_t3 import fast_decode
+    from .fast_t3 import SamplingSettings, fast_decode
     from .inference import tokens_to_wav
+
+    settings = SamplingSettings(repetition_penalty=generation.repetition_penalty)
 
     def synthesize(model: ChatterboxForTraining, sample: dict[str, Any]):
         t3 = model.t3
@@ -189,11 +196,12 @@ def _synthesizer(s3gen):
             text = torch.tensor([[hp.start_text_token, *sample["text_tokens"], hp.stop_text_token]])
             with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
                 torch.manual_seed(0)
-                tokens = fast_decode(t3, cond, text, max_new_tokens=2 * len(sample["speech_tokens"]) + 10)[0]
+                tokens = fast_decode(t3, cond, text, max_new_tokens=2 * len(sample["speech_tokens"]) + 10,
+                                     settings=settings, alignment=generation.alignment)[0]
             s3gen.to(device)
             ref = s3gen.embed_ref(torch.as_tensor(sample["reference"][: 10 * sample["reference_sr"]]),
                                   sample["reference_sr"], device=device)
-            return tokens_to_wav(s3gen, tokens, ref)
+            return tokens_to_wav(s3gen, tokens, ref, drop_last_token=generation.drop_last_token)
         finally:
             t3.train(was_training)
 
@@ -217,12 +225,24 @@ class TrainingResult:
         return text
 
 
+def preparation_settings(recipe: Recipe) -> dict[str, Any]:
+    """How the training text and clips were prepared (the prepared folder's settings.json, else the recipe's data
+    section): inference must treat text and references the same way, so the adapter records it."""
+    import json
+
+    path = Path(recipe.data.prepared_dir) / "settings.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else vars(recipe.data)
+    return {"normalize_text": bool(data.get("normalize_text", True)),
+            "reference_cleaning": {key: data.get(key, getattr(recipe.data, key))
+                                   for key in ("trim_silence", "trim_top_db", "target_loudness")}}
+
+
 def run_finetune(recipe: Recipe) -> list[TrainingResult]:
     """Trains the adapters the recipe asks for (one shared, or one per accent)."""
     from transformers.trainer_utils import set_seed
 
     checkpoint = resolve_checkpoint(recipe.model.base_model, variant=recipe.model.model_variant,
-                                    revision=recipe.model.model_revision)
+                                    revision=recipe.model.model_revision, t3_model=recipe.model.t3_model)
     tokenizer = load_text_tokenizer(checkpoint)
     dataset = load_prepared(recipe.data.prepared_dir)
     if recipe.model.train_s3gen and "speech_feat" not in dataset["train"].column_names:
@@ -238,22 +258,32 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
         set_seed(recipe.training.seed)
         model, s3gen = build_model(recipe, checkpoint)
         hp = t3_config(checkpoint.config, checkpoint.layout.multilingual)
+        with PartialState().main_process_first():
+            train_split = usable_rows(subset["train"])
+            eval_split = usable_rows(subset["validation"]) if "validation" in subset else None
+        left_out = len(subset["train"]) - len(train_split)
+        if left_out:
+            logger.warning("%s: %d training rows left out (each a speaker's only clip, too short to lend its own "
+                           "prompt; see the preparation summary).", name, left_out)
+        pool = PromptPool.from_split(train_split) if "own_prompt_tokens" in train_split.column_names else None
         collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
-                                      hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen)
-        train_split = subset["train"]
+                                      hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen, prompts=pool,
+                                      uncond_fraction=recipe.training.uncond_fraction, seed=recipe.training.seed)
         if recipe.training.streaming_train:
             train_split = train_split.to_iterable_dataset(num_shards=1).shuffle(seed=recipe.training.seed)
-        eval_split = subset["validation"] if "validation" in subset and len(subset["validation"]) else None
+        eval_split = eval_split if eval_split is not None and len(eval_split) else None
         args = training_arguments(recipe, output_dir, has_eval=eval_split is not None)
-        callbacks = []
+        callbacks = [PromptEpochCallback(collator)]
         if s3gen is not None and model.t3 is not None and eval_split is not None:
             samples = _audio_samples(subset, recipe)
             if samples:
-                callbacks.append(AudioSamplesCallback(_synthesizer(s3gen), samples, sample_rate=24_000,
+                callbacks.append(AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
+                                                      sample_rate=24_000,
                                                       score=recipe.logging.eval_audio_metrics))
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
                     "language": recipe.data.language, "accent": None if name == "shared" else name,
-                    "dataset": recipe.data.input_path, "recipe": recipe_summary(recipe, len(subset["train"]))}
+                    "dataset": recipe.data.input_path, "recipe": recipe_summary(recipe, len(subset["train"])),
+                    "left_out_of_training": left_out, **preparation_settings(recipe)}
         trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,
                                     data_collator=collator, callbacks=callbacks,
                                     record_batch_ids=recipe.training.record_batch_ids, adapter_metadata=metadata)

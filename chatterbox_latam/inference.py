@@ -27,12 +27,18 @@ SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 S3GEN_MODES = ("fp32", "bf16")
 
 
+ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+SAMPLES_PER_TOKEN = 960  # 24 kHz audio per 25 Hz speech token (upstream: S3GEN_SR // S3_TOKEN_RATE)
+
+
 @torch.inference_mode()
 def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark: bool = True,
-                  sample_rate: int = 24_000, cfm_steps: int | None = None, flow=None) -> np.ndarray:
+                  sample_rate: int = 24_000, cfm_steps: int | None = None, flow=None,
+                  drop_last_token: bool = False) -> np.ndarray:
     """S3Gen (flow + HiFT) on valid speech tokens, then Resemble's Perth watermark (kept in all the project ships).
     `cfm_steps`: Euler steps of the flow-matching decoder (upstream: 10; fewer is faster, see the benchmark).
-    `flow`: an S3Gen copy to run the flow with (`flow_for_mode`, e.g. bf16); the vocoder always runs on `s3gen`."""
+    `flow`: an S3Gen copy to run the flow with (`flow_for_mode`, e.g. bf16); the vocoder always runs on `s3gen`.
+    `drop_last_token`: cut the last token's audio, as upstream main does for v3 (`Generation.drop_last_token`)."""
     speech_tokens = speech_tokens[speech_tokens < SPEECH_VOCAB_SIZE].to(s3gen.device)
     if speech_tokens.numel() == 0:
         return np.zeros(0, dtype=np.float32)
@@ -42,6 +48,8 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
         wav, _ = s3gen.hift_inference(flow_mels(flow, speech_tokens, ref_dict, cfm_steps))
         wav[:, : len(s3gen.trim_fade)] *= s3gen.trim_fade
     wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
+    if drop_last_token:
+        wav = wav[: max(1, speech_tokens.numel() - 1) * SAMPLES_PER_TOKEN]
     return apply_watermark(wav, sample_rate) if watermark else wav
 
 
@@ -77,10 +85,18 @@ def _watermarker():
     return perth.PerthImplicitWatermarker()
 
 
-def default_max_new_tokens(text: str) -> int:
-    """A token budget for one sentence: generous for slow speech (8 characters/s at 25 tokens/s, plus 2 s), capped
-    at upstream's 1000. A trained T3 stops by itself well before; an untrained one would run to the cap."""
-    return max(50, min(1000, int(25 * (len(text) / 8 + 2))))
+def default_max_new_tokens(model_text: str) -> int:
+    """A token budget for one sentence, from the text T3 reads (spelled out: "$2.345.678,90" is ~80 characters
+    once normalised): generous for slow speech (8 characters/s at 25 tokens/s, plus 2 s), capped at upstream's
+    1000. A trained T3 stops by itself well before; an untrained one would run to the cap."""
+    return max(50, min(1000, int(25 * (len(model_text) / 8 + 2))))
+
+
+# The sentence the `auto` precision guard decodes: Spanish as users write it, numbers and an abbreviation
+# included, long enough for 64+ steps at any speaking rate.
+GUARD_TEXT = ("Buenos días, le habla la Dra. Rojas: su cita quedó para el 15/03 a las 10:30, y el saldo pendiente "
+              "es de $1.250,50. ¿Le parece bien?")
+GUARD_STEPS = 64
 
 
 class ChatterboxLatamTTS:
@@ -99,12 +115,27 @@ class ChatterboxLatamTTS:
     """
 
     def __init__(self, tts, language: str = "es", accent: str | None = None, adapters: list[str] | None = None,
-                 mode: str = "fp32"):
+                 mode: str = "fp32", generation: str = "v2", normalize_text: bool = True,
+                 reference_cleaning: dict[str, Any] | None = None, adapted_attention: bool | None = None):
+        from .modeling import GENERATIONS
+
         self.tts = tts
         self.language = language
         self.accent = accent
         self.adapters = list(adapters or [])
         self.sr = tts.sr
+        self.generation = GENERATIONS[generation]
+        """How upstream decodes this T3 (v2: 0.1.7's `generate`; v3 and the language packs: upstream main's)."""
+        self.alignment: bool | None = None
+        """Upstream's alignment heuristics for every call that does not say (None: as upstream runs them for this
+        generation, `generation.alignment`)."""
+        self.normalize_text = normalize_text
+        """Spell out numbers, dates, currency... before T3 reads the text (as the training data was prepared)."""
+        self.reference_cleaning = reference_cleaning
+        """The cleaning the training clips went through (trim, loudness), applied to every reference before the
+        voice is taken from it; None (a base model) leaves references as upstream takes them."""
+        self._guard: dict[str, Any] = {}
+        self.adapted_attention = adapted_attention
         self._voices: dict[tuple, Any] = {}
         self._fast: dict[tuple, Any] = {}
         self._flows: dict[tuple, Any] = {}
@@ -133,13 +164,16 @@ class ChatterboxLatamTTS:
         self.mode = mode
 
     def _choose_mode(self):
+        """The guard's measurement: a real Spanish sentence (`GUARD_TEXT`) normalised and tokenised as synthesis does,
+        in the default voice (a fixed seeded one when the model has none), at least `GUARD_STEPS` steps."""
         from .fast_t3 import choose_mode
         from .merge import probe_inputs
 
-        probe = probe_inputs(self.tts.t3)  # fixed seeded conditioning and text: the same on every start
-        if self.tts.conds is not None:
-            probe["t3_cond"] = self.tts.conds.t3
-        return choose_mode(self.tts.t3, probe["t3_cond"], probe["text_tokens"])
+        t3 = self.tts.t3
+        cond = self.tts.conds.t3 if self.tts.conds is not None else probe_inputs(t3)["t3_cond"]
+        text = self._text_tokens(GUARD_TEXT, self.accent, t3)
+        self._guard = {"text": self.model_text(GUARD_TEXT, self.accent), "steps": GUARD_STEPS}
+        return choose_mode(t3, cond, text, tokens=GUARD_STEPS)
 
     def _t3(self, adapter: str | None):
         from .fast_t3 import t3_for_mode
@@ -202,15 +236,20 @@ class ChatterboxLatamTTS:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu", base_model: str | None = None,
-                        revision: str | None = None, mode: str = "fp32") -> "ChatterboxLatamTTS":
+                        revision: str | None = None, mode: str = "fp32",
+                        t3_model: str | None = None) -> "ChatterboxLatamTTS":
         """Loads, from a local folder or a Hub repo id:
-        - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint;
+        - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint: `ResembleAI/chatterbox`
+          (`t3_model="v3"` for its v3 T3), the language packs (`ResembleAI/Chatterbox-Multilingual-es-mx-latam`,
+          `...-es-es`), or a folder in any of their layouts;
         - an adapter folder (`t3/`, `s3gen/`, `adapter.json`): its base comes from adapter.json or `base_model`;
         - a folder of per-accent adapters (`mx/`, `ar/`, ... each an adapter folder, or holding one in `final/`):
           all load onto one base, and `generate(..., accent=...)` picks one per call.
+        Decoding follows the base's generation (`generation`): v2 as chatterbox-tts 0.1.7, v3 and the packs as
+        upstream main.
         """
         from .lora import accent_adapter_dirs, apply_adapters, is_adapter_dir, read_adapter_metadata
-        from .modeling import load_chatterbox, resolve_checkpoint
+        from .modeling import LAYOUTS, load_chatterbox, resolve_checkpoint
 
         source = str(name_or_path)
         if not Path(source).exists() and source.count("/") == 1 and not source.startswith((".", "/", "~")):
@@ -219,30 +258,42 @@ class ChatterboxLatamTTS:
         if Path(source).is_dir():
             adapters = {"default": Path(source)} if is_adapter_dir(source) else accent_adapter_dirs(source)
         if not adapters:
-            checkpoint = resolve_checkpoint(source, revision=revision)
+            checkpoint = resolve_checkpoint(source, revision=revision, t3_model=t3_model)
             config = checkpoint.config
+            trained = config.get("adapter_metadata") or {}
+            targets = str((trained.get("recipe") or {}).get("T3 target modules", ""))
+            attention = "t3" in config.get("adapted", []) and any(t in targets for t in ATTENTION_TARGETS)
             return cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
-                       mode=mode)
+                       mode=mode, generation=checkpoint.generation.name,
+                       normalize_text=trained.get("normalize_text", True),
+                       reference_cleaning=trained.get("reference_cleaning"),
+                       adapted_attention=attention if config.get("adapted") else None)
         metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
-        bases = {base_model or m.get("base_model") for m in metadata.values()}
-        if None in bases or "" in bases:
+        bases = {(base_model or m.get("base_model"), None if base_model else m.get("model_variant"))
+                 for m in metadata.values()}
+        if any(not base for base, _ in bases):
             raise ValueError(f"{source} holds adapters without adapter.json: pass the base model they were trained on "
                              "(base_model=... / --base_model).")
         if len(bases) > 1:
             raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases)}: load them "
                              "one at a time.")
-        tts = load_chatterbox(bases.pop(), device)
+        base, variant = bases.pop()
+        checkpoint = resolve_checkpoint(base, variant=variant if variant in LAYOUTS else None, t3_model=t3_model)
+        tts = load_chatterbox(checkpoint, device)
         for name, path in adapters.items():
             apply_adapters(tts, path, adapter_name=name)
         first = next(iter(metadata.values()))
         accent = first.get("accent") if len(adapters) == 1 else None
-        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode)
+        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode,
+                   generation=checkpoint.generation.name, normalize_text=first.get("normalize_text", True),
+                   reference_cleaning=first.get("reference_cleaning"))
 
     # -- voices ----------------------------------------------------------------------------------------------------
     def voice(self, audio_prompt: str | os.PathLike | tuple[np.ndarray, int] | None, exaggeration: float = 0.5):
-        """Upstream `Conditionals` for a reference: a file (cached per file), samples as `(array, sample_rate)`
-        (written to a temporary file for upstream's `prepare_conditionals`, removed at once), or None for the
-        model's default voice."""
+        """Upstream `Conditionals` for a reference: a file (cached per file), samples as `(array, sample_rate)`, or
+        None for the model's default voice. A reference is cleaned as the training clips were
+        (`reference_cleaning`) before upstream's `prepare_conditionals` takes the speaker embedding, the prompt
+        tokens and S3Gen's prompt from it."""
         from chatterbox.models.t3.modules.cond_enc import T3Cond
 
         if audio_prompt is None:
@@ -251,14 +302,7 @@ class ChatterboxLatamTTS:
                                  "clone> (merge with --default_voice to give it one).")
             conds = self.tts.conds
         elif isinstance(audio_prompt, tuple):
-            import tempfile
-
-            import soundfile as sf
-
-            with tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
-                path = Path(tmp) / "reference.wav"
-                sf.write(path, np.asarray(audio_prompt[0], dtype=np.float32), audio_prompt[1])
-                conds = self._conditionals(path, exaggeration)
+            conds = self._conditionals(audio_prompt, exaggeration)
         else:
             stat = os.stat(audio_prompt)
             key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size)
@@ -273,13 +317,8 @@ class ChatterboxLatamTTS:
                                 conds.gen)
         return conds
 
-    def _conditionals(self, path, exaggeration: float):
-        default = self.tts.conds
-        try:  # upstream stores the result on the model; keep the default voice as it was
-            self.tts.prepare_conditionals(str(path), exaggeration=exaggeration)
-            return self.tts.conds
-        finally:
-            self.tts.conds = default
+    def _conditionals(self, reference, exaggeration: float):
+        return reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning)
 
     def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
         """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
@@ -299,23 +338,26 @@ class ChatterboxLatamTTS:
     # -- synthesis -------------------------------------------------------------------------------------------------
     def generate(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
                  cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
-                 seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
-                 max_new_tokens: int | None = None) -> torch.Tensor:
+                 seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
+                 top_p: float = 1.0, max_new_tokens: int | None = None, alignment: bool | None = None) -> torch.Tensor:
         """Speech of `text` in the voice of `audio_prompt_path` (a file, or `(samples, sample_rate)`; None: the
         model's default voice): a (1, samples) float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the
         sampling repeatable.
 
         Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
         pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech. With
-        `batch_size` above 1, that many sentences are decoded together (`fast_t3.fast_decode_batch`)."""
+        `batch_size` above 1, that many sentences are decoded together (`fast_t3.fast_decode_batch`).
+
+        `repetition_penalty` and `alignment` (upstream's alignment heuristics) default to what upstream uses for
+        this model's generation (`generation`: v2 2.0 with the heuristics; v3 and the packs 1.2 without)."""
         return self.generate_batch([text], audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
-                                   repetition_penalty, min_p, top_p, max_new_tokens)[0]
+                                   repetition_penalty, min_p, top_p, max_new_tokens, alignment)[0]
 
     def generate_batch(self, texts: list[str], audio_prompt_path: str | os.PathLike | None = None,
                        exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
-                       accent: str | None = None, seed: int | None = None, repetition_penalty: float = 2.0,
-                       min_p: float = 0.05, top_p: float = 1.0,
-                       max_new_tokens: int | None = None) -> list[torch.Tensor]:
+                       accent: str | None = None, seed: int | None = None, repetition_penalty: float | None = None,
+                       min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None,
+                       alignment: bool | None = None) -> list[torch.Tensor]:
         """`generate` for several texts in one voice: the sentences of all of them are decoded `batch_size` at a
         time (one T3 forward pass per step for the batch), then each text's audio is put together. With
         `batch_size` 1 a seeded text sounds as `generate` makes it alone; in a batch, its audio depends on the
@@ -334,13 +376,14 @@ class ChatterboxLatamTTS:
         for start in range(0, len(sentences), size):
             batch = list(order[start: start + size])
             inputs = [self._text_tokens(sentences[i], accent, t3) for i in batch]
-            budgets = [max_new_tokens or default_max_new_tokens(sentences[i]) for i in batch]
+            budgets = [max_new_tokens or self.token_budget(sentences[i], accent) for i in batch]
             # One at a time, seeded as `stream` seeds each sentence (seed + its index in its text), so that a text
             # gets the same audio from generate, generate_batch and stream; a batch is seeded by its position.
             offset = within_text[batch[0]] if size == 1 else start
             with self._seeded(None if seed is None else seed + offset):
                 if len(batch) == 1:  # alone: with upstream's alignment heuristics where upstream runs them
-                    tokens = [fast_t3.fast_decode(t3, conds.t3, inputs[0], budgets[0], settings)]
+                    tokens = [fast_t3.fast_decode(t3, conds.t3, inputs[0], budgets[0], settings,
+                                                  alignment=self._alignment(alignment))]
                 else:
                     tokens = fast_t3.fast_decode_batch(t3, conds.t3, inputs, budgets, settings)
                 for i, speech in zip(batch, tokens):
@@ -355,8 +398,9 @@ class ChatterboxLatamTTS:
 
     def stream(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
                cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
-               seed: int | None = None, repetition_penalty: float = 2.0, min_p: float = 0.05, top_p: float = 1.0,
-               max_new_tokens: int | None = None, chunk_tokens: int | None = None) -> Iterator[np.ndarray]:
+               seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
+               top_p: float = 1.0, max_new_tokens: int | None = None, chunk_tokens: int | None = None,
+               alignment: bool | None = None) -> Iterator[np.ndarray]:
         """`generate` piece by piece, so playback can start early: yields 1-D float32 chunks at `self.sr`, each
         watermarked. Without `chunk_tokens`, one chunk per sentence (followed by its pause); with it, audio every
         `chunk_tokens` speech tokens (25 per second of speech) while T3 is still decoding
@@ -371,20 +415,23 @@ class ChatterboxLatamTTS:
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sr), dtype=np.float32)
         for i, sentence in enumerate(sentences):
             tokens = self._text_tokens(sentence, accent, t3)
-            budget = max_new_tokens or default_max_new_tokens(sentence)
+            budget = max_new_tokens or self.token_budget(sentence, accent)
             with self._seeded(None if seed is None else seed + i):
                 last = i == len(sentences) - 1
                 if chunk_tokens:
                     vocoder = ChunkedVocoder(self.tts.s3gen, self._gen_ref(conds), self.cfm_steps,
-                                             flow=self._flow(adapter))
+                                             flow=self._flow(adapter),
+                                             drop_last_token=self.generation.drop_last_token)
                     for speech, finished in fast_t3.stream_decode(t3, conds.t3, tokens, budget, settings,
-                                                                  chunk_tokens):
+                                                                  chunk_tokens, alignment=self._alignment(alignment)):
                         wav = vocoder(speech, finished)
                         if wav.size:
                             wav = apply_watermark(wav, self.sr)
                             yield wav if not finished or last else np.concatenate([wav, pause])
                 else:
-                    wav = self._wav(fast_t3.fast_decode(t3, conds.t3, tokens, budget, settings)[0], conds, adapter)
+                    speech = fast_t3.fast_decode(t3, conds.t3, tokens, budget, settings,
+                                                 alignment=self._alignment(alignment))[0]
+                    wav = self._wav(speech, conds, adapter)
                     yield wav if last else np.concatenate([wav, pause])
 
     def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
@@ -393,7 +440,7 @@ class ChatterboxLatamTTS:
         """One utterance (not split into sentences) for a reference given as samples: a 1-D float32 array at
         `self.sr`, watermarked. What the evaluation calls: each test sentence is one utterance."""
         conds = self.voice((reference, reference_sr), exaggeration)
-        return self._speak(text, conds, cfg_weight, temperature, accent, seed, 2.0, 0.05, 1.0, max_new_tokens)
+        return self._speak(text, conds, cfg_weight, temperature, accent, seed, None, 0.05, 1.0, max_new_tokens)
 
     def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
                max_new_tokens, watermark: bool = True) -> np.ndarray:
@@ -403,14 +450,42 @@ class ChatterboxLatamTTS:
         t3 = self._t3(adapter)
         with self._seeded(seed):
             speech = fast_t3.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
-                                         max_new_tokens or default_max_new_tokens(text),
-                                         self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p))[0]
+                                         max_new_tokens or self.token_budget(text, accent),
+                                         self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p),
+                                         alignment=self._alignment(None))[0]
             return self._wav(speech, conds, adapter, watermark)
+
+    def runs_alignment(self, alignment: bool | None = None) -> bool:
+        """Whether upstream's alignment heuristics run for a call with this `alignment` argument."""
+        return self._alignment(alignment) and fast_t3.runs_alignment(self.tts.t3)
+
+    def alignment_matters(self) -> bool:
+        """Whether the two alignment settings can make this model say different things in ways the base never
+        showed: the heuristics can run on this T3 (multilingual, with the layers they watch) and its attention
+        in or below those layers was adapted (they read attention maps the base's thresholds were set on)."""
+        from chatterbox.models.t3.inference.alignment_stream_analyzer import LLAMA_ALIGNED_HEADS
+
+        if not fast_t3.runs_alignment(self.tts.t3):
+            return False
+        if self.adapted_attention is not None:  # a merged model: what its config.json says was adapted
+            return self.adapted_attention
+        last = max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
+        return any("lora_" in name and any(f"layers.{i}.self_attn." in name for i in range(last + 1))
+                   for name, _ in self.tts.t3.named_parameters())
+
+    def _alignment(self, alignment: bool | None) -> bool:
+        """Upstream's alignment heuristics for one call: as asked, else the model's setting, else the generation's
+        (they run only on a multilingual T3 with the layers they watch: `fast_t3.runs_alignment`)."""
+        for choice in (alignment, self.alignment):
+            if choice is not None:
+                return bool(choice)
+        return self.generation.alignment
 
     def _wav(self, speech: torch.Tensor, conds, adapter: str | None, watermark: bool = True) -> np.ndarray:
         """S3Gen at this model's settings (flow precision and steps, prompt length) for one utterance's tokens."""
         return tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), watermark=watermark, sample_rate=self.sr,
-                             cfm_steps=self.cfm_steps, flow=self._flow(adapter))
+                             cfm_steps=self.cfm_steps, flow=self._flow(adapter),
+                             drop_last_token=self.generation.drop_last_token)
 
     def _gen_ref(self, conds) -> dict:
         """S3Gen's reference for a voice, its prompt cut to the last `s3gen_prompt_seconds` (the prompt is
@@ -434,17 +509,29 @@ class ChatterboxLatamTTS:
             raise ValueError("text is empty: give the sentence to speak.")
         return sentences
 
-    @staticmethod
-    def _settings(cfg_weight, temperature, repetition_penalty, min_p, top_p) -> "fast_t3.SamplingSettings":
+    def _settings(self, cfg_weight, temperature, repetition_penalty, min_p, top_p) -> "fast_t3.SamplingSettings":
+        if repetition_penalty is None:
+            repetition_penalty = self.generation.repetition_penalty
         return fast_t3.SamplingSettings(temperature, cfg_weight, repetition_penalty, min_p, top_p)
+
+    def model_text(self, text: str, accent: str | None = None) -> str:
+        """What T3 reads for one sentence: the Spanish normalisation for the accent (unless this model was trained
+        on unnormalised text, `normalize_text`), then upstream's punctuation clean-up."""
+        from .text import text_for_model
+
+        return text_for_model(text, accent=accent, normalize=self.normalize_text)
+
+    def token_budget(self, text: str, accent: str | None = None) -> int:
+        """Speech tokens one sentence may take (`default_max_new_tokens`), from the text T3 reads, not as written."""
+        return default_max_new_tokens(self.model_text(text, accent))
 
     def _text_tokens(self, text: str, accent: str | None, t3) -> torch.Tensor:
         """T3's text input for one sentence: normalised for the accent, tokenised, between start/stop tokens."""
         import torch.nn.functional as F
 
-        from .text import encode_text, text_for_model
+        from .text import encode_text
 
-        ids = encode_text(self.tts.tokenizer, text_for_model(text, accent=accent), self.language)
+        ids = encode_text(self.tts.tokenizer, self.model_text(text, accent), self.language)
         tokens = F.pad(torch.tensor([ids]), (1, 0), value=t3.hp.start_text_token)
         return F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
 
@@ -503,6 +590,52 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
     return sentences
 
 
+def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray, int], exaggeration: float = 0.5,
+                           cleaning: dict[str, Any] | None = None):
+    """Upstream `Conditionals` (speaker embedding, prompt tokens, S3Gen reference) of a reference file or
+    `(samples, sample_rate)`, taken by upstream's own `prepare_conditionals` after the reference went through
+    `cleaning` (the fields of `audio.CleaningConfig` the training clips were cleaned with: trim, loudness; None:
+    as it is). The model's default voice is left as it was."""
+    import tempfile
+
+    import soundfile as sf
+
+    from .audio import CleaningConfig, Rejected, clean_audio, decode_audio
+
+    default = tts.conds
+    if cleaning is None and not isinstance(reference, tuple):
+        try:  # upstream stores the result on the model; keep the default voice as it was
+            tts.prepare_conditionals(str(reference), exaggeration=exaggeration)
+            return tts.conds
+        finally:
+            tts.conds = default
+    if isinstance(reference, tuple):
+        samples, rate = np.asarray(reference[0], dtype=np.float32), int(reference[1])
+    else:
+        try:
+            samples, rate = decode_audio(reference)
+        except Rejected as error:
+            raise ValueError(f"The reference {reference} cannot be read ({error}): give a WAV, FLAC, MP3 or OGG "
+                             "recording of the voice.") from None
+    if cleaning is not None:
+        # Same steps as the training clips, without their length bounds: upstream keeps the first 10 s of a reference.
+        config = CleaningConfig(**{**cleaning, "sampling_rate": 24_000, "min_seconds": 0.3,
+                                   "max_seconds": float("inf")})
+        try:
+            samples, rate = clean_audio(samples, rate, config), config.sampling_rate
+        except Rejected as error:
+            raise ValueError(f"The reference holds no usable speech ({error}): give a few seconds of clear speech "
+                             "of the voice to clone.") from None
+    with tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
+        path = Path(tmp) / "reference.wav"
+        sf.write(path, samples.T if samples.ndim == 2 else samples, rate, subtype="FLOAT")
+        try:  # upstream stores the result on the model; keep the default voice as it was
+            tts.prepare_conditionals(str(path), exaggeration=exaggeration)
+            return tts.conds
+        finally:
+            tts.conds = default
+
+
 @torch.inference_mode()  # the cached watermarker's tensors are inference tensors: never run it under autograd
 def apply_watermark(wav: np.ndarray, sample_rate: int = 24_000) -> np.ndarray:
     """Resemble's Perth watermark (kept in everything the project ships)."""
@@ -523,6 +656,16 @@ def load_model(name_or_path: str | None = None, device: str | None = None) -> Ch
 
 
 MODEL_ENV = "CHATTERBOX_LATAM_MODEL"
+ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
+"""How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
+generation: on for v2 multilingual, off for v3 and the packs), on, off."""
+
+
+def parse_alignment(value: str | None) -> bool | None:
+    key = (value or "auto").strip().lower()
+    if key not in ALIGNMENT_CHOICES:
+        raise ValueError(f"alignment={value!r}: use one of {sorted(ALIGNMENT_CHOICES)}.")
+    return ALIGNMENT_CHOICES[key]
 
 
 def generate_speech(text: str, reference_audio_path: str | os.PathLike | None, output_path: str | os.PathLike,

@@ -4,7 +4,7 @@ The merge runs in fp32 on the CPU (PEFT's `merge_and_unload`, which also folds `
 then casts to the requested dtype: merging fp32 LoRA deltas into bf16 weights would round them away. The output
 is a checkpoint folder in the `merged` layout of `chatterbox_latam.modeling` (all safetensors):
 
-    t3_mtl23ls_v2.safetensors  s3gen.safetensors  ve.safetensors  grapheme_mtl_merged_expanded_v1.json
+    t3_mtl23ls_v2.safetensors (v3 bases: t3_mtl23ls_v3)  s3gen.safetensors  ve.safetensors  grapheme_mtl_...json
     conds.safetensors (the default voice)  config.json (sizes, base, accent, merge check)  README.md (the card)
 
 A full-size merge also gets upstream's own file names for the files upstream reads as torch pickles (`ve.pt`,
@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from .fileio import staged_directory
-from .modeling import CONFIG_NAME, LAYOUTS, MODEL_TYPE, Checkpoint, load_chatterbox, resolve_checkpoint, \
-    save_conditionals
+from .modeling import CONFIG_NAME, LAYOUTS, MERGED_LAYOUTS, MODEL_TYPE, Checkpoint, load_chatterbox, \
+    resolve_checkpoint, save_conditionals
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,15 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
     if max(check.values()) > MERGE_TOLERANCE:
         raise MergeError(f"The merged model differs from the adapter model by {max(check.values()):.2e} (relative; "
                          f"tolerance {MERGE_TOLERANCE:.0e}): {check}. Nothing was written to {output_dir}.")
-    if default_voice is not None:
-        tts.prepare_conditionals(str(default_voice))
+    if default_voice is not None:  # cleaned as the training clips were, like every reference at inference
+        from .inference import reference_conditionals
+
+        tts.conds = reference_conditionals(tts, default_voice, cleaning=metadata.get("reference_cleaning"))
     torch_dtype = DTYPES[dtype]
-    layout = LAYOUTS["merged"]
+    generation = checkpoint.generation.name
+    layout = LAYOUTS[MERGED_LAYOUTS[generation]]
     config = {
-        "model_type": MODEL_TYPE, "layout": "merged",
+        "model_type": MODEL_TYPE, "layout": layout.name, "generation": generation,
         **{k: v for k, v in checkpoint.config.items() if k in ("t3", "s3gen", "tiny_version")},
         "base_model": base, "base_layout": checkpoint.layout.name, "adapter": str(adapter_dir),
         "adapter_metadata": metadata,

@@ -26,6 +26,29 @@ MODEL_TYPE = "chatterbox-latam"
 
 
 @dataclass(frozen=True)
+class Generation:
+    """How upstream decodes one generation of the multilingual T3 (facts of upstream's code, not choices)."""
+
+    name: str
+    repetition_penalty: float
+    """Default of `generate` (0.1.7: 2.0; upstream main for v3: 1.2)."""
+    alignment: bool
+    """Upstream's alignment heuristics (`AlignmentStreamAnalyzer`): 0.1.7 runs them for every multilingual T3;
+    upstream main removed them for v3 (commit 3f35dfc)."""
+    drop_last_token: bool
+    """Upstream main drops the audio of the last speech token ("emitted just before EOS with degraded attention
+    and decodes to ~40 ms of noise")."""
+
+
+GENERATIONS = {
+    "v2": Generation("v2", repetition_penalty=2.0, alignment=True, drop_last_token=False),
+    "v3": Generation("v3", repetition_penalty=1.2, alignment=False, drop_last_token=True),
+}
+T3_MODELS = {"v2": "multilingual", "v3": "multilingual-v3"}
+"""Upstream's `t3_model` names for the two T3 files of `ResembleAI/chatterbox`, and the layout each one is."""
+
+
+@dataclass(frozen=True)
 class CheckpointLayout:
     """File names of one flavour of Chatterbox checkpoint, as published on the Hub."""
 
@@ -38,20 +61,21 @@ class CheckpointLayout:
     multilingual: bool = True
     support_repo: str | None = None
     """Repository that holds the files this one does not ship (the language packs reuse the base's VE and tokenizer)."""
+    generation: str = "v2"
+    """How upstream decodes this T3 (`GENERATIONS`)."""
 
     @property
     def files(self) -> dict[str, str]:
         return {"ve": self.ve, "t3": self.t3, "s3gen": self.s3gen, "tokenizer": self.tokenizer}
 
 
+_BASE_FILES = dict(ve="ve.pt", tokenizer="grapheme_mtl_merged_expanded_v1.json")
 LAYOUTS = {
-    "multilingual": CheckpointLayout(
-        name="multilingual",
-        ve="ve.pt",
-        t3="t3_mtl23ls_v2.safetensors",
-        s3gen="s3gen.pt",
-        tokenizer="grapheme_mtl_merged_expanded_v1.json",
-    ),
+    "multilingual": CheckpointLayout(name="multilingual", t3="t3_mtl23ls_v2.safetensors", s3gen="s3gen.pt",
+                                     **_BASE_FILES),
+    # Upstream main's v3 T3 (same architecture) beside v2 in the same repo: `t3_model: v3` picks it.
+    "multilingual-v3": CheckpointLayout(name="multilingual-v3", t3="t3_mtl23ls_v3.safetensors", s3gen="s3gen.pt",
+                                        generation="v3", **_BASE_FILES),
     "english": CheckpointLayout(
         name="english",
         ve="ve.safetensors",
@@ -60,16 +84,15 @@ LAYOUTS = {
         tokenizer="tokenizer.json",
         multilingual=False,
     ),
-    "es-mx-latam": CheckpointLayout(
-        name="es-mx-latam",
-        ve="ve.pt",
-        t3="t3_es_mx_latam.safetensors",
-        s3gen="s3gen_v3.pt",
-        tokenizer="grapheme_mtl_merged_expanded_v1.json",
-        support_repo="ResembleAI/chatterbox",
-    ),
-    # What `chatterbox_latam.merge` writes: every file safetensors. The T3 file keeps upstream's name, so a
-    # full-size merged folder that also holds upstream's ve.pt / s3gen.pt / conds.pt loads with `from_local` too.
+    # The Single Language Pack (v3 finetunes): their own T3 and S3Gen; VE, tokenizer and default voice come from
+    # the base repo. Their s3gen_v3.pt lacks two buffers S3Gen computes itself (`load_s3gen`).
+    "es-mx-latam": CheckpointLayout(name="es-mx-latam", t3="t3_es_mx_latam.safetensors", s3gen="s3gen_v3.pt",
+                                    support_repo="ResembleAI/chatterbox", generation="v3", **_BASE_FILES),
+    "es-es": CheckpointLayout(name="es-es", t3="t3_es_es.safetensors", s3gen="s3gen_v3.pt",
+                              support_repo="ResembleAI/chatterbox", generation="v3", **_BASE_FILES),
+    # What `chatterbox_latam.merge` writes: every file safetensors. The T3 file keeps upstream's name for its
+    # generation, so a full-size merged folder that also holds upstream's ve.pt / s3gen.pt / conds.pt loads with
+    # `from_local` too (upstream main's `t3_model="v3"` for the v3 one).
     "merged": CheckpointLayout(
         name="merged",
         ve="ve.safetensors",
@@ -78,11 +101,26 @@ LAYOUTS = {
         tokenizer="grapheme_mtl_merged_expanded_v1.json",
         conds="conds.safetensors",
     ),
+    "merged-v3": CheckpointLayout(
+        name="merged-v3",
+        ve="ve.safetensors",
+        t3="t3_mtl23ls_v3.safetensors",
+        s3gen="s3gen.safetensors",
+        tokenizer="grapheme_mtl_merged_expanded_v1.json",
+        conds="conds.safetensors",
+        generation="v3",
+    ),
 }
 REPO_LAYOUTS = {
     "resembleai/chatterbox": "multilingual",
     "resembleai/chatterbox-multilingual-es-mx-latam": "es-mx-latam",
+    "resembleai/chatterbox-multilingual-es-es": "es-es",
 }
+PACKS = tuple(name for name, layout in LAYOUTS.items() if layout.support_repo)
+MERGED_LAYOUTS = {"v2": "merged", "v3": "merged-v3"}
+# Buffers S3Gen computes at construction (its S3 tokenizer's mel filters and window) that newer S3Gen versions no
+# longer save: the packs' s3gen_v3.pt lacks them. Loading accepts exactly these as missing.
+COMPUTED_S3GEN_BUFFERS = frozenset({"tokenizer._mel_filters", "tokenizer.window"})
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -98,6 +136,11 @@ class Checkpoint:
     layout: CheckpointLayout
     paths: dict[str, Path]
     config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def generation(self) -> Generation:
+        """How upstream decodes this checkpoint's T3 (a merged model's config.json records its base's)."""
+        return GENERATIONS[self.config.get("generation") or self.layout.generation]
 
     def fingerprint(self) -> str:
         """Identifies the weights that feature extraction depends on (used to key feature caches)."""
@@ -119,8 +162,8 @@ class Checkpoint:
 def _detect_layout(directory: Path, config: dict[str, Any]) -> CheckpointLayout:
     if config.get("layout") in LAYOUTS:
         return LAYOUTS[config["layout"]]
-    for layout in LAYOUTS.values():
-        if layout.name != "merged" and (directory / layout.t3).exists():
+    for layout in LAYOUTS.values():  # v2 before v3 where a folder holds both, as upstream's default
+        if not layout.name.startswith("merged") and (directory / layout.t3).exists():
             return layout
     present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     expected = ", ".join(f"{layout.t3} ({layout.name})" for layout in LAYOUTS.values())
@@ -172,12 +215,28 @@ def _remote_config(repo_id: str, revision: str | None) -> dict[str, Any]:
     return _read_config(Path(path).parent)
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = None, revision: str | None = None) -> Checkpoint:
+def layout_name(variant: str | None = None, t3_model: str | None = None) -> str | None:
+    """The layout a recipe asks for: `model_variant` (a `LAYOUTS` name) or upstream's `t3_model` (v2 / v3)."""
+    if t3_model is not None and t3_model not in T3_MODELS:
+        raise ValueError(f"t3_model={t3_model!r}: use one of {sorted(T3_MODELS)} (upstream's names for the T3 files "
+                         "of ResembleAI/chatterbox).")
+    if variant is not None and variant not in LAYOUTS:
+        raise ValueError(f"model_variant={variant!r}: use one of {sorted(LAYOUTS)} or leave it unset.")
+    if variant and t3_model and variant != T3_MODELS[t3_model]:
+        raise ValueError(f"model_variant={variant!r} and t3_model={t3_model!r} disagree: set one of them.")
+    return variant or (T3_MODELS[t3_model] if t3_model else None)
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = None, revision: str | None = None,
+                       t3_model: str | None = None) -> Checkpoint:
     """Finds a checkpoint's files: a local folder as it is, a Hub repo id through `snapshot_download`.
 
-    `variant` picks the layout when a repo holds several (`ResembleAI/chatterbox` holds the multilingual and the
-    English model); a local folder is recognised by its files.
+    `variant` picks the layout when a repo holds several (`ResembleAI/chatterbox` holds the multilingual v2 and v3
+    T3 and the English model; `t3_model="v3"` is upstream's name for the v3 choice); a local folder is recognised
+    by its files. A language pack's VE, tokenizer and default voice come from its support repo
+    (`ResembleAI/chatterbox`) when the folder or repo does not hold them.
     """
+    variant = layout_name(variant, t3_model)
     source = str(name_or_path)
     directory = Path(source).expanduser()
     if directory.is_dir():
@@ -192,19 +251,34 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
         name = variant or REPO_LAYOUTS.get(source.lower()) or _remote_config(source, revision).get("layout")
         layout = LAYOUTS[name or "multilingual"]
         own = [layout.t3, layout.s3gen, CONFIG_NAME]
-        if not layout.support_repo:
+        if layout.support_repo:
+            own.append("t3_*.safetensors")  # a pack's T3 file under another name than expected is still found
+        else:
             own += [layout.ve, layout.tokenizer, *([layout.conds] if layout.conds else [])]
         directory = _download(source, own, revision)
         config = _read_config(directory)
 
     paths = {key: directory / name for key, name in layout.files.items()}
+    if not paths["t3"].exists() and layout.support_repo:
+        found = sorted(p for p in directory.glob("t3_*.safetensors") if not p.name.startswith("t3_mtl23ls"))
+        if len(found) == 1:
+            paths["t3"] = found[0]
     if layout.conds:
         paths["conds"] = directory / layout.conds
     missing = [key for key, path in paths.items() if not path.exists()]
-    if missing and layout.support_repo and not Path(source).is_dir():
-        support = _download(layout.support_repo, [layout.files[k] if k != "conds" else layout.conds for k in missing], None)
-        for key in missing:
-            paths[key] = support / (layout.files[key] if key != "conds" else layout.conds)
+    if layout.support_repo and set(missing) - {"t3", "s3gen"}:
+        wanted = [k for k in missing if k not in ("t3", "s3gen")]
+        names = [layout.files[k] if k != "conds" else layout.conds for k in wanted]
+        try:
+            support = _download(layout.support_repo, names, None)
+        except CheckpointNotFoundError as error:
+            raise CheckpointNotFoundError(
+                f"{source} is a {layout.name} language pack: its {names} come from {layout.support_repo}, which "
+                f"could not be reached ({error}). Put those files beside the pack's own in {directory}, or run "
+                f"`hf download {layout.support_repo} {' '.join(names)} --local-dir {directory}`."
+            ) from None
+        for key, name in zip(wanted, names):
+            paths[key] = support / name
         missing = [key for key, path in paths.items() if not path.exists()]
     if "conds" in missing:
         paths.pop("conds")  # optional: the default voice
@@ -314,10 +388,23 @@ def _build_s3gen(sizes: dict[str, Any] | None):
 
 
 def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
-    """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder)."""
+    """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder), loaded strictly except for
+    `COMPUTED_S3GEN_BUFFERS`: a file saved by a newer S3Gen (the packs' s3gen_v3.pt) does not hold them, and the
+    ones S3Gen computed at construction are what upstream uses."""
     s3gen = build_s3gen(checkpoint.config)
-    s3gen.load_state_dict(_load_state(checkpoint.paths["s3gen"]))
+    load_s3gen_state(s3gen, _load_state(checkpoint.paths["s3gen"]), checkpoint.paths["s3gen"])
     return s3gen.to(device).eval()
+
+
+def load_s3gen_state(s3gen, state: dict[str, torch.Tensor], source: Any = "the state dict") -> None:
+    result = s3gen.load_state_dict(state, strict=False)
+    missing = set(result.missing_keys) - COMPUTED_S3GEN_BUFFERS
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"{source} does not fit S3Gen: missing {sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"unexpected {sorted(result.unexpected_keys)[:8]}. Only {sorted(COMPUTED_S3GEN_BUFFERS)} may be missing "
+            "(buffers S3Gen computes itself); is this an S3Gen checkpoint of the same size?"
+        )
 
 
 def load_text_tokenizer(checkpoint: Checkpoint):
@@ -329,13 +416,13 @@ def load_text_tokenizer(checkpoint: Checkpoint):
 
 
 def load_chatterbox(name_or_path: "str | os.PathLike | Checkpoint", device: str | torch.device = "cpu",
-                    variant: str | None = None):
+                    variant: str | None = None, t3_model: str | None = None):
     """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves
     (or from an already resolved `Checkpoint`)."""
     if isinstance(name_or_path, Checkpoint):
         checkpoint = name_or_path
     else:
-        checkpoint = resolve_checkpoint(name_or_path, variant=variant)
+        checkpoint = resolve_checkpoint(name_or_path, variant=variant, t3_model=t3_model)
     device = str(device)
     parts = dict(
         t3=load_t3(checkpoint, device),

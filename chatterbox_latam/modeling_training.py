@@ -1,11 +1,21 @@
 """The module the Trainer trains: T3 (LoRA on its Llama) and optionally S3Gen's flow, returning their losses.
 
 T3's loss is written here because upstream's `T3.loss()` cannot train: it hands `(B, T, V)` logits to
-`cross_entropy` (which wants `(B, V, T)`) and does not shift targets. Here each sequence is packed as
-`[conditioning | text | speech]` with no gap (upstream's `forward` places every sample's speech after the
-*padded* text, so short texts would see pad embeddings that never occur at inference), padding goes at the end
-under an attention mask, and the loss is next-token cross-entropy on text and on speech, labels shifted by one
-and -100 on padding. The reference prompt lives only in the conditioning prefix, never in the targets.
+`cross_entropy` (which wants `(B, V, T)`) and does not shift targets. Each sequence is what upstream's inference
+feeds T3, packed with no gap (upstream's `forward` places every sample's speech after the *padded* text, so short
+texts would see pad embeddings that never occur at inference):
+
+    [conditioning | text | start-of-speech, start-of-speech, speech tokens..., stop]
+
+The start-of-speech token comes twice, both at speech position 0, as upstream's `T3.inference` feeds it (its
+prefix ends with one and it appends another); the second one predicts the first speech token. Padding goes at the
+end under an attention mask, and the loss is next-token cross-entropy on text and on speech, labels shifted by one
+and -100 on padding. The reference prompt lives only in the conditioning prefix, never in the targets. The packed
+buffer has the dtype upstream's concatenation gives (fp32 under bf16 autocast: the embeddings are fp32), so the
+residual stream runs at the precision inference runs it.
+
+Rows marked `text_uncond` are CFG's unconditional branch as inference builds it (`prepare_input_embeds` zeroes
+the text token embeddings and keeps their position embeddings); their text loss is masked.
 
 S3Gen's loss is upstream's flow-matching loss (`CausalMaskedDiffWithXvec.compute_loss`).
 """
@@ -32,23 +42,49 @@ class ChatterboxForTraining(nn.Module):
         self.text_loss_weight = text_loss_weight
         self.s3gen_loss_weight = s3gen_loss_weight
 
-    def t3_hidden(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, prompt_speech_tokens,
-                  speaker_emb, emotion_adv):
-        """Backbone output for packed `[cond | text | speech]` sequences and each part's offset."""
+    def conditioning(self, prompt_speech_tokens, prompt_speech_lens, speaker_emb, emotion_adv) -> torch.Tensor:
+        """T3's conditioning prefix per row, each prompt whole: rows are grouped by prompt length and each group
+        goes through upstream's `prepare_conditioning` (the perceiver has no mask, and gives the same number of
+        positions for any prompt length)."""
         from chatterbox.models.t3.modules.cond_enc import T3Cond
 
+        if prompt_speech_lens is None:
+            prompt_speech_lens = torch.full((prompt_speech_tokens.shape[0],), prompt_speech_tokens.shape[1],
+                                            device=prompt_speech_tokens.device)
+        parts, order = [], []
+        for length in sorted(set(prompt_speech_lens.tolist())):
+            rows = (prompt_speech_lens == length).nonzero().flatten()
+            # A fresh T3Cond per call: prepare_conditioning caches the prompt embedding on the object.
+            cond = T3Cond(speaker_emb=speaker_emb[rows], cond_prompt_speech_tokens=prompt_speech_tokens[rows, :length],
+                          emotion_adv=emotion_adv[rows])
+            parts.append(self.t3.prepare_conditioning(cond))
+            order.append(rows)
+        inverse = torch.empty_like(prompt_speech_lens)
+        inverse[torch.cat(order)] = torch.arange(len(inverse), device=inverse.device)
+        return torch.cat(parts)[inverse]
+
+    def t3_hidden(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, prompt_speech_tokens,
+                  speaker_emb, emotion_adv, prompt_speech_lens=None, text_uncond=None):
+        """Backbone output for packed `[cond | text | BOS | speech]` sequences and the conditioning's length."""
         t3 = self.t3
-        # A fresh T3Cond per batch: prepare_conditioning caches the prompt embedding on the object.
-        cond = T3Cond(speaker_emb=speaker_emb, cond_prompt_speech_tokens=prompt_speech_tokens, emotion_adv=emotion_adv)
-        cond_emb = t3.prepare_conditioning(cond)  # (B, Lc, D)
-        text_emb = t3.text_emb(text_tokens) + t3.text_pos_emb(text_tokens)
+        cond_emb = self.conditioning(prompt_speech_tokens, prompt_speech_lens, speaker_emb, emotion_adv)
+        text_emb = t3.text_emb(text_tokens)
+        if text_uncond is not None:  # CFG's unconditional branch: token embeddings zeroed, positions kept
+            text_emb = text_emb * (~text_uncond).to(text_emb.dtype)[:, None, None]
+        text_emb = text_emb + t3.text_pos_emb(text_tokens)
         speech_emb = t3.speech_emb(speech_tokens) + t3.speech_pos_emb(speech_tokens)
+        # upstream's second start-of-speech token, at position 0 again (`speech_emb[:, 0]` is BOS at position 0)
+        speech_emb = torch.cat([speech_emb[:, :1], speech_emb], dim=1)
+        speech_lens = speech_token_lens + 1
         batch, len_cond, dim = cond_emb.shape
-        total = len_cond + text_token_lens + speech_token_lens
+        total = len_cond + text_token_lens + speech_lens
         length = int(total.max())
-        embeds = cond_emb.new_zeros(batch, length, dim)
+        # Upstream concatenates the parts (`torch.cat`, which autocast runs in the widest dtype): fp32 embeddings
+        # keep the buffer, and so the residual stream, fp32 under bf16 autocast.
+        dtype = torch.promote_types(torch.promote_types(cond_emb.dtype, text_emb.dtype), speech_emb.dtype)
+        embeds = torch.zeros(batch, length, dim, dtype=dtype, device=cond_emb.device)
         for i in range(batch):
-            lt, ls = int(text_token_lens[i]), int(speech_token_lens[i])
+            lt, ls = int(text_token_lens[i]), int(speech_lens[i])
             embeds[i, :len_cond] = cond_emb[i]
             embeds[i, len_cond : len_cond + lt] = text_emb[i, :lt]
             embeds[i, len_cond + lt : len_cond + lt + ls] = speech_emb[i, :ls]
@@ -62,22 +98,33 @@ class ChatterboxForTraining(nn.Module):
         return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
 
     @staticmethod
-    def _shifted_ce(logits: torch.Tensor, tokens: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Position j predicts token j+1; positions whose target is padding get -100."""
+    def _shifted_ce(logits: torch.Tensor, tokens: torch.Tensor, supervised: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Position j predicts token j+1; the first `supervised` targets of each row carry the loss, the rest
+        (padding, a masked tail) get -100."""
         targets = tokens[:, 1:].clone()
-        targets[torch.arange(targets.shape[1], device=tokens.device)[None] >= (lens[:, None] - 1)] = IGNORE_INDEX
+        targets[torch.arange(targets.shape[1], device=tokens.device)[None] >= supervised[:, None]] = IGNORE_INDEX
+        count = int((targets != IGNORE_INDEX).sum())
+        if count == 0:  # e.g. every row of the batch is an unconditional one: no text loss, but keep the graph
+            return logits.sum() * 0.0, 0
         loss = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX)
-        return loss, int((targets != IGNORE_INDEX).sum())
+        return loss, count
 
-    def t3_losses(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, **conditioning):
+    def t3_losses(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, speech_loss_lens=None,
+                  text_uncond=None, **conditioning):
         hidden, len_cond = self.t3_hidden(text_tokens, text_token_lens, speech_tokens, speech_token_lens,
-                                          **conditioning)
+                                          text_uncond=text_uncond, **conditioning)
         batch = hidden.shape[0]
         text_start = torch.full((batch,), len_cond, device=hidden.device)
         text_hidden = self._gather(hidden, text_start, text_tokens.shape[1])
-        speech_hidden = self._gather(hidden, text_start + text_token_lens, speech_tokens.shape[1])
-        loss_text, _ = self._shifted_ce(self.t3.text_head(text_hidden), text_tokens, text_token_lens)
-        loss_speech, n_speech = self._shifted_ce(self.t3.speech_head(speech_hidden), speech_tokens, speech_token_lens)
+        # from the second start-of-speech token on (the first one's output is unused at inference too)
+        speech_hidden = self._gather(hidden, text_start + text_token_lens + 1, speech_tokens.shape[1])
+        text_supervised = text_token_lens - 1
+        if text_uncond is not None:
+            text_supervised = text_supervised.masked_fill(text_uncond, 0)
+        if speech_loss_lens is None:
+            speech_loss_lens = speech_token_lens - 1
+        loss_text, _ = self._shifted_ce(self.t3.text_head(text_hidden), text_tokens, text_supervised)
+        loss_speech, n_speech = self._shifted_ce(self.t3.speech_head(speech_hidden), speech_tokens, speech_loss_lens)
         return loss_text, loss_speech, n_speech
 
     def s3gen_loss(self, s3_tokens, s3_token_lens, speech_feat, speech_feat_lens, xvector):
@@ -86,14 +133,15 @@ class ChatterboxForTraining(nn.Module):
         return self.flow.compute_loss(batch, s3_tokens.device)["loss"]
 
     def forward(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, prompt_speech_tokens,
-                speaker_emb, emotion_adv, speech_feat=None, speech_feat_lens=None, s3_tokens=None,
-                s3_token_lens=None, xvector=None):
+                speaker_emb, emotion_adv, prompt_speech_lens=None, speech_loss_lens=None, text_uncond=None,
+                speech_feat=None, speech_feat_lens=None, s3_tokens=None, s3_token_lens=None, xvector=None):
         losses: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), device=speaker_emb.device)
         if self.t3 is not None:
             loss_text, loss_speech, n_speech = self.t3_losses(
-                text_tokens, text_token_lens, speech_tokens, speech_token_lens,
-                prompt_speech_tokens=prompt_speech_tokens, speaker_emb=speaker_emb, emotion_adv=emotion_adv,
+                text_tokens, text_token_lens, speech_tokens, speech_token_lens, speech_loss_lens, text_uncond,
+                prompt_speech_tokens=prompt_speech_tokens, prompt_speech_lens=prompt_speech_lens,
+                speaker_emb=speaker_emb, emotion_adv=emotion_adv,
             )
             loss = loss + self.text_loss_weight * loss_text + loss_speech
             losses.update(loss_text=loss_text, loss_speech=loss_speech)

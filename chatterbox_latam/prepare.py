@@ -9,10 +9,19 @@ assembled in a staging folder and renamed into place, so `<prepared_dir>/dataset
 Columns of every split:
     id, source, audio (cleaned, 24 kHz FLAC), text (what T3 reads), raw_text, speaker_id, accent, duration,
     speech_tokens (S3, 25 Hz), speaker_emb (VoiceEncoder, 256, unit norm),
-    prompt_id, prompt_speech_tokens (<= 6 s of *another* utterance of the same speaker), prompt_speaker_emb,
-    prompt_is_self (True where the speaker has a single utterance and the clip must prompt itself),
+    own_prompt_tokens (this clip as a reference: the prompt tokens of its first 6 s, tokenised alone),
+    prompt_id, prompt_source, prompt_speech_tokens, prompt_speaker_emb (the row's prompt, see below),
+    supervised_speech_tokens (speech tokens that carry the loss),
     and with S3Gen features: speech_feat (2T x 80 mel at 24 kHz), xvector (CAMPPlus, 192);
     plus any extra columns of the source.
+
+No clip is its own prompt. `prompt_source` says where a row's prompt comes from:
+- 'other': another clip of the same speaker in the same split (validation and test rows may take a training
+  clip: a reference is no target, so nothing leaks into training). Training draws it anew each epoch from the
+  speaker's clips (`collator.PromptPool`); this column is the prepared default (evaluation, validation loss).
+- 'tail': the speaker's only clip lends its last part (`self_prompt_min_seconds`); the loss covers only the
+  speech before it (`supervised_speech_tokens`), so nothing the prompt holds is ever a target.
+- 'none': a lone clip too short for that: left out of training and of evaluation, counted in the summary.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ REPORT_NAME = "rejected.jsonl"
 SUMMARY_NAME = "summary.json"
 SETTINGS_NAME = "settings.json"
 FEATURES_VERSION = 2  # bump when what features.py computes changes
+PROMPT_SOURCES = ("other", "tail", "none")
+TOKENS_PER_SECOND = 25
 
 
 @dataclass
@@ -64,6 +75,15 @@ class Clip:
     accent: str
     duration: float
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Prompt:
+    """Where a row's prompt comes from (`PROMPT_SOURCES`), its clip, and for 'tail' the seconds it takes."""
+
+    source: str
+    clip_id: str = ""
+    tail_seconds: float = 0.0
 
 
 @dataclass
@@ -98,7 +118,8 @@ class Preparer:
         )
         self.clean_dir = self.cache_dir / "clean" / _digest(json.dumps(asdict(self.cleaning), sort_keys=True))[:12]
         self.checkpoint: Checkpoint = resolve_checkpoint(
-            model_config.base_model, variant=model_config.model_variant, revision=model_config.model_revision
+            model_config.base_model, variant=model_config.model_variant, revision=model_config.model_revision,
+            t3_model=model_config.t3_model,
         )
         self.tokenizer = load_text_tokenizer(self.checkpoint)
         self.rejected: list[dict[str, str]] = []
@@ -205,17 +226,45 @@ class Preparer:
                 bar.update(len(batch))
 
     # -- prompts and splits ------------------------------------------------------------------------------------------
-    def assign_prompts(self, clips: list[Clip]) -> dict[str, str]:
-        """clip id -> id of a different utterance of the same speaker (itself when the speaker has only one)."""
-        by_speaker: dict[str, list[str]] = defaultdict(list)
-        for clip in clips:
-            by_speaker[clip.speaker_id].append(clip.id)
+    def assign_prompts(self, splits: dict[str, list[Clip]]) -> dict[str, Prompt]:
+        """clip id -> its prompt (see the module docstring): another clip of the speaker in the same split (for
+        validation and test rows, else a training clip), else its own tail when long enough, else none."""
+        by_split: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for name, clips in splits.items():
+            for clip in clips:
+                by_split[(name, clip.speaker_id)].append(clip.id)
         prompts = {}
-        for clip in clips:
-            others = sorted(i for i in by_speaker[clip.speaker_id] if i != clip.id)
-            # Seeded per clip, so a clip's prompt does not change when other speakers' rows come or go.
-            prompts[clip.id] = random.Random(f"{self.config.split_seed}:{clip.id}").choice(others) if others else clip.id
+        for name, clips in splits.items():
+            for clip in clips:
+                others = sorted(i for i in by_split[(name, clip.speaker_id)] if i != clip.id)
+                if not others and name != "train":
+                    others = sorted(by_split.get(("train", clip.speaker_id), []))
+                tail = min(self.config.max_prompt_seconds, clip.duration / 2)
+                if others:
+                    # Seeded per clip, so a clip's prompt does not change when other speakers' rows come or go.
+                    rng = random.Random(f"{self.config.split_seed}:{clip.id}")
+                    prompts[clip.id] = Prompt("other", rng.choice(others))
+                elif tail >= self.config.self_prompt_min_seconds:
+                    prompts[clip.id] = Prompt("tail", clip.id, round(tail, 2))
+                else:
+                    prompts[clip.id] = Prompt("none")
         return prompts
+
+    def tail_path(self, prompt: Prompt) -> Path:
+        return self.feature_path(prompt.clip_id).with_suffix(f".tail{prompt.tail_seconds:.2f}.safetensors")
+
+    def extract_tail_prompts(self, clips: list[Clip], prompts: dict[str, Prompt]) -> None:
+        """Reference features (prompt tokens, speaker embedding) of the last part of each clip that prompts
+        itself, cached like the other features."""
+        todo = [c for c in clips if prompts[c.id].source == "tail" and not self.tail_path(prompts[c.id]).exists()]
+        if not todo:
+            return
+        extractor = FeatureExtractor(self.checkpoint, device=self.config.device, with_s3gen=False,
+                                     max_prompt_seconds=self.config.max_prompt_seconds)
+        for clip in tqdm(todo, desc="own-clip prompts", unit="clip", disable=not self.progress):
+            wav, rate = sf.read(clip.clean_path, dtype="float32")
+            tail = wav[len(wav) - int(prompts[clip.id].tail_seconds * rate):]
+            save_atomic(extractor.reference_features([tail])[0], self.tail_path(prompts[clip.id]))
 
     def split(self, clips: list[Clip]) -> dict[str, list[Clip]]:
         rng = random.Random(self.config.split_seed)
@@ -262,10 +311,12 @@ class Preparer:
             "duration": datasets.Value("float32"),
             "speech_tokens": datasets.List(datasets.Value("int32")),
             "speaker_emb": datasets.List(datasets.Value("float32"), length=256),
+            "own_prompt_tokens": datasets.List(datasets.Value("int32")),
             "prompt_id": datasets.Value("string"),
+            "prompt_source": datasets.Value("string"),
             "prompt_speech_tokens": datasets.List(datasets.Value("int32")),
             "prompt_speaker_emb": datasets.List(datasets.Value("float32"), length=256),
-            "prompt_is_self": datasets.Value("bool"),
+            "supervised_speech_tokens": datasets.Value("int32"),
         }
         if self.model_config.train_s3gen:
             columns["speech_feat"] = datasets.Array2D(shape=(None, 80), dtype="float32")
@@ -274,19 +325,29 @@ class Preparer:
             columns.setdefault(name, datasets.Value("string"))
         return datasets.Features(columns)
 
-    def records(self, clips: list[Clip], prompts: dict[str, str], extra_columns: list[str]):
+    def records(self, clips: list[Clip], prompts: dict[str, Prompt], extra_columns: list[str]):
         for clip in clips:
             own = load_features(self.feature_path(clip.id))
-            prompt_id = prompts[clip.id]
-            prompt = own if prompt_id == clip.id else load_features(self.feature_path(prompt_id))
+            prompt = prompts[clip.id]
+            supervised = len(own.speech_tokens)
+            if prompt.source == "other":
+                reference = load_features(self.feature_path(prompt.clip_id))
+            elif prompt.source == "tail":
+                reference = load_features(self.tail_path(prompt))
+                supervised = min(supervised, int((clip.duration - prompt.tail_seconds) * TOKENS_PER_SECOND))
+            else:
+                reference, supervised = None, 0
             record = {
                 "id": clip.id, "source": clip.source,
                 "audio": {"bytes": Path(clip.clean_path).read_bytes(), "path": f"{clip.id}.flac"},
                 "text": clip.text, "raw_text": clip.raw_text, "speaker_id": clip.speaker_id, "accent": clip.accent,
                 "duration": clip.duration,
                 "speech_tokens": own.speech_tokens.tolist(), "speaker_emb": own.speaker_emb.tolist(),
-                "prompt_id": prompt_id, "prompt_speech_tokens": prompt.prompt_tokens.tolist(),
-                "prompt_speaker_emb": prompt.speaker_emb.tolist(), "prompt_is_self": prompt_id == clip.id,
+                "own_prompt_tokens": own.prompt_tokens.tolist(),
+                "prompt_id": prompt.clip_id, "prompt_source": prompt.source,
+                "prompt_speech_tokens": [] if reference is None else reference.prompt_tokens.tolist(),
+                "prompt_speaker_emb": [0.0] * 256 if reference is None else reference.speaker_emb.tolist(),
+                "supervised_speech_tokens": supervised,
             }
             if self.model_config.train_s3gen:
                 record["speech_feat"] = own.speech_feat
@@ -295,7 +356,7 @@ class Preparer:
                 record.setdefault(name, str(clip.extra.get(name, "")))
             yield record
 
-    def write_dataset(self, splits: dict[str, list[Clip]], prompts: dict[str, str]) -> Path:
+    def write_dataset(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> Path:
         import datasets
 
         extra_columns = sorted({k for clips in splits.values() for c in clips for k in c.extra})
@@ -336,14 +397,15 @@ class Preparer:
                 f"(see {self.prepared_dir / REPORT_NAME})."
             )
         self.extract_features(clips)
-        prompts = self.assign_prompts(clips)
         splits = self.split(clips)
+        prompts = self.assign_prompts(splits)
+        self.extract_tail_prompts(clips, prompts)
         dataset_dir = self.write_dataset(splits, prompts)
         summary = self.write_report(splits, prompts)
         return PrepareResult(dataset_dir=dataset_dir, summary=summary)
 
     # -- report ------------------------------------------------------------------------------------------------------------
-    def write_report(self, splits: dict[str, list[Clip]], prompts: dict[str, str]) -> dict[str, Any]:
+    def write_report(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> dict[str, Any]:
         kept = [c for clips in splits.values() for c in clips]
         hours_accent: Counter = Counter()
         hours_speaker: Counter = Counter()
@@ -368,7 +430,9 @@ class Preparer:
                 s: {"accent": accent_of[s], "clips": clips_speaker[s], "hours": round(hours_speaker[s], 4)}
                 for s in sorted(clips_speaker)
             },
-            "prompt_is_self": sum(1 for c in kept if prompts.get(c.id) == c.id),
+            "prompts": {source: {name: sum(1 for c in clips if prompts[c.id].source == source)
+                                 for name, clips in splits.items()} for source in PROMPT_SOURCES},
+            "left_out_of_training": sum(1 for c in splits.get("train", []) if prompts[c.id].source == "none"),
             "s3gen_features": self.model_config.train_s3gen,
         }
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rejected)
@@ -389,11 +453,19 @@ def summary_table(summary: dict[str, Any]) -> str:
     ]
     out += [f"| rejected: {reason} | {n} |" for reason, n in summary["rejected_by_reason"].items()]
     out += [f"| split: {name} | {n} |" for name, n in summary["splits"].items()]
+    prompts = summary.get("prompts", {})
+    out += [f"| prompts from {PROMPT_LABELS[source]} | {sum(prompts[source].values())} |" for source in PROMPT_SOURCES
+            if source in prompts]
+    if "left_out_of_training" in summary:
+        out.append(f"| left out of training (a lone clip too short to prompt itself) | {summary['left_out_of_training']} |")
     out += ["", "| accent | hours |", "|---|---:|"]
     out += [f"| {accent} | {hours:.4f} |" for accent, hours in summary["hours_per_accent"].items()]
     out += ["", "| speaker | accent | clips | hours |", "|---|---|---:|---:|"]
     out += [f"| {s} | {v['accent']} | {v['clips']} | {v['hours']:.4f} |" for s, v in summary["speakers"].items()]
     return "\n".join(out) + "\n"
+
+
+PROMPT_LABELS = {"other": "another clip of the speaker", "tail": "the clip's own last part", "none": "nowhere"}
 
 
 def prepare_dataset(model_config: ModelConfig, data_config: DataConfig, progress: bool = True) -> PrepareResult:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .inference import ChatterboxLatamTTS, split_sentences
+from .inference import ChatterboxLatamTTS, parse_alignment, split_sentences
 
 
 class InputError(ValueError):
@@ -104,9 +104,11 @@ class SpeechService:
 
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
                 model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
-                                                           mode=os.getenv("SYNTHESIS_MODE", "auto"))
+                                                           mode=os.getenv("SYNTHESIS_MODE", "auto"),
+                                                           t3_model=os.getenv("T3_MODEL") or None)
                 model.set_s3gen(os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 10),
                                 float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None)
+                model.alignment = parse_alignment(os.getenv("ALIGNMENT"))
                 self._model = model
             return self._model
 
@@ -119,13 +121,18 @@ class SpeechService:
         """The precision synthesis runs at, said to users. SYNTHESIS_MODE (T3): auto (default: the fastest mode
         whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo; S3GEN_MODE:
         fp32 (default) or bf16; CFM_STEPS: S3Gen's flow steps (default 10, upstream's); S3GEN_PROMPT_SECONDS: the
-        reference's last seconds S3Gen continues from (default: all of it)."""
+        reference's last seconds S3Gen continues from (default: all of it); ALIGNMENT: upstream's alignment
+        heuristics, auto (default: as upstream for the model's generation), on or off; T3_MODEL: v2 or v3 when the
+        model is ResembleAI/chatterbox itself."""
         model = self.model
         report = next((r for r in model.mode_reports if r.mode == model.mode), None)
         said = f"{model.mode} on {model.device}"
         if report is not None and model.mode != "fp32":
             said += f" (agrees with fp32 on {report.agreement:.0%} of steps)"
-        return f"{said}; {model.s3gen_changes}" if model.s3gen_changes else said
+        changes = [model.s3gen_changes] if model.s3gen_changes else []
+        if model.alignment is not None and model.alignment != model.generation.alignment:
+            changes.append(f"alignment heuristics {'on' if model.alignment else 'off'}")
+        return "; ".join([said, *changes])
 
     # -- checks ----------------------------------------------------------------------------------------------------
     def check_text(self, text: str | None) -> str:

@@ -30,7 +30,7 @@ ABBREVIATIONS = {
     "Ud.": "usted", "Uds.": "ustedes", "Vd.": "usted", "Vds.": "ustedes",
     "Av.": "avenida", "Avda.": "avenida", "Cía.": "compañía", "Dpto.": "departamento",
     "etc.": "etcétera", "aprox.": "aproximadamente", "pág.": "página", "págs.": "páginas",
-    "núm.": "número", "tel.": "teléfono", "p. ej.": "por ejemplo", "EE. UU.": "Estados Unidos",
+    "núm.": "número", "tel.": "teléfono", "Tel.": "teléfono", "Cel.": "celular", "cel.": "celular", "p. ej.": "por ejemplo", "EE. UU.": "Estados Unidos",
     "EE.UU.": "Estados Unidos", "S.A.": "sociedad anónima", "a. m.": "de la mañana", "p. m.": "de la tarde",
     "a.m.": "de la mañana", "p.m.": "de la tarde",
 }
@@ -47,6 +47,11 @@ ORDINAL_SUFFIXES = {
     "era": "a", "ra": "a", "da": "a", "ta": "a", "va": "a", "na": "a", "ma": "a",
 }
 
+# Phone numbers: an optional +country code, an optional (area code), then digit groups split by spaces or hyphens.
+_PHONE = re.compile(r"(?<![\w+])(\+\d{1,3}[ -]?)?(\((\d{1,4})\)[ -]?)?(\d{2,4}(?:[ -]\d{2,4}){0,4}|\d{7,13})(?![\w])")
+# Words after which a run of digits is a phone number even without separators ("llama al 5512345678").
+_PHONE_CONTEXT = re.compile(r"(?:tel[eé]fono|tel|celular|cel|m[oó]vil|whatsapp|fax|ll[aá]m\w*(?: al)?|marc\w*(?: al)?)"
+                            r"[\s:.]*$", re.IGNORECASE)
 _NUMBER = r"\d{1,3}(?:[.,]\d{3})+|\d+"  # 1.500.000 / 1,500 / 1500 (grouped thousands or plain digits)
 _AMOUNT = rf"(?:{_NUMBER})(?:[.,]\d{{1,2}}(?!\d))?"
 
@@ -85,6 +90,50 @@ def _currency_words(amount: str, code: str) -> str:
     return words
 
 
+def _digit_group(digits: str) -> str:
+    """One group of a phone number, read in pairs as Latin-American speakers read phones: '1234' -> 'doce treinta
+    y cuatro'; an odd group starts with one digit, and a pair starting with 0 is read 'cero ...'."""
+    head, rest = (digits[:1], digits[1:]) if len(digits) % 2 else ("", digits)
+    parts = [_cardinal(int(head))] if head else []
+    for i in range(0, len(rest), 2):
+        pair = rest[i: i + 2]
+        parts.append(("cero " if pair[0] == "0" else "") + _cardinal(int(pair)))
+    return " ".join(parts)
+
+
+def _phone(match: re.Match, before: str) -> str | None:
+    """A phone number as digit groups separated by commas (short pauses), or None when the digits are not one."""
+    country, area, groups = match.group(1), match.group(3), match.group(4)
+    parts = re.split(r"[ -]", groups)
+    digits = "".join(parts)
+    total = len(digits) + len(area or "") + len((country or "").strip(" -+"))
+    hyphenated = "-" in groups and len(parts) >= 3
+    spaced = len(parts) >= 3 and len(digits) >= 8
+    if not (country or area) and re.fullmatch(r"\d{1,2}-\d{1,2}-(?:\d{2}|\d{4})", groups):
+        return None  # a date (15-03-2024)
+    if total < 7 or not (country or area or hyphenated or spaced or _PHONE_CONTEXT.search(before)):
+        return None
+    if len(parts) == 1 and len(digits) > 4:  # one run of digits: read in pairs
+        parts = [digits]
+    words = []
+    if country:
+        words.append("más " + _cardinal(int(country.strip(" -+"))))
+    if area:
+        words.append(_digit_group(area))
+    words += [_digit_group(part) for part in parts]
+    return ", ".join(words)
+
+
+def _phones(text: str) -> str:
+    out, last = [], 0
+    for match in _PHONE.finditer(text):
+        spoken = _phone(match, text[max(0, match.start() - 24): match.start()])
+        if spoken is not None:
+            out += [text[last: match.start()], spoken]
+            last = match.end()
+    return "".join(out) + text[last:]
+
+
 def _apocope(words: str) -> str:
     """'uno' before a noun is 'un' ('veintiuno' -> 'veintiún'): un libro, veintiún años."""
     if words.endswith("veintiuno"):
@@ -114,6 +163,8 @@ def normalize_spanish(text: str, accent: str | None = None, currency: str | None
         text = re.sub(pattern + r"(?=\s*$)", expansion + ".", text)
         text = re.sub(pattern + r"(?!\w)", expansion, text)
     text = re.sub(r"\b(?:N\.?º|Nº|No\.)\s*(?=\d)", "número ", text)
+    # Phone numbers before dates, times and amounts read their digits ("55 1234-5678" is no date or sum).
+    text = _phones(text)
 
     # Dates: 15/03/2024, 1-5-99 -> "quince de marzo de dos mil veinticuatro".
     def date(match: re.Match) -> str:
@@ -143,8 +194,11 @@ def normalize_spanish(text: str, accent: str | None = None, currency: str | None
     symbols = {"US$": "USD", "USD": "USD", "U$S": "USD", "€": "EUR", "EUR": "EUR", "S/": "PEN", "S/.": "PEN",
                "MXN": "MXN", "ARS": "ARS", "COP": "COP", "CLP": "CLP", "PEN": "PEN", "$": code}
     symbol_pattern = "|".join(re.escape(s) for s in sorted(symbols, key=len, reverse=True))
+    codes = "|".join(code for code in symbols if code.isalpha())
+    # "$2.345,90 MXN": a code after the amount says which currency the symbol means, and is read once.
     text = re.sub(
-        rf"(?<!\w)({symbol_pattern})\s?({_AMOUNT})", lambda m: _currency_words(m.group(2), symbols[m.group(1)]), text
+        rf"(?<!\w)({symbol_pattern})\s?({_AMOUNT})(?:\s?({codes})(?!\w))?",
+        lambda m: _currency_words(m.group(2), symbols[m.group(3) or m.group(1)]), text,
     )
     text = re.sub(
         rf"\b({_AMOUNT})\s?({symbol_pattern})(?!\w)", lambda m: _currency_words(m.group(1), symbols[m.group(2)]), text

@@ -76,9 +76,18 @@ FULL_SIZE_CONFIG = {"model_type": MODEL_TYPE, "layout": "multilingual", "tiny_ve
                     "full_size": True}
 
 
+TINY_LAYOUTS = ("multilingual", "multilingual-v3", "es-mx-latam", "es-es")
+
+
 def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: bool = False,
-                          full_size: bool = False) -> Path:
+                          full_size: bool = False, layout: str = "multilingual", support_files: bool = False) -> Path:
     """Writes the tiny checkpoint to `output_dir` and returns it; an existing complete one is reused.
+
+    `layout` follows the Hub repos: 'multilingual' is `ResembleAI/chatterbox` as 0.1.7 reads it (v2 T3);
+    'multilingual-v3' the same repo since upstream main added the v3 T3 beside v2 (both files; `t3_model` picks);
+    'es-mx-latam' / 'es-es' a Single Language Pack: its T3 under the pack's name and an `s3gen_v3.pt` without the
+    two computed buffers the pack's file lacks. A pack takes its VE, tokenizer and default voice from
+    `ResembleAI/chatterbox`, as the real packs do; `support_files` puts them in the folder instead.
 
     `full_size` builds upstream's sizes instead (T3 30 layers, the whole S3Gen; ~3 GB, random weights): what
     speed measurements and the upstream-compatibility checks need. Its config.json records no reduced sizes, so
@@ -90,22 +99,41 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
     from chatterbox.models.voice_encoder import VoiceEncoder
     from safetensors.torch import save_file
 
+    from .modeling import COMPUTED_S3GEN_BUFFERS
+
+    if layout not in TINY_LAYOUTS:
+        raise ValueError(f"layout={layout!r}: use one of {TINY_LAYOUTS}.")
     output_dir = Path(output_dir)
     config_path = output_dir / CONFIG_NAME
     if not force and config_path.exists():
         existing = json.loads(config_path.read_text())
-        if existing.get("tiny_version") == TINY_VERSION and existing.get("full_size", False) == full_size:
+        if (existing.get("tiny_version") == TINY_VERSION and existing.get("full_size", False) == full_size
+                and existing.get("tiny_layout", "multilingual") == layout):
             return output_dir
-    layout = LAYOUTS["multilingual"]
-    config = FULL_SIZE_CONFIG if full_size else TINY_CONFIG
+    spec = LAYOUTS[layout]
+    config = dict(FULL_SIZE_CONFIG if full_size else TINY_CONFIG)
+    if layout == "multilingual-v3":
+        config.pop("layout")  # the repo holds both T3 files: `t3_model` (or v2 by default) picks, as upstream
+    elif layout != "multilingual":
+        config["layout"] = layout
+    config["tiny_layout"] = layout
+    pack = spec.support_repo is not None
     with staged_directory(output_dir) as staging:
         torch.manual_seed(seed)
-        (staging / layout.tokenizer).write_text(build_grapheme_tokenizer_json(), encoding="utf-8")
-        torch.save(VoiceEncoder().state_dict(), staging / layout.ve)
-        t3 = build_t3(config)
-        save_file({k: v.contiguous() for k, v in t3.state_dict().items()}, str(staging / layout.t3))
-        del t3
-        torch.save(build_s3gen(config).state_dict(), staging / layout.s3gen)
+        if not pack or support_files:
+            (staging / spec.tokenizer).write_text(build_grapheme_tokenizer_json(), encoding="utf-8")
+            torch.save(VoiceEncoder().state_dict(), staging / spec.ve)
+        t3_files = [LAYOUTS["multilingual"].t3, spec.t3] if layout == "multilingual-v3" else [spec.t3]
+        for i, name in enumerate(t3_files):  # v2 and v3 differ, as their real weights do
+            if i:
+                torch.manual_seed(seed + 1)
+            t3 = build_t3(config)
+            save_file({k: v.contiguous() for k, v in t3.state_dict().items()}, str(staging / name))
+            del t3
+        state = build_s3gen(config).state_dict()
+        if pack:  # saved by a newer S3Gen, as the pack's s3gen_v3.pt is
+            state = {k: v for k, v in state.items() if k not in COMPUTED_S3GEN_BUFFERS}
+        torch.save(state, staging / spec.s3gen)
         (staging / CONFIG_NAME).write_text(json.dumps({**config, "seed": seed}, indent=2), encoding="utf-8")
     return output_dir
 
@@ -116,8 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random initialisation.")
     parser.add_argument("--force", action="store_true", help="Rebuild even if a complete checkpoint is there.")
     parser.add_argument("--full_size", action="store_true", help="Upstream's sizes (~3 GB) instead of the tiny ones.")
+    parser.add_argument("--layout", default="multilingual", choices=TINY_LAYOUTS,
+                        help="Which Hub repo's file layout to write (a language pack, or the base with v2 and v3).")
+    parser.add_argument("--support_files", action="store_true",
+                        help="A pack with the VE, tokenizer it otherwise takes from ResembleAI/chatterbox.")
     args = parser.parse_args(argv)
-    path = build_tiny_checkpoint(args.output_dir, seed=args.seed, force=args.force, full_size=args.full_size)
+    path = build_tiny_checkpoint(args.output_dir, seed=args.seed, force=args.force, full_size=args.full_size,
+                                 layout=args.layout, support_files=args.support_files)
     print(f"tiny checkpoint: {path}")
 
 

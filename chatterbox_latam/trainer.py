@@ -31,8 +31,8 @@ from .lora import load_adapter_weights, save_adapters
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete.json"
-TRAINING_COLUMNS = ["id", "text_tokens", "speech_tokens", "prompt_speech_tokens", "prompt_speaker_emb", "duration",
-                    "speech_feat", "xvector", "accent"]
+TRAINING_COLUMNS = ["id", "speaker_id", "text_tokens", "speech_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
+                    "prompt_source", "supervised_speech_tokens", "duration", "speech_feat", "xvector", "accent"]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -157,6 +157,18 @@ def find_resume_checkpoint(output_dir: str | Path, resume: str | None) -> str | 
         logger.warning("Skipping %s: incomplete (interrupted while saving).", path)
     logger.info("No complete checkpoint in %s: starting from scratch.", output_dir)
     return None
+
+
+class PromptEpochCallback(TrainerCallback):
+    """Tells the collator which epoch starts, so each training row draws its prompt (and its unconditional
+    coin) anew each epoch. The epoch comes from the trainer's state, which a resumed run restores, so the draws of
+    a resumed run are those of an uninterrupted one."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)
 
 
 class AudioSamplesCallback(TrainerCallback):

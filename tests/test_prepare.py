@@ -151,11 +151,16 @@ def test_feature_columns_have_sane_shapes(prepared):
         assert np.linalg.norm(row["prompt_speaker_emb"]) == pytest.approx(1.0, abs=1e-4)
         assert 0 < len(row["prompt_speech_tokens"]) <= 150
         assert max(row["speech_tokens"]) < 6561 and max(row["prompt_speech_tokens"]) < 6561
-        # the prompt comes from another utterance of the same speaker
-        assert row["prompt_id"] != row["id"] and not row["prompt_is_self"]
+        # the prompt comes from another utterance of the same speaker, as that clip's own reference features
+        assert row["prompt_id"] != row["id"] and row["prompt_source"] == "other"
         prompt = by_id[row["prompt_id"]]
         assert prompt["speaker_id"] == row["speaker_id"]
         assert row["prompt_speaker_emb"] == prompt["speaker_emb"]
+        assert row["prompt_speech_tokens"] == prompt["own_prompt_tokens"]
+        assert row["supervised_speech_tokens"] == len(row["speech_tokens"])
+    # no validation or test audio conditions a training row
+    for row in dataset["train"]:
+        assert row["prompt_id"] in set(dataset["train"]["id"])
         assert np.asarray(row["speech_feat"]).shape == (2 * len(row["speech_tokens"]), 80)
         assert len(row["xvector"]) == 192
         # the text is what the tokenizer reads: no digits or symbols left
@@ -165,22 +170,50 @@ def test_feature_columns_have_sane_shapes(prepared):
         assert decoded.data.shape[-1] / 24_000 == pytest.approx(row["duration"], abs=0.01)
 
 
-def test_speaker_with_one_utterance_prompts_itself_and_is_flagged(corpus, tiny_checkpoint, tmp_path):
+def test_no_clip_is_its_own_prompt(corpus, tiny_checkpoint, tmp_path):
+    """A speaker's only clip lends its last part as its prompt when long enough (the loss stops before it), or is
+    left out of training and counted; prompts never cross from validation or test into training."""
+    import soundfile as sf
+
+    from chatterbox_latam.collator import usable_rows
+
     root = tmp_path / "single"
     (root / "audio").mkdir(parents=True)
-    shutil.copy(_wav(corpus, "speaker_002", 1), root / "audio" / "a.wav")
+    parts = [sf.read(_wav(corpus, "speaker_002", n), dtype="float32") for n in (1, 2, 3, 4)]
+    rate = parts[0][1]
+    gap = np.zeros(rate // 4, dtype=np.float32)
+    sf.write(root / "audio" / "long.wav", np.concatenate([x for wav, _ in parts for x in (wav, gap)]), rate)
+    shutil.copy(_wav(corpus, "speaker_003", 1), root / "audio" / "short.wav")
     shutil.copy(_wav(corpus, "speaker_004", 1), root / "audio" / "b.wav")
     shutil.copy(_wav(corpus, "speaker_004", 2), root / "audio" / "c.wav")
     (root / "metadata.csv").write_text(
-        "audio_path,transcript,speaker_id\naudio/a.wav,Hola.,solo\naudio/b.wav,Hola.,pair\naudio/c.wav,Adiós.,pair\n",
+        "audio_path,transcript,speaker_id\naudio/long.wav,Hola. Hola. Hola. Hola.,solo_long\n"
+        "audio/short.wav,Hola.,solo_short\naudio/b.wav,Hola.,pair\naudio/c.wav,Adiós.,pair\n",
         encoding="utf-8",
     )
     model, data = make_configs(tiny_checkpoint, root, tmp_path / "out", validation_size=0.0, test_size=0.0)
     result = prepare_dataset(model, data, progress=False)
-    rows = {r["speaker_id"] + "/" + Path(r["source"]).name: r for r in load_prepared(tmp_path / "out")["train"]}
-    assert rows["solo/a.wav"]["prompt_is_self"] and rows["solo/a.wav"]["prompt_id"] == rows["solo/a.wav"]["id"]
-    assert rows["pair/b.wav"]["prompt_id"] == rows["pair/c.wav"]["id"]
-    assert result.summary["prompt_is_self"] == 1
+    train = load_prepared(tmp_path / "out")["train"]
+    rows = {r["speaker_id"]: r for r in train if r["speaker_id"] != "pair"}
+    pair = [r for r in train if r["speaker_id"] == "pair"]
+
+    long, short = rows["solo_long"], rows["solo_short"]
+    assert long["duration"] > 6.0 and long["prompt_source"] == "tail" and long["prompt_id"] == long["id"]
+    tail_seconds = min(6.0, long["duration"] / 2)
+    # the loss covers only the speech before the prompt's part of the clip
+    assert long["supervised_speech_tokens"] == int((long["duration"] - tail_seconds) * 25)
+    assert long["supervised_speech_tokens"] < len(long["speech_tokens"])
+    # the prompt is the tail, tokenised on its own: not the clip's first 6 s, and no longer than the tail
+    assert long["prompt_speech_tokens"] != long["own_prompt_tokens"]
+    assert abs(len(long["prompt_speech_tokens"]) - 25 * tail_seconds) <= 2
+    assert long["prompt_speaker_emb"] != long["speaker_emb"]
+    assert short["prompt_source"] == "none" and short["supervised_speech_tokens"] == 0
+    assert {r["prompt_id"] for r in pair} == {r["id"] for r in pair} and all(r["prompt_id"] != r["id"] for r in pair)
+
+    assert result.summary["left_out_of_training"] == 1
+    assert result.summary["prompts"]["tail"]["train"] == 1 and result.summary["prompts"]["none"]["train"] == 1
+    assert "left out of training" in (tmp_path / "out" / "summary.md").read_text()
+    assert sorted(usable_rows(train)["speaker_id"]) == ["pair", "pair", "solo_long"]
 
 
 def test_heldout_speakers_form_the_test_split(prepared, tiny_checkpoint, corpus, tmp_path):

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: WER/CER, speaker similarity, MOS proxy and RTF, against the base and the recordings.
 
     python training/evaluate.py --checkpoint runs/demo/checkpoints/final --test_data runs/demo/data \
-        --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|rtf|all] [--compare_base]
+        --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|rtf|all] [--compare_base] \
+        [--compare ResembleAI/Chatterbox-Multilingual-es-mx-latam ...]
 
 `--checkpoint`: an adapter folder, a merged model folder or a Hub repo id. `--test_data`: a prepared dataset
 (its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir.
@@ -14,7 +15,7 @@ import logging
 
 from chatterbox_latam.evaluation import METRICS, EvalConfig, evaluate_checkpoint
 from chatterbox_latam.fast_t3 import MODES
-from chatterbox_latam.inference import S3GEN_MODES
+from chatterbox_latam.inference import ALIGNMENT_CHOICES, S3GEN_MODES, parse_alignment
 from chatterbox_latam.metrics import DEFAULT_ASR, DEFAULT_WAVLM_SV
 
 
@@ -42,6 +43,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfm_steps", type=int, default=None, help="S3Gen flow steps (default: upstream's 10).")
     parser.add_argument("--s3gen_prompt_seconds", type=float, default=None,
                         help="Seconds of the reference S3Gen continues from (default: all of it).")
+    parser.add_argument("--alignment", default="auto", choices=sorted(ALIGNMENT_CHOICES),
+                        help="Upstream's alignment heuristics (auto: as upstream for the model's generation). When "
+                             "they run and the adapter changed T3's attention, the other setting is scored too.")
+    parser.add_argument("--t3_model", default=None, choices=["v2", "v3"],
+                        help="With ResembleAI/chatterbox as checkpoint or base: which of its T3 files.")
+    parser.add_argument("--compare", nargs="+", default=[],
+                        help="More models scored side by side: Hub repo ids or folders, e.g. "
+                             "ResembleAI/Chatterbox-Multilingual-es-mx-latam ResembleAI/chatterbox:v3.")
     args = parser.parse_args(argv)
     results = evaluate_checkpoint(EvalConfig(
         checkpoint=args.checkpoint, test_data=args.test_data, output_dir=args.output_dir, metrics=args.metric,
@@ -49,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         wavlm_model=args.wavlm_model or None, utmos=not args.no_utmos, utmos_checkpoint=args.utmos_checkpoint,
         max_samples=args.max_samples, device=args.device, seed=args.seed, mode=args.mode,
         s3gen_mode=args.s3gen_mode, cfm_steps=args.cfm_steps, s3gen_prompt_seconds=args.s3gen_prompt_seconds,
+        alignment=parse_alignment(args.alignment), t3_model=args.t3_model, compare=args.compare,
     ))
     for system, values in results["systems"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")

@@ -20,7 +20,7 @@ import torch
 
 from chatterbox_latam.batch import MANIFEST_NAME, batch_generate
 from chatterbox_latam.fast_t3 import MODES
-from chatterbox_latam.inference import S3GEN_MODES, ChatterboxLatamTTS
+from chatterbox_latam.inference import ALIGNMENT_CHOICES, S3GEN_MODES, ChatterboxLatamTTS, parse_alignment
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,9 +47,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="S3Gen flow precision (bf16: about 2x faster on CPUs with bf16 units; check with evaluate.py).")
     parser.add_argument("--s3gen_prompt_seconds", type=float, default=None,
                         help="Seconds of the reference S3Gen continues from (default: all, up to 10; less is faster).")
+    parser.add_argument("--alignment", default="auto", choices=sorted(ALIGNMENT_CHOICES),
+                        help="Upstream's alignment heuristics: auto (on for v2 multilingual, off for v3 and the packs, "
+                             "as upstream), on or off.")
+    parser.add_argument("--t3_model", default=None, choices=["v2", "v3"],
+                        help="With ResembleAI/chatterbox (or a folder of it) as --model: which of its T3 files.")
     args = parser.parse_args(argv)
-    model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device, mode=args.mode)
+    model = ChatterboxLatamTTS.from_pretrained(args.model, device=args.device, mode=args.mode, t3_model=args.t3_model)
     model.set_s3gen(args.s3gen_mode, args.cfm_steps, args.s3gen_prompt_seconds)
+    model.alignment = parse_alignment(args.alignment)
     model.batch_size = max(1, args.lines_together)
     rows = batch_generate(model, args.texts, args.reference, args.output_dir, lines_together=args.lines_together,
                           accent=args.accent,
