@@ -16,7 +16,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_
 
 PORT ?= 7860
 
-.PHONY: install system demo test space lock benchmark-prepare benchmark-training benchmark-synthesis clean-demo
+.PHONY: install system demo test space check-real lock benchmark-prepare benchmark-training benchmark-synthesis clean-demo
 
 install: system $(STAMP)
 
@@ -51,6 +51,13 @@ demo: install
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
+
+# Do training and inference read the real weights right? Downloads BASE (v2, v3, es-mx-latam, es-es) and checks
+# decoding against upstream, the pretrained loss, five LoRA steps, a merge and one sentence; needs the Hub (and is
+# quickest on a GPU). DATA=DIR checks on your own clips (seed layout) instead of the base's own speech.
+BASE ?= v2
+check-real: install
+	$(PY) -m chatterbox_latam.check_real --base $(BASE) $(if $(DATA),--data $(DATA))
 
 # The Gradio Space and its REST API on the demo's merged model: http://127.0.0.1:$(PORT)/ (API docs at /docs).
 space: install

@@ -160,7 +160,7 @@ def model_files(folder: str | os.PathLike) -> tuple[str, list[tuple[Path, str]]]
     import fnmatch
 
     from .lora import accent_adapter_dirs, is_adapter_dir
-    from .modeling import CONFIG_NAME, _read_config
+    from .modeling import CONFIG_NAME, MERGED_LAYOUTS, _read_config
 
     folder = Path(folder)
 
@@ -173,7 +173,7 @@ def model_files(folder: str | os.PathLike) -> tuple[str, list[tuple[Path, str]]]
                 found.append((path, prefix + relative.as_posix()))
         return found
 
-    if (folder / CONFIG_NAME).exists() and _read_config(folder).get("layout") == "merged":
+    if (folder / CONFIG_NAME).exists() and _read_config(folder).get("layout") in MERGED_LAYOUTS.values():
         return "merged", [f for f in walk(folder, "") if f[1] != "README.md"]
     if is_adapter_dir(folder):
         return "adapter", [f for f in walk(folder, "") if f[1] != "README.md"]
@@ -235,7 +235,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
     from huggingface_hub import ModelCard, ModelCardData
 
     from .lora import accent_adapter_dirs, is_adapter_dir, read_adapter_metadata
-    from .modeling import _read_config
+    from .modeling import LAYOUTS, _read_config
 
     folder = Path(folder)
     kind, files = files or model_files(folder)
@@ -291,6 +291,8 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
         adapted=adapted,
         torch_dtype=merged.get("torch_dtype", "float32"),
         upstream_layout=any(p == "s3gen.pt" for _, p in files),
+        generation=merged.get("generation") or LAYOUTS.get(metadata.get("model_variant"),
+                                                           LAYOUTS["multilingual"]).generation,
         merge_check_text=merge_check_text,
         recipe=metadata.get("recipe"),
         datasets=datasets,

@@ -442,18 +442,35 @@ class ChatterboxLatamTTS:
         conds = self.voice((reference, reference_sr), exaggeration)
         return self._speak(text, conds, cfg_weight, temperature, accent, seed, None, 0.05, 1.0, max_new_tokens)
 
-    def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
-               max_new_tokens, watermark: bool = True) -> np.ndarray:
+    def tokens(self, text: str, audio_prompt_path: str | os.PathLike | tuple[np.ndarray, int] | None = None,
+               exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
+               accent: str | None = None, seed: int | None = None, repetition_penalty: float | None = None,
+               min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None,
+               alignment: bool | None = None) -> torch.Tensor:
+        """The speech tokens T3 decodes for `text` spoken as one utterance, (1, N) with the stop token when it
+        came: what `generate` hands S3Gen for a sentence. For inspection, and for checks against upstream."""
+        conds = self.voice(audio_prompt_path, exaggeration)
+        return self._decode(text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+                            max_new_tokens, alignment)[0]
+
+    def _decode(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+                max_new_tokens, alignment=None) -> tuple[torch.Tensor, str | None]:
         if not text or not text.strip():
             raise ValueError("text is empty: give the sentence to speak.")
         accent, adapter = self._use_adapter(accent)
         t3 = self._t3(adapter)
         with self._seeded(seed):
-            speech = fast_t3.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
-                                         max_new_tokens or self.token_budget(text, accent),
-                                         self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p),
-                                         alignment=self._alignment(None))[0]
-            return self._wav(speech, conds, adapter, watermark)
+            return fast_t3.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
+                                       max_new_tokens or self.token_budget(text, accent),
+                                       self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p),
+                                       alignment=self._alignment(alignment)), adapter
+
+    def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+               max_new_tokens, watermark: bool = True) -> np.ndarray:
+        with self._seeded(seed):  # one seed for T3's draws and then S3Gen's noise, as upstream's generate
+            speech, adapter = self._decode(text, conds, cfg_weight, temperature, accent, None, repetition_penalty,
+                                           min_p, top_p, max_new_tokens)
+            return self._wav(speech[0], conds, adapter, watermark)
 
     def runs_alignment(self, alignment: bool | None = None) -> bool:
         """Whether upstream's alignment heuristics run for a call with this `alignment` argument."""

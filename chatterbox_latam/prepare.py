@@ -457,7 +457,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     out += [f"| prompts from {PROMPT_LABELS[source]} | {sum(prompts[source].values())} |" for source in PROMPT_SOURCES
             if source in prompts]
     if "left_out_of_training" in summary:
-        out.append(f"| left out of training (a lone clip too short to prompt itself) | {summary['left_out_of_training']} |")
+        out.append("| left out of training (a lone clip too short to prompt itself) | "
+                   f"{summary['left_out_of_training']} |")
     out += ["", "| accent | hours |", "|---|---:|"]
     out += [f"| {accent} | {hours:.4f} |" for accent, hours in summary["hours_per_accent"].items()]
     out += ["", "| speaker | accent | clips | hours |", "|---|---|---:|---:|"]

@@ -30,7 +30,8 @@ ABBREVIATIONS = {
     "Ud.": "usted", "Uds.": "ustedes", "Vd.": "usted", "Vds.": "ustedes",
     "Av.": "avenida", "Avda.": "avenida", "Cía.": "compañía", "Dpto.": "departamento",
     "etc.": "etcétera", "aprox.": "aproximadamente", "pág.": "página", "págs.": "páginas",
-    "núm.": "número", "tel.": "teléfono", "Tel.": "teléfono", "Cel.": "celular", "cel.": "celular", "p. ej.": "por ejemplo", "EE. UU.": "Estados Unidos",
+    "núm.": "número", "tel.": "teléfono", "Tel.": "teléfono", "Cel.": "celular", "cel.": "celular",
+    "p. ej.": "por ejemplo", "EE. UU.": "Estados Unidos",
     "EE.UU.": "Estados Unidos", "S.A.": "sociedad anónima", "a. m.": "de la mañana", "p. m.": "de la tarde",
     "a.m.": "de la mañana", "p.m.": "de la tarde",
 }

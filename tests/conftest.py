@@ -21,6 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_server import LocalHub  # noqa: E402
 
 _HUB: LocalHub | None = None
+ORIGINAL_ENV = dict(os.environ)
+"""The environment before the tests pointed the Hub clients at the local server: the `real_weights` tests run the
+real Hub with it (the user's token, cache and offline setting)."""
 
 
 def pytest_configure(config):

@@ -84,3 +84,58 @@ def test_adapter_loads_by_hub_repo_id(adapter, hub):
     HfApi().upload_folder(repo_id="latam/tiny-adapter", folder_path=str(adapter))
     model = ChatterboxLatamTTS.from_pretrained("latam/tiny-adapter")
     assert isinstance(model.tts.t3, PeftModel) and model.language == "es"
+
+
+def test_more_systems_side_by_side_and_no_sentence_spoken_from_its_own_audio(adapter, tiny_checkpoint, corpus,
+                                                                            tmp_path):
+    """`compare` scores any other model beside the fine-tune (here the tiny base as a folder, as a language pack
+    would be by repo id); a test sentence whose speaker has no other clip is left out and counted."""
+    import shutil
+
+    data = tmp_path / "data"
+    (data / "audio").mkdir(parents=True)
+    clips = sorted((corpus / "audio" / "speaker_001").glob("*.wav"))[:2] + [
+        sorted((corpus / "audio" / "speaker_002").glob("*.wav"))[0]]
+    lines = ["audio_path,transcript,speaker_id"]
+    for i, (clip, speaker) in enumerate(zip(clips, ["pair", "pair", "alone"])):
+        shutil.copy(clip, data / "audio" / f"{i}.wav")
+        lines.append(f"audio/{i}.wav,Hola número {i}.,{speaker}")
+    (data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(data),
+                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"],
+                                             compare=[str(tiny_checkpoint)]))
+    assert set(results["systems"]) == {"finetuned", tiny_checkpoint.name, "ground_truth"}
+    assert results["n_sentences"] == 2 and results["sentences_without_reference"] == ["2"]
+    assert "1 test sentences were left out" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched_attention(tmp_path, corpus):
+    """Upstream's heuristics read attention maps of layers 9, 12 and 13: with LoRA on T3's attention there, the
+    evaluation scores the fine-tune with them on (v2's default) and off, on the same sentences and seed."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.lora import add_t3_lora, save_adapters
+    from chatterbox_latam.modeling import build_t3, load_t3, resolve_checkpoint
+    from chatterbox_latam.tiny_model import build_tiny_checkpoint
+    from test_inference_settings import ALIGNED
+
+    base = build_tiny_checkpoint(tmp_path / "base")
+    config = json.loads((base / "config.json").read_text())
+    config["t3"] = {"llama": ALIGNED}
+    (base / "config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in build_t3(config).state_dict().items()},
+              str(base / "t3_mtl23ls_v2.safetensors"))
+    t3 = add_t3_lora(load_t3(resolve_checkpoint(base)), ModelConfig(base_model=str(base), lora_rank=4))
+    adapter = save_adapters(tmp_path / "adapter", t3, None, {"base_model": str(base), "model_variant": "multilingual"})
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data, ignore=shutil.ignore_patterns("speaker_00[2-6]"))
+    lines = (data / "metadata.csv").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines[1:] if "speaker_001" in line][:2]
+    (data / "metadata.csv").write_text("\n".join(lines[:1] + kept) + "\n", encoding="utf-8")
+    results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(data),
+                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1))
+    assert set(results["systems"]) == {"finetuned", "finetuned_alignment_off", "ground_truth"}
+    assert "alignment heuristics on" in results["decoding"]

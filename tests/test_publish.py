@@ -110,7 +110,13 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
     alone = ChatterboxLatamTTS.from_pretrained(accent_adapters / "ar" / "final")
     assert torch.allclose(alone.generate(TEXT, audio_prompt_path=reference_wav, seed=1, max_new_tokens=30), ar,
                           atol=1e-5)
-    assert mx.shape != ar.shape or not torch.allclose(mx, ar, atol=1e-3)  # different adapters, different speech
+    from chatterbox_latam.merge import probe_outputs
+
+    logits = {}
+    for accent in ("mx", "ar"):  # different adapters, different predictions (3 steps apart: sampled audio may agree)
+        model._use_adapter(accent)
+        logits[accent] = probe_outputs(model.tts)["t3"]
+    assert not torch.allclose(logits["mx"], logits["ar"], atol=1e-4) and mx.shape[1] > 0
     with pytest.raises(ValueError, match=r"adapters for \['ar', 'mx'\]"):
         model.generate(TEXT, audio_prompt_path=reference_wav, accent="co")
 

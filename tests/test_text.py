@@ -39,3 +39,36 @@ def test_soles_symbol_and_euro():
 def test_text_for_model_applies_upstream_punctuation_cleanup():
     # upstream punc_norm: capitalises and turns ':' into ','; our normaliser already spelled out the time
     assert text_for_model("a las 9:15: llegamos") == "A las nueve y quince, llegamos."
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Son $2.345.678,90 MXN.", "Son dos millones trescientos cuarenta y cinco mil seiscientos setenta y ocho pesos "
+                                   "con noventa centavos."),
+        ("Cuesta 500 USD o 20.000 COP.", "Cuesta quinientos dólares o veinte mil pesos."),
+        ("Son $120 USD, no 120 ARS ni 120 CLP.", "Son ciento veinte dólares, no ciento veinte pesos ni ciento veinte "
+                                                 "pesos."),
+        ("Pagué 35,50 PEN.", "Pagué treinta y cinco soles con cincuenta céntimos."),
+    ],
+)
+def test_iso_currency_codes_after_amounts_are_spoken(raw, expected):
+    assert normalize_spanish(raw, accent="mx") == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Llama al 55 1234 5678.", "Llama al cincuenta y cinco, doce treinta y cuatro, cincuenta y seis setenta y ocho."),
+        ("Mi número: +52 (55) 1234-5678.", "Mi número: más cincuenta y dos, cincuenta y cinco, doce treinta y cuatro, "
+                                           "cincuenta y seis setenta y ocho."),
+        ("Tel. 011 4567-8901", "teléfono cero once, cuarenta y cinco sesenta y siete, ochenta y nueve cero uno"),
+        ("Escríbeme al whatsapp 5512345678.", "Escríbeme al whatsapp cincuenta y cinco doce treinta y cuatro "
+                                              "cincuenta y seis setenta y ocho."),
+        # not phone numbers: a date, a range of years, an amount
+        ("El 15-03-2024 llegó.", "El quince de marzo de dos mil veinticuatro llegó."),
+        ("Hay 1.500.000 habitantes.", "Hay un millón quinientos mil habitantes."),
+    ],
+)
+def test_phone_numbers_are_read_as_digit_groups(raw, expected):
+    assert normalize_spanish(raw, accent="mx") == expected

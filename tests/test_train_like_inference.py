@@ -25,7 +25,8 @@ def t3():
 def _row(t3, seed: int, text_len: int, speech_len: int, prompt_len: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(256, generator=g)
-    return {"id": f"clip{seed}", "speaker_id": "s", "text_tokens": torch.randint(1, 600, (text_len,), generator=g).tolist(),
+    return {"id": f"clip{seed}", "speaker_id": "s",
+            "text_tokens": torch.randint(1, 600, (text_len,), generator=g).tolist(),
             "speech_tokens": torch.randint(0, 6561, (speech_len,), generator=g).tolist(),
             "prompt_speech_tokens": torch.randint(0, 6561, (prompt_len,), generator=g).tolist(),
             "prompt_speaker_emb": (emb / emb.norm()).tolist()}

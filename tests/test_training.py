@@ -75,8 +75,10 @@ def test_tiny_model_learns_and_only_adapter_weights_change(prepared, tiny_checkp
 
 
 def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_checkpoint, tmp_path, caplog):
-    common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "2", "--train_s3gen", "true",
-              "--save_total_limit", "10"]
+    """Resumed from step 2 of 6, with an epoch boundary after step 5 (38 training rows, batches of 8): each row's
+    prompt and unconditional draw per epoch come out the same, so the adapters are bitwise those of a straight run."""
+    common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "8", "--train_s3gen", "true",
+              "--save_total_limit", "10", "--uncond_fraction", "0.3"]
     straight = tmp_path / "straight"
     run_finetune(_recipe(prepared, tiny_checkpoint, straight, *common))
 
@@ -97,6 +99,12 @@ def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_
         assert torch.equal(a[key], b[key]), f"{key} differs after resume"
     early = _adapter(straight / "checkpoint-2")
     assert all(not torch.equal(early[k], a[k]) for k in a if "lora_B" in k)  # training moved every LoRA B
+    state = json.loads((straight / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["epoch"] > 1.0  # the run crossed an epoch: the prompts were drawn again
+    # the adapter records how its text and clips were prepared: inference treats them the same way
+    metadata = json.loads((straight / "final" / "adapter.json").read_text())
+    assert metadata["normalize_text"] is True and metadata["left_out_of_training"] == 0
+    assert metadata["reference_cleaning"] == {"trim_silence": True, "trim_top_db": 40.0, "target_loudness": -23.0}
 
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         find_resume_checkpoint(resumed, str(tmp_path))

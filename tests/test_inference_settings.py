@@ -1,0 +1,176 @@
+"""Inference reads what training taught, and decodes each base as upstream does: the token budget comes from the
+spelled-out text, references are cleaned like training clips, the alignment heuristics can be switched per call
+and follow the base (v2 on; v3 and the packs off), v3 decoding is upstream main's, the precision guard judges a
+real Spanish sentence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from chatterbox_latam.fast_t3 import fast_decode
+from chatterbox_latam.inference import SAMPLES_PER_TOKEN, ChatterboxLatamTTS, default_max_new_tokens
+from chatterbox_latam.modeling import GENERATIONS, build_t3, load_chatterbox
+from chatterbox_latam.text import text_for_model
+
+MONEY = "Son $2.345.678,90 MXN."
+
+
+def _reference(corpus) -> Path:
+    return sorted((corpus / "audio").rglob("*.wav"))[0]
+
+
+def test_token_budget_comes_from_the_text_the_model_reads(tiny_checkpoint, corpus):
+    """22 characters as written, ~100 spelled out: the untrained tiny model (it never stops by itself) runs to a
+    budget long enough for the spelled-out sentence, not one cut from the raw text."""
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    spoken = text_for_model(MONEY)
+    assert "MXN" not in spoken and "$" not in spoken and len(spoken) > 4 * len(MONEY)
+    assert model.token_budget(MONEY) == default_max_new_tokens(spoken) > 2 * default_max_new_tokens(MONEY)
+    wav = model.generate(MONEY, _reference(corpus), seed=0)
+    # an untrained T3 draws some special tokens S3Gen drops; the rest is far past the raw text's budget
+    assert wav.shape[1] > 1.5 * default_max_new_tokens(MONEY) * SAMPLES_PER_TOKEN
+
+
+def test_reference_is_cleaned_as_training_clips_were(tiny_checkpoint, corpus, tmp_path):
+    """A reference with a second of silence in front and 20 dB too quiet gives the voice its cleaned clip gives
+    (trimmed, loudness-normalised as in preparation), through upstream's own prepare_conditionals."""
+    from chatterbox_latam.audio import CleaningConfig, clean_audio, decode_audio
+
+    samples, rate = sf.read(_reference(corpus), dtype="float32")
+    raw = tmp_path / "raw.wav"
+    sf.write(raw, np.concatenate([np.zeros(rate, dtype=np.float32), 0.1 * samples]), rate, subtype="FLOAT")
+    cleaning = {"trim_silence": True, "trim_top_db": 40.0, "target_loudness": -23.0}
+    model = ChatterboxLatamTTS(load_chatterbox(tiny_checkpoint), reference_cleaning=cleaning)
+    cleaned = tmp_path / "cleaned.wav"
+    sf.write(cleaned, clean_audio(*decode_audio(raw), CleaningConfig(**cleaning)), 24_000, subtype="FLOAT")
+    tts = load_chatterbox(tiny_checkpoint)
+    tts.prepare_conditionals(str(cleaned))
+    voice = model.voice(raw)
+    assert torch.allclose(voice.gen["prompt_feat"], tts.conds.gen["prompt_feat"], atol=1e-4)
+    assert torch.equal(voice.t3.cond_prompt_speech_tokens, tts.conds.t3.cond_prompt_speech_tokens)
+    assert torch.allclose(voice.t3.speaker_emb, tts.conds.t3.speaker_emb, atol=1e-5)
+    tts.prepare_conditionals(str(raw))  # as upstream takes it: another voice
+    assert voice.gen["prompt_feat"].shape != tts.conds.gen["prompt_feat"].shape
+    with pytest.raises(ValueError, match="no usable speech"):
+        silent = tmp_path / "silent.wav"
+        sf.write(silent, np.zeros(rate, dtype=np.float32), rate)
+        model.voice(silent)
+
+
+def test_normalize_text_false_is_honoured_at_inference(tiny_checkpoint):
+    model = ChatterboxLatamTTS(load_chatterbox(tiny_checkpoint), normalize_text=False)
+    assert model.model_text("Son 5 pesos") == "Son 5 pesos."
+    assert ChatterboxLatamTTS(load_chatterbox(tiny_checkpoint)).model_text("Son 5 pesos") == "Son cinco pesos."
+
+
+# Enough layers for upstream's alignment heuristics (they watch heads of layers 9, 12 and 13), small MLPs.
+ALIGNED = {"num_hidden_layers": 14, "intermediate_size": 256}
+
+
+@pytest.fixture(scope="module")
+def aligned_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint with a 14-layer multilingual T3, as `ResembleAI/chatterbox` with v2 and v3 files."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("aligned") / "base"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["t3"] = {"llama": ALIGNED}
+    config.pop("layout")
+    (folder / "config.json").write_text(json.dumps(config))
+    for seed, name in ((0, "t3_mtl23ls_v2.safetensors"), (1, "t3_mtl23ls_v3.safetensors")):
+        torch.manual_seed(seed)
+        save_file({k: v.contiguous() for k, v in build_t3(config).state_dict().items()}, str(folder / name))
+    return folder
+
+
+def _likely_stop(model: ChatterboxLatamTTS):
+    with torch.no_grad():
+        model.tts.t3.speech_head.weight[model.tts.t3.hp.stop_speech_token] *= 8
+
+
+def test_alignment_heuristics_follow_the_base_and_can_be_switched_per_call(aligned_checkpoint, corpus):
+    v2 = ChatterboxLatamTTS.from_pretrained(aligned_checkpoint)
+    v3 = ChatterboxLatamTTS.from_pretrained(aligned_checkpoint, t3_model="v3")
+    assert v2.generation.name == "v2" and v3.generation.name == "v3"
+    assert not torch.equal(v2.tts.t3.speech_head.weight, v3.tts.t3.speech_head.weight)  # the v3 file was loaded
+    assert v2.runs_alignment() and not v2.runs_alignment(False)
+    assert not v3.runs_alignment() and v3.runs_alignment(True)
+    # with a likely stop token the heuristics hold it back until the text is read: the switch reaches decoding
+    _likely_stop(v2)
+    reference = _reference(corpus)
+    with_heuristics = v2.generate("Hola, buenos días.", reference, seed=0, max_new_tokens=60)
+    without = v2.generate("Hola, buenos días.", reference, seed=0, max_new_tokens=60, alignment=False)
+    assert with_heuristics.shape[1] > without.shape[1]
+    v2.alignment = False  # the model-wide setting (generate.py --alignment, the Space's ALIGNMENT)
+    assert v2.generate("Hola, buenos días.", reference, seed=0, max_new_tokens=60).shape == without.shape
+
+
+def test_v3_decodes_as_upstream_main(aligned_checkpoint):
+    """v3: repetition penalty 1.2 and no alignment heuristics, token for token upstream's loop as upstream main
+    runs it (0.1.7's `T3.inference` with its analyzer off, which is all main changed in the loop)."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    from chatterbox_latam.check_real import upstream_main_inference
+
+    model = ChatterboxLatamTTS.from_pretrained(aligned_checkpoint, t3_model="v3")
+    t3 = model.tts.t3
+    settings = model._settings(0.5, 0.8, None, 0.05, 1.0)
+    assert settings.repetition_penalty == 1.2
+    text = model._text_tokens("Hola, ¿cómo estás?", None, t3)
+    g = torch.Generator().manual_seed(0)
+    emb, prompt = torch.randn(1, 256, generator=g), torch.randint(0, 6561, (1, 150), generator=g)
+
+    def cond():
+        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt,
+                      emotion_adv=0.5 * torch.ones(1, 1, 1))
+
+    for seed in range(2):
+        torch.manual_seed(seed)
+        ours = fast_decode(t3, cond(), text, 40, settings, alignment=model._alignment(None))
+        torch.manual_seed(seed)
+        upstream = upstream_main_inference(t3, cond(), text, 40, repetition_penalty=1.2)
+        assert torch.equal(ours, upstream), seed
+
+
+def test_v3_drops_the_last_tokens_audio_whole_and_streamed(tiny_checkpoint, corpus):
+    reference = _reference(corpus)
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    fixed = {"seed": 0, "max_new_tokens": 30, "repetition_penalty": 2.0, "alignment": False}
+    v2 = model.generate("Hola.", reference, **fixed)
+    model.generation = GENERATIONS["v3"]
+    v3 = model.generate("Hola.", reference, **fixed)
+    assert v3.shape[1] == v2.shape[1] - SAMPLES_PER_TOKEN
+    streamed = list(model.stream("Hola.", reference, chunk_tokens=12, **fixed))
+    assert len(streamed) > 1 and sum(map(len, streamed)) == v3.shape[1]
+
+
+def test_auto_precision_guard_judges_a_spanish_sentence_over_64_steps(tiny_checkpoint):
+    from chatterbox_latam.inference import GUARD_STEPS, GUARD_TEXT
+
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="auto")
+    assert GUARD_STEPS >= 64 and model._guard["text"] == text_for_model(GUARD_TEXT)
+    assert "$" not in model._guard["text"] and "quince de marzo" in model._guard["text"]
+    assert [r.steps for r in model.mode_reports] == [GUARD_STEPS] * len(model.mode_reports)
+    assert model.mode in {r.mode for r in model.mode_reports if r.holds_up}
+
+
+def test_adapter_records_how_its_data_was_prepared(tmp_path):
+    """`normalize_text: false` at preparation reaches the adapter's metadata (and from there `from_pretrained`)."""
+    from chatterbox_latam.config import RECIPE_SECTIONS
+    from chatterbox_latam.finetune import Recipe, preparation_settings
+    from chatterbox_latam.recipe import parse_recipe
+
+    (tmp_path / "settings.json").write_text(json.dumps({"normalize_text": False, "trim_silence": False,
+                                                        "trim_top_db": 30.0, "target_loudness": None}))
+    recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, ["--prepared_dir", str(tmp_path)]))
+    assert preparation_settings(recipe) == {
+        "normalize_text": False,
+        "reference_cleaning": {"trim_silence": False, "trim_top_db": 30.0, "target_loudness": None}}
