@@ -134,8 +134,9 @@ class ChatterboxLatamTTS:
         self.reference_cleaning = reference_cleaning
         """The cleaning the training clips went through (trim, loudness), applied to every reference before the
         voice is taken from it; None (a base model) leaves references as upstream takes them."""
-        self._guard: dict[str, Any] = {}
         self.adapted_attention = adapted_attention
+        """For a merged model: whether its T3 attention was adapted (config.json says; `alignment_matters`)."""
+        self._guard: dict[str, Any] = {}  # what the `auto` precision guard measured on (text, steps)
         self._voices: dict[tuple, Any] = {}
         self._fast: dict[tuple, Any] = {}
         self._flows: dict[tuple, Any] = {}
