@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +101,8 @@ LAYOUTS = {
         tokenizer="grapheme_mtl_merged_expanded_v1.json",
         conds="conds.safetensors",
     ),
-    "merged-v3": CheckpointLayout(
-        name="merged-v3",
-        ve="ve.safetensors",
-        t3="t3_mtl23ls_v3.safetensors",
-        s3gen="s3gen.safetensors",
-        tokenizer="grapheme_mtl_merged_expanded_v1.json",
-        conds="conds.safetensors",
-        generation="v3",
-    ),
 }
+LAYOUTS["merged-v3"] = replace(LAYOUTS["merged"], name="merged-v3", t3=LAYOUTS["multilingual-v3"].t3, generation="v3")
 REPO_LAYOUTS = {
     "resembleai/chatterbox": "multilingual",
     "resembleai/chatterbox-multilingual-es-mx-latam": "es-mx-latam",
