@@ -187,15 +187,18 @@ def speak_clips(model, folder: Path, texts: list[str] = CLIP_TEXTS, seed: int = 
     """Clips of the base speaking `texts` in its default voice, written in the seed layout (one speaker)."""
     import soundfile as sf
 
+    import csv
+
     audio = folder / "audio" / "base_voice"
     audio.mkdir(parents=True, exist_ok=True)
-    lines = ["audio_path,transcript,speaker_id"]
+    rows = [("audio_path", "transcript", "speaker_id")]
     for i, text in enumerate(texts):
         wav = model.generate(text, seed=seed + i)
         path = audio / f"clip_{i:03d}.wav"
         sf.write(path, wav.squeeze(0).numpy(), model.sr)
-        lines.append(f'{path.relative_to(folder)},"{text}",base_voice')
-    (folder / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        rows.append((path.relative_to(folder).as_posix(), text, "base_voice"))
+    with open(folder / "metadata.csv", "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
     return folder
 
 
@@ -236,7 +239,7 @@ def run_checks(base: str, t3_model: str | None, workdir: Path, data: str | None 
     spoke = bool(torch.isfinite(wav).all()) and seconds > 0.5
     results.append(CheckResult(
         "training, merge, synthesis", spoke,
-        f"{steps} LoRA steps (speech loss {trained.first_speech_loss} -> {trained.last_speech_loss}), merged "
+        f"{steps} LoRA steps (speech loss {trained.first_speech_loss:.3f} -> {trained.last_speech_loss:.3f}), merged "
         f"(max relative difference {max(merged.check.values()):.1e}), spoke {seconds:.1f} s",
         {"first_speech_loss": trained.first_speech_loss, "last_speech_loss": trained.last_speech_loss,
          "merge_difference": max(merged.check.values()), "seconds": round(seconds, 2)}))
