@@ -65,19 +65,17 @@ class CheckResult:
 
 def hub_unreachable(timeout: float = 10.0, environ: dict[str, str] | None = None) -> str | None:
     """Why the Hub cannot be used from here (with `environ`'s settings, default this process's), or None when it
-    answers."""
-    import requests
+    answers: the Hub client's own request for `ResembleAI/chatterbox`'s metadata."""
+    from huggingface_hub import HfApi
 
     environ = os.environ if environ is None else environ
     if environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return "HF_HUB_OFFLINE is set"
     endpoint = environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     try:
-        response = requests.get(f"{endpoint}/api/models/ResembleAI/chatterbox", timeout=timeout)
-    except requests.RequestException as error:
-        return f"{endpoint} cannot be reached ({type(error).__name__})"
-    if response.status_code != 200:
-        return f"{endpoint} answers {response.status_code} for ResembleAI/chatterbox"
+        HfApi(endpoint=endpoint, token=environ.get("HF_TOKEN") or False).model_info(BASES["v2"][0], timeout=timeout)
+    except Exception as error:  # noqa: BLE001 - any failure to get an answer is the reason to report
+        return f"{endpoint} cannot be reached or does not serve {BASES['v2'][0]} ({type(error).__name__})"
     return None
 
 

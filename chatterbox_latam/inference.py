@@ -136,7 +136,8 @@ class ChatterboxLatamTTS:
         voice is taken from it; None (a base model) leaves references as upstream takes them."""
         self.adapted_attention = adapted_attention
         """For a merged model: whether its T3 attention was adapted (config.json says; `alignment_matters`)."""
-        self._guard: dict[str, Any] = {}  # what the `auto` precision guard measured on (text, steps)
+        self.mode_guard: dict[str, Any] = {}
+        """What the `auto` precision guard judged on: the text T3 read and the steps (empty unless mode='auto')."""
         self._voices: dict[tuple, Any] = {}
         self._fast: dict[tuple, Any] = {}
         self._flows: dict[tuple, Any] = {}
@@ -173,7 +174,7 @@ class ChatterboxLatamTTS:
         t3 = self.tts.t3
         cond = self.tts.conds.t3 if self.tts.conds is not None else probe_inputs(t3)["t3_cond"]
         text = self._text_tokens(GUARD_TEXT, self.accent, t3)
-        self._guard = {"text": self.model_text(GUARD_TEXT, self.accent), "steps": GUARD_STEPS}
+        self.mode_guard = {"text": self.model_text(GUARD_TEXT, self.accent), "steps": GUARD_STEPS}
         return choose_mode(t3, cond, text, tokens=GUARD_STEPS)
 
     def _t3(self, adapter: str | None):
@@ -614,19 +615,28 @@ def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray,
     `(samples, sample_rate)`, taken by upstream's own `prepare_conditionals` after the reference went through
     `cleaning` (the fields of `audio.CleaningConfig` the training clips were cleaned with: trim, loudness; None:
     as it is). The model's default voice is left as it was."""
+    default = tts.conds
+    with _reference_file(reference, cleaning) as path:
+        try:  # upstream stores the result on the model; keep the default voice as it was
+            tts.prepare_conditionals(str(path), exaggeration=exaggeration)
+            return tts.conds
+        finally:
+            tts.conds = default
+
+
+@contextlib.contextmanager
+def _reference_file(reference: str | os.PathLike | tuple[np.ndarray, int], cleaning: dict[str, Any] | None):
+    """A file upstream's `prepare_conditionals` can read: the reference itself when there is nothing to do, else the
+    samples (cleaned with `cleaning`) in a temporary WAV removed afterwards."""
     import tempfile
 
     import soundfile as sf
 
     from .audio import CleaningConfig, Rejected, clean_audio, decode_audio
 
-    default = tts.conds
     if cleaning is None and not isinstance(reference, tuple):
-        try:  # upstream stores the result on the model; keep the default voice as it was
-            tts.prepare_conditionals(str(reference), exaggeration=exaggeration)
-            return tts.conds
-        finally:
-            tts.conds = default
+        yield reference
+        return
     if isinstance(reference, tuple):
         samples, rate = np.asarray(reference[0], dtype=np.float32), int(reference[1])
     else:
@@ -647,11 +657,7 @@ def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray,
     with tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
         path = Path(tmp) / "reference.wav"
         sf.write(path, samples.T if samples.ndim == 2 else samples, rate, subtype="FLOAT")
-        try:  # upstream stores the result on the model; keep the default voice as it was
-            tts.prepare_conditionals(str(path), exaggeration=exaggeration)
-            return tts.conds
-        finally:
-            tts.conds = default
+        yield path
 
 
 @torch.inference_mode()  # the cached watermarker's tensors are inference tensors: never run it under autograd

@@ -108,7 +108,6 @@ REPO_LAYOUTS = {
     "resembleai/chatterbox-multilingual-es-mx-latam": "es-mx-latam",
     "resembleai/chatterbox-multilingual-es-es": "es-es",
 }
-PACKS = tuple(name for name, layout in LAYOUTS.items() if layout.support_repo)
 MERGED_LAYOUTS = {"v2": "merged", "v3": "merged-v3"}
 # Buffers S3Gen computes at construction (its S3 tokenizer's mel filters and window) that newer S3Gen versions no
 # longer save: the packs' s3gen_v3.pt lacks them. Loading accepts exactly these as missing.
@@ -384,12 +383,8 @@ def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
     `COMPUTED_S3GEN_BUFFERS`: a file saved by a newer S3Gen (the packs' s3gen_v3.pt) does not hold them, and the
     ones S3Gen computed at construction are what upstream uses."""
     s3gen = build_s3gen(checkpoint.config)
-    load_s3gen_state(s3gen, _load_state(checkpoint.paths["s3gen"]), checkpoint.paths["s3gen"])
-    return s3gen.to(device).eval()
-
-
-def load_s3gen_state(s3gen, state: dict[str, torch.Tensor], source: Any = "the state dict") -> None:
-    result = s3gen.load_state_dict(state, strict=False)
+    source = checkpoint.paths["s3gen"]
+    result = s3gen.load_state_dict(_load_state(source), strict=False)
     missing = set(result.missing_keys) - COMPUTED_S3GEN_BUFFERS
     if missing or result.unexpected_keys:
         raise RuntimeError(
@@ -397,6 +392,7 @@ def load_s3gen_state(s3gen, state: dict[str, torch.Tensor], source: Any = "the s
             f"unexpected {sorted(result.unexpected_keys)[:8]}. Only {sorted(COMPUTED_S3GEN_BUFFERS)} may be missing "
             "(buffers S3Gen computes itself); is this an S3Gen checkpoint of the same size?"
         )
+    return s3gen.to(device).eval()
 
 
 def load_text_tokenizer(checkpoint: Checkpoint):

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .audio import CleaningConfig, Rejected, clean_audio, decode_audio, encode_flac
 from .config import DataConfig, ModelConfig
-from .features import FeatureExtractor, length_batches, load_features, save_atomic
+from .features import TOKENS_PER_SECOND, FeatureExtractor, length_batches, load_features, save_atomic
 from .fileio import write_atomic
 from .modeling import Checkpoint, load_text_tokenizer, resolve_checkpoint
 from .sources import SourceRow, detect_format, iter_rows
@@ -59,7 +59,6 @@ SUMMARY_NAME = "summary.json"
 SETTINGS_NAME = "settings.json"
 FEATURES_VERSION = 2  # bump when what features.py computes changes
 PROMPT_SOURCES = ("other", "tail", "none")
-TOKENS_PER_SECOND = 25
 
 
 @dataclass
@@ -209,14 +208,17 @@ class Preparer:
     def feature_path(self, clip_id: str) -> Path:
         return self.feature_dir / clip_id[:2] / f"{clip_id}.safetensors"
 
+    @functools.cached_property
+    def extractor(self) -> FeatureExtractor:
+        """The base's encoders, loaded once per run and only when some feature is not in the cache yet."""
+        return FeatureExtractor(self.checkpoint, device=self.config.device, with_s3gen=self.model_config.train_s3gen,
+                                max_prompt_seconds=self.config.max_prompt_seconds)
+
     def extract_features(self, clips: list[Clip]) -> None:
         todo = [clip for clip in clips if not self.feature_path(clip.id).exists()]
         if not todo:
             return
-        extractor = FeatureExtractor(
-            self.checkpoint, device=self.config.device, with_s3gen=self.model_config.train_s3gen,
-            max_prompt_seconds=self.config.max_prompt_seconds,
-        )
+        extractor = self.extractor
         batches = length_batches([c.duration for c in todo], self.config.feature_batch_seconds)
         with tqdm(total=len(todo), desc="features", unit="clip", disable=not self.progress) as bar:
             for batch in batches:
@@ -259,12 +261,16 @@ class Preparer:
         todo = [c for c in clips if prompts[c.id].source == "tail" and not self.tail_path(prompts[c.id]).exists()]
         if not todo:
             return
-        extractor = FeatureExtractor(self.checkpoint, device=self.config.device, with_s3gen=False,
-                                     max_prompt_seconds=self.config.max_prompt_seconds)
-        for clip in tqdm(todo, desc="own-clip prompts", unit="clip", disable=not self.progress):
-            wav, rate = sf.read(clip.clean_path, dtype="float32")
-            tail = wav[len(wav) - int(prompts[clip.id].tail_seconds * rate):]
-            save_atomic(extractor.reference_features([tail])[0], self.tail_path(prompts[clip.id]))
+        seconds = [prompts[c.id].tail_seconds for c in todo]
+        with tqdm(total=len(todo), desc="own-clip prompts", unit="clip", disable=not self.progress) as bar:
+            for batch in length_batches(seconds, self.config.feature_batch_seconds):
+                tails = []
+                for i in batch:
+                    wav, rate = sf.read(todo[i].clean_path, dtype="float32")
+                    tails.append(wav[len(wav) - int(seconds[i] * rate):])
+                for i, features in zip(batch, self.extractor.reference_features(tails)):
+                    save_atomic(features, self.tail_path(prompts[todo[i].id]))
+                bar.update(len(batch))
 
     def split(self, clips: list[Clip]) -> dict[str, list[Clip]]:
         rng = random.Random(self.config.split_seed)
@@ -400,6 +406,7 @@ class Preparer:
         splits = self.split(clips)
         prompts = self.assign_prompts(splits)
         self.extract_tail_prompts(clips, prompts)
+        self.__dict__.pop("extractor", None)  # the encoders are not needed to write the dataset
         dataset_dir = self.write_dataset(splits, prompts)
         summary = self.write_report(splits, prompts)
         return PrepareResult(dataset_dir=dataset_dir, summary=summary)

@@ -114,8 +114,6 @@ def _phone(match: re.Match, before: str) -> str | None:
         return None  # a date (15-03-2024)
     if total < 7 or not (country or area or hyphenated or spaced or _PHONE_CONTEXT.search(before)):
         return None
-    if len(parts) == 1 and len(digits) > 4:  # one run of digits: read in pairs
-        parts = [digits]
     words = []
     if country:
         words.append("más " + _cardinal(int(country.strip(" -+"))))
@@ -123,16 +121,6 @@ def _phone(match: re.Match, before: str) -> str | None:
         words.append(_digit_group(area))
     words += [_digit_group(part) for part in parts]
     return ", ".join(words)
-
-
-def _phones(text: str) -> str:
-    out, last = [], 0
-    for match in _PHONE.finditer(text):
-        spoken = _phone(match, text[max(0, match.start() - 24): match.start()])
-        if spoken is not None:
-            out += [text[last: match.start()], spoken]
-            last = match.end()
-    return "".join(out) + text[last:]
 
 
 def _apocope(words: str) -> str:
@@ -165,7 +153,7 @@ def normalize_spanish(text: str, accent: str | None = None, currency: str | None
         text = re.sub(pattern + r"(?!\w)", expansion, text)
     text = re.sub(r"\b(?:N\.?º|Nº|No\.)\s*(?=\d)", "número ", text)
     # Phone numbers before dates, times and amounts read their digits ("55 1234-5678" is no date or sum).
-    text = _phones(text)
+    text = _PHONE.sub(lambda m: _phone(m, m.string[max(0, m.start() - 24): m.start()]) or m.group(0), text)
 
     # Dates: 15/03/2024, 1-5-99 -> "quince de marzo de dos mil veinticuatro".
     def date(match: re.Match) -> str:

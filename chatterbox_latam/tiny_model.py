@@ -80,14 +80,14 @@ TINY_LAYOUTS = ("multilingual", "multilingual-v3", "es-mx-latam", "es-es")
 
 
 def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: bool = False,
-                          full_size: bool = False, layout: str = "multilingual", support_files: bool = False) -> Path:
+                          full_size: bool = False, layout: str = "multilingual") -> Path:
     """Writes the tiny checkpoint to `output_dir` and returns it; an existing complete one is reused.
 
     `layout` follows the Hub repos: 'multilingual' is `ResembleAI/chatterbox` as 0.1.7 reads it (v2 T3);
     'multilingual-v3' the same repo since upstream main added the v3 T3 beside v2 (both files; `t3_model` picks);
     'es-mx-latam' / 'es-es' a Single Language Pack: its T3 under the pack's name and an `s3gen_v3.pt` without the
     two computed buffers the pack's file lacks. A pack takes its VE, tokenizer and default voice from
-    `ResembleAI/chatterbox`, as the real packs do; `support_files` puts them in the folder instead.
+    `ResembleAI/chatterbox`, as the real packs do.
 
     `full_size` builds upstream's sizes instead (T3 30 layers, the whole S3Gen; ~3 GB, random weights): what
     speed measurements and the upstream-compatibility checks need. Its config.json records no reduced sizes, so
@@ -120,7 +120,7 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
     pack = spec.support_repo is not None
     with staged_directory(output_dir) as staging:
         torch.manual_seed(seed)
-        if not pack or support_files:
+        if not pack:
             (staging / spec.tokenizer).write_text(build_grapheme_tokenizer_json(), encoding="utf-8")
             torch.save(VoiceEncoder().state_dict(), staging / spec.ve)
         t3_files = [LAYOUTS["multilingual"].t3, spec.t3] if layout == "multilingual-v3" else [spec.t3]
@@ -146,11 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full_size", action="store_true", help="Upstream's sizes (~3 GB) instead of the tiny ones.")
     parser.add_argument("--layout", default="multilingual", choices=TINY_LAYOUTS,
                         help="Which Hub repo's file layout to write (a language pack, or the base with v2 and v3).")
-    parser.add_argument("--support_files", action="store_true",
-                        help="A pack with the VE, tokenizer it otherwise takes from ResembleAI/chatterbox.")
     args = parser.parse_args(argv)
     path = build_tiny_checkpoint(args.output_dir, seed=args.seed, force=args.force, full_size=args.full_size,
-                                 layout=args.layout, support_files=args.support_files)
+                                 layout=args.layout)
     print(f"tiny checkpoint: {path}")
 
 

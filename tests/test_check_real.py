@@ -61,6 +61,17 @@ def test_offline_it_stops_at_once_and_says_where_to_run_it():
     assert "HF_HUB_OFFLINE" in result.stderr and "make check-real BASE=es-mx-latam" in result.stderr
 
 
+def test_hub_check_asks_the_hub_for_the_base(hub):
+    """The reachability check is the Hub client's own request: a Hub that serves `ResembleAI/chatterbox` passes,
+    one that cannot be reached is named with the reason."""
+    from huggingface_hub import HfApi
+
+    HfApi().create_repo("ResembleAI/chatterbox", exist_ok=True)
+    assert hub_unreachable(timeout=5, environ={"HF_ENDPOINT": hub.url}) is None
+    reason = hub_unreachable(timeout=5, environ={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert reason and "http://127.0.0.1:9 cannot be reached" in reason
+
+
 @pytest.mark.real_weights
 @pytest.mark.parametrize("base", sorted(BASES))
 def test_real_weights(base, tmp_path):

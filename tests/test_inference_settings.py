@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from chatterbox_latam.fast_t3 import fast_decode
 from chatterbox_latam.inference import SAMPLES_PER_TOKEN, ChatterboxLatamTTS, default_max_new_tokens
 from chatterbox_latam.modeling import GENERATIONS, build_t3, load_chatterbox
 from chatterbox_latam.text import text_for_model
@@ -113,30 +112,25 @@ def test_alignment_heuristics_follow_the_base_and_can_be_switched_per_call(align
     assert v2.generate("Hola, buenos días.", reference, seed=0, max_new_tokens=60).shape == without.shape
 
 
-def test_v3_decodes_as_upstream_main(aligned_checkpoint):
-    """v3: repetition penalty 1.2 and no alignment heuristics, token for token upstream's loop as upstream main
-    runs it (0.1.7's `T3.inference` with its analyzer off, which is all main changed in the loop)."""
+def test_v3_decodes_as_upstream_main(aligned_checkpoint, corpus):
+    """v3 by default: repetition penalty 1.2 and no alignment heuristics, token for token upstream's loop as upstream
+    main runs it (0.1.7's `T3.inference` with its analyzer off, which is all main changed in the loop)."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
     from chatterbox_latam.check_real import upstream_main_inference
 
     model = ChatterboxLatamTTS.from_pretrained(aligned_checkpoint, t3_model="v3")
-    t3 = model.tts.t3
-    settings = model._settings(0.5, 0.8, None, 0.05, 1.0)
-    assert settings.repetition_penalty == 1.2
-    text = model._text_tokens("Hola, ¿cómo estás?", None, t3)
-    g = torch.Generator().manual_seed(0)
-    emb, prompt = torch.randn(1, 256, generator=g), torch.randint(0, 6561, (1, 150), generator=g)
-
-    def cond():
-        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt,
-                      emotion_adv=0.5 * torch.ones(1, 1, 1))
-
+    reference, text = _reference(corpus), "Hola, ¿cómo estás?"
+    voice = model.voice(reference).t3
+    ids = model.tts.tokenizer.text_to_tokens(model.model_text(text), language_id="es")
+    ids = torch.nn.functional.pad(torch.nn.functional.pad(ids, (1, 0), value=model.tts.t3.hp.start_text_token),
+                                  (0, 1), value=model.tts.t3.hp.stop_text_token)
     for seed in range(2):
+        ours = model.tokens(text, reference, seed=seed, max_new_tokens=40)
         torch.manual_seed(seed)
-        ours = fast_decode(t3, cond(), text, 40, settings, alignment=model._alignment(None))
-        torch.manual_seed(seed)
-        upstream = upstream_main_inference(t3, cond(), text, 40, repetition_penalty=1.2)
+        cond = T3Cond(speaker_emb=voice.speaker_emb, cond_prompt_speech_tokens=voice.cond_prompt_speech_tokens,
+                      emotion_adv=voice.emotion_adv)  # upstream caches the prompt embedding on the object it gets
+        upstream = upstream_main_inference(model.tts.t3, cond, ids, 40, repetition_penalty=1.2)
         assert torch.equal(ours, upstream), seed
 
 
@@ -156,8 +150,8 @@ def test_auto_precision_guard_judges_a_spanish_sentence_over_64_steps(tiny_check
     from chatterbox_latam.inference import GUARD_STEPS, GUARD_TEXT
 
     model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="auto")
-    assert GUARD_STEPS >= 64 and model._guard["text"] == text_for_model(GUARD_TEXT)
-    assert "$" not in model._guard["text"] and "quince de marzo" in model._guard["text"]
+    assert GUARD_STEPS >= 64 and model.mode_guard["text"] == text_for_model(GUARD_TEXT)
+    assert "$" not in model.mode_guard["text"] and "quince de marzo" in model.mode_guard["text"]
     assert [r.steps for r in model.mode_reports] == [GUARD_STEPS] * len(model.mode_reports)
     assert model.mode in {r.mode for r in model.mode_reports if r.holds_up}
 

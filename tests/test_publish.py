@@ -110,22 +110,22 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
     alone = ChatterboxLatamTTS.from_pretrained(accent_adapters / "ar" / "final")
     assert torch.allclose(alone.generate(TEXT, audio_prompt_path=reference_wav, seed=1, max_new_tokens=30), ar,
                           atol=1e-5)
-    from chatterbox_latam.merge import probe_outputs
-
-    logits = {}
-    for accent in ("mx", "ar"):  # different adapters, different predictions (3 steps apart: sampled audio may agree)
-        model._use_adapter(accent)
-        logits[accent] = probe_outputs(model.tts)["t3"]
-    assert not torch.allclose(logits["mx"], logits["ar"], atol=1e-4) and mx.shape[1] > 0
+    assert mx.shape[1] > 0 and ar.shape[1] > 0
     with pytest.raises(ValueError, match=r"adapters for \['ar', 'mx'\]"):
         model.generate(TEXT, audio_prompt_path=reference_wav, accent="co")
 
     run = _run("merge.py", "--adapter", f"mx={accent_adapters / 'mx' / 'final'}",
                "--adapter", f"ar={accent_adapters / 'ar' / 'final'}", "--output_dir", str(tmp_path / "merged"))
     assert run.returncode == 0, run.stderr[-3000:]
+    from chatterbox_latam.merge import probe_outputs
+
+    logits = {}
     for accent in ("mx", "ar"):
         merged = ChatterboxLatamTTS.from_pretrained(tmp_path / "merged" / accent)
         assert merged.accent == accent
+        logits[accent] = probe_outputs(merged.tts)["t3"]
+    # different adapters, different predictions (3 steps apart, sampled audio may still agree)
+    assert not torch.allclose(logits["mx"], logits["ar"], atol=1e-4)
     bad = _run("merge.py", "--adapter", str(accent_adapters / "mx" / "final"), "--adapter", "x", "--output_dir",
                str(tmp_path / "bad"))
     assert bad.returncode != 0 and "name each one" in bad.stderr and not (tmp_path / "bad").exists()
