@@ -67,15 +67,16 @@ def test_v3_and_pack_layouts_resolve_with_upstreams_names(bases, tmp_path):
     assert pack.paths["t3"].name == "t3_es_mx_latam.safetensors" and pack.paths["s3gen"].name == "s3gen_v3.pt"
     # VE and tokenizer come from the base repo, as the packs are used
     assert pack.paths["ve"].parent == v2.paths["ve"].parent != pack.paths["t3"].parent
-    local = resolve_checkpoint(bases["es-es"])  # a local pack folder gets them from the base repo too
-    assert local.paths["tokenizer"].parent != bases["es-es"]
+    for name in ("es-es", "es-mx-latam"):  # a local pack folder gets them from the base repo too
+        local = resolve_checkpoint(bases[name])
+        assert local.layout.name == name and local.paths["tokenizer"].parent != bases[name]
     with pytest.raises(ValueError, match="t3_model='v4'"):
         resolve_checkpoint("ResembleAI/chatterbox", t3_model="v4")
     with pytest.raises(ValueError, match="disagree"):
         resolve_checkpoint(bases["es-es"], variant="multilingual", t3_model="v3")
 
 
-@pytest.mark.parametrize("base", ["v3", "es-mx-latam", "es-es"])
+@pytest.mark.parametrize("base", ["v3", "es-mx-latam", "es-es"])  # es-es from its folder, the others by repo id
 def test_base_trains_merges_and_speaks_with_v3_decoding(base, bases, corpus, tmp_path):
     """Each base (by repo id, or es-es from a folder holding only the pack's files): prepared with its own encoders,
     five LoRA steps, a merge into the v3 merged layout, loaded back and speaking with v3 decoding."""
