@@ -37,8 +37,8 @@ $(STAMP): requirements.lock setup.cfg
 	touch $(STAMP)
 
 demo: install
-	$(OFFLINE) $(PY) -m chatterbox_latam.tiny_model --output_dir $(DEMO)/tiny_model
-	$(OFFLINE) $(PY) -m chatterbox_latam.espeak_corpus --output_dir $(DEMO)/corpus
+	$(OFFLINE) $(PY) -m chatterbox_latam.testing.tiny_model --output_dir $(DEMO)/tiny_model
+	$(OFFLINE) $(PY) -m chatterbox_latam.testing.espeak_corpus --output_dir $(DEMO)/corpus
 	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml
 	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
@@ -57,7 +57,7 @@ test: install
 # quickest on a GPU). DATA=DIR checks on your own clips (seed layout) instead of the base's own speech.
 BASE ?= v2
 check-real: install
-	$(PY) -m chatterbox_latam.check_real --base $(BASE) $(if $(DATA),--data $(DATA))
+	$(PY) -m chatterbox_latam.testing.check_real --base $(BASE) $(if $(DATA),--data $(DATA))
 
 # The Gradio Space and its REST API on the demo's merged model: http://127.0.0.1:$(PORT)/ (API docs at /docs).
 space: install

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from chatterbox_latam.audio import CleaningConfig, clean_audio, decode_audio
-from chatterbox_latam.espeak_corpus import generate_corpus
-from chatterbox_latam.features import FeatureExtractor, default_device, length_batches
-from chatterbox_latam.modeling import resolve_checkpoint
-from chatterbox_latam.tiny_model import build_tiny_checkpoint
+from chatterbox_latam.data.audio import CleaningConfig, clean_audio, decode_audio
+from chatterbox_latam.data.features import FeatureExtractor, length_batches
+from chatterbox_latam.models.checkpoint import resolve_checkpoint
+from chatterbox_latam.testing.espeak_corpus import generate_corpus
+from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
+from chatterbox_latam.utils import default_device
 
 
 def run(extractor: FeatureExtractor, wavs, batches) -> float:

@@ -24,20 +24,23 @@ import time
 
 import torch
 
-from chatterbox_latam.chunked_audio import ChunkedVocoder
-from chatterbox_latam.fast_t3 import (
-    CPU_ONLY,
-    MODES,
+from chatterbox_latam.models.loading import build_s3gen, build_t3
+from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
     fast_decode,
     fast_decode_batch,
-    t3_for_mode,
     runs_alignment,
+)
+from chatterbox_latam.synthesis.precision import (
+    CPU_ONLY,
+    MODES,
+    t3_for_mode,
     teacher_forced_agreement,
 )
-from chatterbox_latam.inference import flow_for_mode, flow_mels
-from chatterbox_latam.modeling import build_s3gen, build_t3
-from chatterbox_latam.tiny_model import TINY_CONFIG
+from chatterbox_latam.synthesis.streaming import ChunkedVocoder
+from chatterbox_latam.synthesis.vocoder import flow_for_mode, flow_mels
+from chatterbox_latam.testing.tiny_model import TINY_CONFIG
+from chatterbox_latam.utils import default_device
 
 TOKENS_PER_SECOND_OF_AUDIO = 25
 
@@ -80,7 +83,7 @@ def _reset_attention(t3):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="Upstream's sizes (the figures README quotes).")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default=default_device(), choices=["cpu", "cuda"])
     parser.add_argument("--tokens", type=int, default=40, help="Speech tokens per run (25 per second of audio).")
     parser.add_argument("--cfm_steps", type=int, nargs="+", default=[10, 5], help="S3Gen CFM steps to time.")
     parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],

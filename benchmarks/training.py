@@ -19,14 +19,15 @@ import time
 
 import torch
 
-from chatterbox_latam.collator import ChatterboxCollator
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.features import FeatureExtractor
-from chatterbox_latam.finetune import Recipe, build_model, tokenize_dataset, training_arguments
-from chatterbox_latam.modeling import load_text_tokenizer, resolve_checkpoint, t3_config
-from chatterbox_latam.prepare import load_prepared
-from chatterbox_latam.recipe import parse_recipe
-from chatterbox_latam.trainer import ChatterboxTrainer
+from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.data.collator import ChatterboxCollator
+from chatterbox_latam.data.dataset import load_prepared, tokenize_dataset
+from chatterbox_latam.data.features import FeatureExtractor
+from chatterbox_latam.models.checkpoint import resolve_checkpoint
+from chatterbox_latam.models.loading import load_text_tokenizer, t3_config
+from chatterbox_latam.training.run import build_model, training_arguments
+from chatterbox_latam.training.trainer import ChatterboxTrainer
+from chatterbox_latam.utils import default_device
 
 RECIPE = "training/recipes/tiny_cpu.yaml"
 
@@ -65,7 +66,7 @@ def speed(args) -> dict:
     dataset = tokenize_dataset(load_prepared(r.data.prepared_dir), load_text_tokenizer(checkpoint), "es")
     hp = t3_config(checkpoint.config)
     collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token, hp.stop_speech_token)
-    extractor = FeatureExtractor(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    extractor = FeatureExtractor(checkpoint, device=default_device())
     from datasets import concatenate_datasets
 
     all_rows = concatenate_datasets([split.select_columns(["id", "audio"]) for split in dataset.values()])
@@ -106,7 +107,7 @@ def memory(mode: str, batch_size: int) -> dict:
     r.model.modules_to_save = None  # the real-base setting: only LoRA weights train
     checkpoint = resolve_checkpoint(r.model.base_model)
     dataset = tokenize_dataset(load_prepared(r.data.prepared_dir), load_text_tokenizer(checkpoint), "es")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     model, _ = build_model(r, checkpoint)
     if mode == "full":
         model.t3.requires_grad_(True)

@@ -1,22 +1,25 @@
 """Chatterbox ES-LATAM: Latin-American Spanish LoRA fine-tuning of Resemble AI's Chatterbox TTS.
 
-Stages, one module each: `sources` + `audio` + `text` + `features` -> `prepare` (the feature dataset),
-`lora` + `collator` + `modeling_training` + `trainer` -> `finetune` (adapters), `metrics` -> `evaluation`
-(reports) -> `merge` (a standalone model) -> `hub` (cards and pushes). `modeling` is the one checkpoint loader;
-`inference` synthesises:
+One subpackage per stage, in the order the data flows; each imports only from the ones before it
+(`constants`, `utils` and `config` come first):
 
-    from chatterbox_latam import ChatterboxLatamTTS
+    models      checkpoints, LoRA, merging          data        sources, audio, text, features, prepared dataset
+    synthesis   ChatterboxLatamTTS, fast decoding   evaluation  harness, metrics, report, listening test
+    hub         cards and pushes                    training    the loss module, the Trainer, the job
+    testing     the tiny model and espeak corpus (stand-ins), checks against the real weights
+
+    from chatterbox_latam import ChatterboxLatamTTS, generate_speech
     model = ChatterboxLatamTTS.from_pretrained("USER/chatterbox-es-latam")
 """
 
 __version__ = "0.1.0"
-__all__ = ["ChatterboxLatamTTS"]
+__all__ = ["ChatterboxLatamTTS", "generate_speech", "load_model"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import chatterbox_latam.text` does not import torch.
-    if name == "ChatterboxLatamTTS":
-        from .inference import ChatterboxLatamTTS
+    # Lazy, so that `import chatterbox_latam.data.text` does not import torch.
+    if name in __all__:
+        from .synthesis import tts
 
-        return ChatterboxLatamTTS
+        return getattr(tts, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,17 +1,32 @@
-"""Recipe sections as dataclasses: every field has a help text and is validated where it is built.
+"""Every recipe as dataclasses, and the parser that reads them: one schema for every script.
 
-A recipe is YAML in the seed's shape (`model:`, `data:`, ...); `chatterbox_latam.recipe.parse_recipe` maps each
-section to one dataclass here and lets the command line override any field as `--field value`.
+A recipe is YAML in the seed's shape (`model:`, `data:`, ...), one section per dataclass here; every field has a
+help text and is validated where it is built. `parse_recipe` reads `--config FILE`, uses its values as defaults,
+and lets any field be overridden as `--field value` (trl's `TrlParser` does the same). Field names are unique
+across sections, so the command line needs no section prefix. A key the schema does not know is an error that
+lists the keys it does know. Importing this module does not import torch.
 """
+
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from .modeling import LAYOUTS, T3_MODELS, layout_name
+import yaml
+from transformers import HfArgumentParser
+
+from .constants import ACCENTS, LAYOUTS, S3GEN_SR, T3_MODELS
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
-ACCENTS = ("mx", "ar", "co", "cl", "pe", "pr", "ve")
 T3_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 S3GEN_LORA_TARGETS = ["linear_q", "linear_k", "linear_v", "linear_out", "to_q", "to_k", "to_v", "to_out.0"]
 
@@ -115,7 +130,7 @@ class DataConfig:
     accent_column: str | None = field(default=None, metadata={"help": "Accent column (default: accent if present)."})
     max_rows: int | None = field(default=None, metadata={"help": "Read at most this many source rows (for trials)."})
     # Cleaning
-    sampling_rate: int = field(default=24_000, metadata={"help": "Rate of the cleaned clips stored in the dataset."})
+    sampling_rate: int = field(default=S3GEN_SR, metadata={"help": "Rate of the cleaned clips stored in the dataset."})
     min_audio_length: float = field(default=0.5, metadata={"help": "Shortest clip kept, in seconds, after trimming."})
     max_audio_length: float = field(default=30.0, metadata={"help": "Longest clip kept, in seconds, after trimming."})
     trim_silence: bool = field(default=True, metadata={"help": "Trim leading and trailing silence."})
@@ -124,7 +139,7 @@ class DataConfig:
         default=-23.0, metadata={"help": "Integrated loudness (LUFS) clips are normalised to; null keeps the level."}
     )
     normalize_text: bool = field(
-        default=True, metadata={"help": "Spell out numbers, dates, currency, abbreviations (chatterbox_latam.text)."}
+        default=True, metadata={"help": "Spell out numbers, dates, currency, abbreviations (chatterbox_latam.data.text)."}
     )
     # Features and splits
     max_prompt_seconds: float = field(
@@ -278,3 +293,122 @@ RECIPE_SECTIONS = {
     "output": OutputConfig,
     "logging": LoggingConfig,
 }
+
+
+class RecipeError(ValueError):
+    """A recipe that does not fit the schema; the message names the file, section and key."""
+
+
+def load_recipe_file(path: str | Path, sections: dict[str, type]) -> dict[str, Any]:
+    """Reads a recipe and flattens its sections into `{field: value}`, checking every key against the schema."""
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"Recipe {path} does not exist.")
+    content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(content, dict):
+        raise RecipeError(f"Recipe {path} must be a mapping of sections ({', '.join(sections)}).")
+    flat: dict[str, Any] = {}
+    for section, values in content.items():
+        if section not in sections:
+            raise RecipeError(f"{path}: unknown section '{section}'; this script reads {sorted(sections)}.")
+        known = {f.name for f in dataclasses.fields(sections[section])}
+        hints = typing.get_type_hints(sections[section])
+        for key, value in (values or {}).items():
+            if key not in known:
+                raise RecipeError(f"{path}: section '{section}' has no field '{key}'; its fields are {sorted(known)}.")
+            # YAML reads `30` as an int; a float field gets a float, as it would from the command line.
+            if isinstance(value, int) and not isinstance(value, bool) and float in typing.get_args(hints[key]) + (hints[key],):
+                value = float(value)
+            flat[key] = value
+    return flat
+
+
+def parse_recipe(
+    sections: dict[str, type],
+    argv: list[str] | None = None,
+    aliases: dict[str, str] | None = None,
+    description: str | None = None,
+) -> tuple[Any, ...]:
+    """Returns one dataclass instance per section, in the order of `sections`.
+
+    `aliases` maps a script's own flag names to fields (`{"output_dir": "prepared_dir"}`), so each script keeps
+    the flags its users know while the recipe keeps one name per field.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for alias, target in (aliases or {}).items():
+        argv = [f"--{target}" if arg == f"--{alias}" else arg.replace(f"--{alias}=", f"--{target}=", 1) for arg in argv]
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+
+    parser = HfArgumentParser(list(sections.values()), description=description)
+    parser.add_argument("--config", default=None, help="YAML recipe whose values become the defaults.")
+    if known.config:
+        defaults = load_recipe_file(known.config, sections)
+        parser.set_defaults(**defaults)
+    *instances, _ = parser.parse_args_into_dataclasses(args=rest + (["--config", known.config] if known.config else []))
+    return tuple(instances)
+
+
+def layout_name(variant: str | None = None, t3_model: str | None = None) -> str | None:
+    """The layout a recipe asks for: `model_variant` (a `LAYOUTS` name) or upstream's `t3_model` (v2 / v3)."""
+    if t3_model is not None and t3_model not in T3_MODELS:
+        raise ValueError(f"t3_model={t3_model!r}: use one of {sorted(T3_MODELS)} (upstream's names for the T3 files "
+                         "of ResembleAI/chatterbox).")
+    if variant is not None and variant not in LAYOUTS:
+        raise ValueError(f"model_variant={variant!r}: use one of {sorted(LAYOUTS)} or leave it unset.")
+    if variant and t3_model and variant != T3_MODELS[t3_model]:
+        raise ValueError(f"model_variant={variant!r} and t3_model={t3_model!r} disagree: set one of them.")
+    return variant or (T3_MODELS[t3_model] if t3_model else None)
+
+DEFAULT_ASR = "openai/whisper-large-v3"
+DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
+
+METRICS = ("wer", "cer", "speaker_sim", "mos", "rtf")
+
+
+@dataclass
+class EvalConfig:
+    """What `training/evaluate.py` asks for."""
+
+    checkpoint: str
+    test_data: str
+    output_dir: str
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    compare_base: bool = False
+    base_model: str | None = None
+    asr_model: str = DEFAULT_ASR
+    wavlm_model: str | None = DEFAULT_WAVLM_SV
+    utmos: bool = True
+    utmos_checkpoint: str | None = None
+    max_samples: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    mode: str = "fp32"
+    """T3 precision for synthesis (`synthesis.precision.MODES` or 'auto'). Faster settings than upstream's
+    (this, `s3gen_mode`, `cfm_steps`) are scored beside upstream's on the same sentences, voices and seed (system
+    `finetuned_fp32`)."""
+    s3gen_mode: str = "fp32"
+    """S3Gen flow precision (`synthesis.vocoder.S3GEN_MODES`)."""
+    cfm_steps: int | None = None
+    """S3Gen flow-matching steps (None: upstream's 10)."""
+    s3gen_prompt_seconds: float | None = None
+    """Seconds of the reference S3Gen continues from (None: all of it)."""
+    alignment: bool | None = None
+    """Upstream's alignment heuristics (None: as upstream runs them for the model's generation). When they run and
+    the fine-tune adapted T3's attention, the other setting is scored too (system `finetuned_alignment_on|off`)."""
+    t3_model: str | None = None
+    """For `ResembleAI/chatterbox` as the checkpoint or base: its v2 or v3 T3 (upstream's `t3_model`)."""
+    compare: list[str] = field(default_factory=list)
+    """More systems, scored side by side: Hub repo ids or folders (`ResembleAI/chatterbox:v3` for the v3 T3)."""
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig
+    training: TrainingConfig
+    data: DataConfig
+    output: OutputConfig
+    logging: LoggingConfig
+

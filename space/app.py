@@ -30,7 +30,14 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 
-from chatterbox_latam.serving import Busy, InputError, Settings, SpeechService, settings_record, wav_bytes  # noqa: E402
+from chatterbox_latam.synthesis.serving import (
+    Busy,
+    InputError,
+    Settings,
+    SpeechService,
+    settings_record,
+)
+from chatterbox_latam.utils import wav_bytes
 
 try:  # ZeroGPU on Spaces; a no-op decorator anywhere else
     import spaces

@@ -52,14 +52,14 @@ def hub() -> LocalHub:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from chatterbox_latam.tiny_model import build_tiny_checkpoint
+    from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
-    from chatterbox_latam.espeak_corpus import generate_corpus
+    from chatterbox_latam.testing.espeak_corpus import generate_corpus
 
     return generate_corpus(tmp_path_factory.mktemp("corpora") / "espeak", utterances_per_speaker=8)
 
@@ -74,7 +74,8 @@ def make_configs(checkpoint: Path, input_path: Path | str, prepared_dir: Path, *
 @pytest.fixture(scope="session")
 def prepared(tiny_checkpoint, corpus, tmp_path_factory):
     """The espeak corpus prepared once with S3Gen features; returns (result, DatasetDict)."""
-    from chatterbox_latam.prepare import load_prepared, prepare_dataset
+    from chatterbox_latam.data.dataset import load_prepared
+    from chatterbox_latam.data.prepare import prepare_dataset
 
     model, data = make_configs(tiny_checkpoint, corpus, tmp_path_factory.mktemp("prepared") / "out",
                                train_s3gen=True, feature_batch_seconds=40)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from chatterbox_latam.inference import ChatterboxLatamTTS
-from chatterbox_latam.modeling import COMPUTED_S3GEN_BUFFERS, LAYOUTS, load_s3gen, resolve_checkpoint
-from chatterbox_latam.tiny_model import build_tiny_checkpoint
 from conftest import ROOT
+
+from chatterbox_latam.constants import COMPUTED_S3GEN_BUFFERS, LAYOUTS
+from chatterbox_latam.models.checkpoint import resolve_checkpoint
+from chatterbox_latam.models.loading import load_s3gen
+from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
+from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
 
 PACK_REPO = "ResembleAI/Chatterbox-Multilingual-es-mx-latam"
 
@@ -35,7 +37,7 @@ def bases(tmp_path_factory, hub) -> dict[str, Path]:
 def test_pack_s3gen_loads_without_exactly_its_two_computed_buffers(bases):
     from chatterbox.models.s3gen import S3Gen
 
-    from chatterbox_latam.modeling import build_s3gen
+    from chatterbox_latam.models.loading import build_s3gen
 
     checkpoint = resolve_checkpoint(bases["es-es"])
     assert checkpoint.layout.name == "es-es" and checkpoint.paths["s3gen"].name == "s3gen_v3.pt"
@@ -80,11 +82,10 @@ def test_v3_and_pack_layouts_resolve_with_upstreams_names(bases, tmp_path):
 def test_base_trains_merges_and_speaks_with_v3_decoding(base, bases, corpus, tmp_path):
     """Each base (by repo id, or es-es from a folder holding only the pack's files): prepared with its own encoders,
     five LoRA steps, a merge into the v3 merged layout, loaded back and speaking with v3 decoding."""
-    from chatterbox_latam.config import RECIPE_SECTIONS
-    from chatterbox_latam.finetune import Recipe, run_finetune
-    from chatterbox_latam.merge import merge_adapter
-    from chatterbox_latam.prepare import prepare_dataset
-    from chatterbox_latam.recipe import parse_recipe
+    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.data.prepare import prepare_dataset
+    from chatterbox_latam.models.merge import merge_adapter
+    from chatterbox_latam.training.run import run_finetune
 
     source, extra = {"v3": ("ResembleAI/chatterbox", ["--t3_model", "v3"]), "es-mx-latam": (PACK_REPO, []),
                      "es-es": (str(bases["es-es"]), [])}[base]
@@ -110,7 +111,7 @@ def test_base_trains_merges_and_speaks_with_v3_decoding(base, bases, corpus, tmp
     wav = loaded.generate("Hola.", reference, seed=0, max_new_tokens=20)
     assert wav.shape[1] > 0 and torch.isfinite(wav).all()
     # published as a merged model, its card says how it decodes
-    from chatterbox_latam.hub import model_files, render_model_card
+    from chatterbox_latam.hub.cards import model_files, render_model_card
 
     assert model_files(merged.output_dir)[0] == "merged"
     assert "decodes a v3 T3" in str(render_model_card(merged.output_dir, "latam/merged-v3"))

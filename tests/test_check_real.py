@@ -9,11 +9,17 @@ import time
 
 import pytest
 import torch
-
-from chatterbox_latam.check_real import BASES, CHANCE, check_decoding, check_loss, hub_unreachable
-from chatterbox_latam.inference import ChatterboxLatamTTS
 from conftest import ORIGINAL_ENV, ROOT
 from test_inference_settings import aligned_checkpoint  # noqa: F401  (the 14-layer fixture)
+
+from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
+from chatterbox_latam.testing.check_real import (
+    BASES,
+    CHANCE,
+    check_decoding,
+    check_loss,
+    hub_unreachable,
+)
 
 
 @pytest.mark.parametrize("t3_model", ["v2", "v3"])
@@ -32,11 +38,11 @@ def test_decoding_check_holds_against_upstreams_generate(aligned_checkpoint, cor
 def test_loss_check_tells_a_trained_t3_from_chance(prepared, tiny_checkpoint, tmp_path):
     """The tiny model trained 20 steps on the corpus reads those clips far below chance; untrained, it sits at
     chance."""
-    from chatterbox_latam.config import RECIPE_SECTIONS
-    from chatterbox_latam.finetune import Recipe, run_finetune, tokenize_dataset
-    from chatterbox_latam.modeling import load_text_tokenizer, resolve_checkpoint
-    from chatterbox_latam.prepare import load_prepared
-    from chatterbox_latam.recipe import parse_recipe
+    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.data.dataset import load_prepared, tokenize_dataset
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_text_tokenizer
+    from chatterbox_latam.training.run import run_finetune
 
     prepared_dir = str(prepared[0].dataset_dir.parent)
     recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, [
@@ -55,7 +61,7 @@ def test_loss_check_tells_a_trained_t3_from_chance(prepared, tiny_checkpoint, tm
 def test_offline_it_stops_at_once_and_says_where_to_run_it():
     env = {**ORIGINAL_ENV, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "chatterbox_latam.check_real", "--base", "es-mx-latam"],
+    result = subprocess.run([sys.executable, "-m", "chatterbox_latam.testing.check_real", "--base", "es-mx-latam"],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 2 and time.perf_counter() - start < 60
     assert "HF_HUB_OFFLINE" in result.stderr and "make check-real BASE=es-mx-latam" in result.stderr
@@ -81,6 +87,6 @@ def test_real_weights(base, tmp_path):
     if reason:
         pytest.skip(f"real weights need the Hugging Face Hub: {reason} (run `make check-real BASE={base}` where it "
                     "is reachable)")
-    result = subprocess.run([sys.executable, "-m", "chatterbox_latam.check_real", "--base", base, "--workdir",
+    result = subprocess.run([sys.executable, "-m", "chatterbox_latam.testing.check_real", "--base", base, "--workdir",
                              str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.evaluation import EvalConfig, evaluate_checkpoint, load_test_items
-from chatterbox_latam.finetune import Recipe, run_finetune
-from chatterbox_latam.recipe import parse_recipe
 from conftest import ROOT
+
+from chatterbox_latam.config import RECIPE_SECTIONS, EvalConfig, Recipe, parse_recipe
+from chatterbox_latam.evaluation.harness import evaluate_checkpoint, load_test_items
+from chatterbox_latam.training.run import run_finetune
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +114,13 @@ def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched
     import shutil
 
     from safetensors.torch import save_file
+    from test_inference_settings import ALIGNED
 
     from chatterbox_latam.config import ModelConfig
-    from chatterbox_latam.lora import add_t3_lora, save_adapters
-    from chatterbox_latam.modeling import build_t3, load_t3, resolve_checkpoint
-    from chatterbox_latam.tiny_model import build_tiny_checkpoint
-    from test_inference_settings import ALIGNED
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import build_t3, load_t3
+    from chatterbox_latam.models.lora import add_t3_lora, save_adapters
+    from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
 
     base = build_tiny_checkpoint(tmp_path / "base")
     config = json.loads((base / "config.json").read_text())

@@ -7,15 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chatterbox_latam.fast_t3 import (
+from chatterbox_latam.models.loading import build_t3
+from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
     fast_decode,
     fast_decode_batch,
     stream_decode,
-    t3_for_mode,
-    teacher_forced_agreement,
 )
-from chatterbox_latam.modeling import build_t3
+from chatterbox_latam.synthesis.precision import t3_for_mode, teacher_forced_agreement
 
 TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
 
@@ -98,7 +97,7 @@ def test_multilingual_tokens_are_upstreams_with_its_alignment_heuristics(multili
     """A multilingual T3 with the watched layers: upstream runs its alignment analyzer, and so does the fast path by
     default, with the same tokens; with a likely stop token the analyzer's work shows (it holds the stop back
     until the text is read), so turning it off gives other tokens."""
-    from chatterbox_latam.fast_t3 import runs_alignment
+    from chatterbox_latam.synthesis.decoding import runs_alignment
 
     model = multilingual_t3
     assert runs_alignment(model) and not runs_alignment(t3)
@@ -213,7 +212,7 @@ def test_synthesis_uses_the_chosen_mode(tiny_checkpoint, corpus):
 
 
 def test_quality_guard_picks_the_fastest_mode_that_holds_up(t3):
-    from chatterbox_latam.fast_t3 import MODES, choose_mode
+    from chatterbox_latam.synthesis.precision import MODES, choose_mode
 
     text, cond = _inputs(t3)
     mode, reports, prepared = choose_mode(t3, cond(), text, min_agreement=0.0, tokens=8)

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import soundfile as sf
-
-from chatterbox_latam.inference import ChatterboxLatamTTS, generate_speech
 from conftest import ROOT
+
+from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS, generate_speech
 
 
 def test_generate_speech_writes_a_wav_and_splits_long_text(tiny_checkpoint, corpus, tmp_path):

@@ -14,9 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from chatterbox_latam.inference import SAMPLES_PER_TOKEN, ChatterboxLatamTTS, default_max_new_tokens
-from chatterbox_latam.modeling import GENERATIONS, build_t3, load_chatterbox
-from chatterbox_latam.text import text_for_model
+from chatterbox_latam.constants import GENERATIONS, SAMPLES_PER_TOKEN
+from chatterbox_latam.data.text import text_for_model
+from chatterbox_latam.models.loading import build_t3, load_chatterbox
+from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS, default_max_new_tokens
 
 MONEY = "Son $2.345.678,90 MXN."
 
@@ -40,7 +41,7 @@ def test_token_budget_comes_from_the_text_the_model_reads(tiny_checkpoint, corpu
 def test_reference_is_cleaned_as_training_clips_were(tiny_checkpoint, corpus, tmp_path):
     """A reference with a second of silence in front and 20 dB too quiet gives the voice its cleaned clip gives
     (trimmed, loudness-normalised as in preparation), through upstream's own prepare_conditionals."""
-    from chatterbox_latam.audio import CleaningConfig, clean_audio, decode_audio
+    from chatterbox_latam.data.audio import CleaningConfig, clean_audio, decode_audio
 
     samples, rate = sf.read(_reference(corpus), dtype="float32")
     raw = tmp_path / "raw.wav"
@@ -117,7 +118,7 @@ def test_v3_decodes_as_upstream_main(aligned_checkpoint, corpus):
     main runs it (0.1.7's `T3.inference` with its analyzer off, which is all main changed in the loop)."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    from chatterbox_latam.check_real import upstream_main_inference
+    from chatterbox_latam.testing.check_real import upstream_main_inference
 
     model = ChatterboxLatamTTS.from_pretrained(aligned_checkpoint, t3_model="v3")
     reference, text = _reference(corpus), "Hola, ¿cómo estás?"
@@ -147,7 +148,7 @@ def test_v3_drops_the_last_tokens_audio_whole_and_streamed(tiny_checkpoint, corp
 
 
 def test_auto_precision_guard_judges_a_spanish_sentence_over_64_steps(tiny_checkpoint):
-    from chatterbox_latam.inference import GUARD_STEPS, GUARD_TEXT
+    from chatterbox_latam.synthesis.tts import GUARD_STEPS, GUARD_TEXT
 
     model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="auto")
     assert GUARD_STEPS >= 64 and model.mode_guard["text"] == text_for_model(GUARD_TEXT)
@@ -158,9 +159,8 @@ def test_auto_precision_guard_judges_a_spanish_sentence_over_64_steps(tiny_check
 
 def test_adapter_records_how_its_data_was_prepared(tmp_path):
     """`normalize_text: false` at preparation reaches the adapter's metadata (and from there `from_pretrained`)."""
-    from chatterbox_latam.config import RECIPE_SECTIONS
-    from chatterbox_latam.finetune import Recipe, preparation_settings
-    from chatterbox_latam.recipe import parse_recipe
+    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.run import preparation_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"normalize_text": False, "trim_silence": False,
                                                         "trim_top_db": 30.0, "target_loudness": None}))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from chatterbox_latam.metrics import (
+from chatterbox_latam.evaluation.metrics import (
     MetricModelUnavailable,
     dnsmos,
     error_rates,
@@ -61,7 +61,6 @@ def test_asr_model_from_the_hub_fails_clearly_offline(corpus, hub):
 
 def test_metrics_load_as_evaluate_modules_offline(corpus):
     import evaluate
-
     from conftest import ROOT
 
     wer = evaluate.load(str(ROOT / "evaluate_metrics" / "wer_es"))
@@ -80,7 +79,7 @@ def test_metrics_load_as_evaluate_modules_offline(corpus):
 def test_wavlm_similarity_runs_a_local_checkpoint_and_fails_clearly_without_one(corpus, tmp_path, hub):
     from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
 
-    from chatterbox_latam.metrics import speaker_similarity_wavlm
+    from chatterbox_latam.evaluation.metrics import speaker_similarity_wavlm
 
     config = WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                          conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
@@ -100,7 +99,7 @@ def test_utmos_runs_a_local_state_dict_and_fails_clearly_without_one(corpus, tmp
     import torch
     from utmos_pytorch.utmos_torch import UTMOSModel
 
-    from chatterbox_latam.metrics import utmos
+    from chatterbox_latam.evaluation.metrics import utmos
 
     torch.manual_seed(0)
     torch.save(UTMOSModel().state_dict(), tmp_path / "utmos_state_dict.pt")  # random weights, the real format

@@ -7,12 +7,14 @@ import json
 import pytest
 import torch
 
-from chatterbox_latam.modeling import (
+from chatterbox_latam.models.checkpoint import (
     CheckpointNotFoundError,
+    resolve_checkpoint,
+)
+from chatterbox_latam.models.loading import (
     load_chatterbox,
     load_t3,
     load_text_tokenizer,
-    resolve_checkpoint,
 )
 
 
@@ -39,7 +41,7 @@ def test_tiny_checkpoint_loads_into_the_upstream_classes(tiny_checkpoint):
 
 
 def test_tiny_checkpoint_is_seeded(tiny_checkpoint, tmp_path):
-    from chatterbox_latam.tiny_model import build_tiny_checkpoint
+    from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
 
     again = build_tiny_checkpoint(tmp_path / "again", seed=0)
     first, second = load_t3(resolve_checkpoint(tiny_checkpoint)), load_t3(resolve_checkpoint(again))

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from chatterbox_latam.mos_kit import prepare_listening_test, score_listening_test
+from chatterbox_latam.evaluation.listening_test import (
+    prepare_listening_test,
+    score_listening_test,
+)
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from chatterbox_latam.prepare import load_prepared, prepare_dataset
 from conftest import ROOT, make_configs
+
+from chatterbox_latam.data.dataset import load_prepared
+from chatterbox_latam.data.prepare import prepare_dataset
 
 
 def _wav(corpus: Path, speaker: str, n: int) -> Path:
@@ -175,7 +176,7 @@ def test_no_clip_is_its_own_prompt(corpus, tiny_checkpoint, tmp_path):
     left out of training and counted; prompts never cross from validation or test into training."""
     import soundfile as sf
 
-    from chatterbox_latam.collator import usable_rows
+    from chatterbox_latam.data.collator import usable_rows
 
     root = tmp_path / "single"
     (root / "audio").mkdir(parents=True)
@@ -226,9 +227,9 @@ def test_heldout_speakers_form_the_test_split(prepared, tiny_checkpoint, corpus,
 
 
 def test_batched_extraction_equals_clip_by_clip(tiny_checkpoint, corpus):
-    from chatterbox_latam.audio import CleaningConfig, clean_audio, decode_audio
-    from chatterbox_latam.features import FeatureExtractor
-    from chatterbox_latam.modeling import resolve_checkpoint
+    from chatterbox_latam.data.audio import CleaningConfig, clean_audio, decode_audio
+    from chatterbox_latam.data.features import FeatureExtractor
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
 
     extractor = FeatureExtractor(resolve_checkpoint(tiny_checkpoint), device="cpu")
     wavs = [clean_audio(*decode_audio(_wav(corpus, "speaker_005", n)), CleaningConfig()) for n in (1, 2, 3, 4)]

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.finetune import Recipe, run_finetune
-from chatterbox_latam.hub import HubError, push_model, render_model_card
-from chatterbox_latam.inference import ChatterboxLatamTTS
-from chatterbox_latam.merge import MERGE_TOLERANCE, compare_outputs, probe_outputs
-from chatterbox_latam.recipe import parse_recipe
 from conftest import ROOT
+
+from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.hub.cards import render_model_card
+from chatterbox_latam.hub.push import HubError, push_model
+from chatterbox_latam.models.merge import MERGE_TOLERANCE
+from chatterbox_latam.models.probes import compare_outputs, probe_outputs
+from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
+from chatterbox_latam.training.run import run_finetune
 
 TINY = str(ROOT / "training" / "recipes" / "tiny_cpu.yaml")
 TEXT = "Hola, ¿cómo estás? Son las 10:30."
@@ -117,7 +118,7 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
     run = _run("merge.py", "--adapter", f"mx={accent_adapters / 'mx' / 'final'}",
                "--adapter", f"ar={accent_adapters / 'ar' / 'final'}", "--output_dir", str(tmp_path / "merged"))
     assert run.returncode == 0, run.stderr[-3000:]
-    from chatterbox_latam.merge import probe_outputs
+    from chatterbox_latam.models.probes import probe_outputs
 
     logits = {}
     for accent in ("mx", "ar"):
@@ -138,9 +139,10 @@ def test_full_size_merge_also_loads_with_upstream_from_local(tmp_path):
     from chatterbox.mtl_tts import ChatterboxMultilingualTTS
 
     from chatterbox_latam.config import ModelConfig
-    from chatterbox_latam.lora import add_t3_lora, save_adapters
-    from chatterbox_latam.modeling import load_t3, resolve_checkpoint
-    from chatterbox_latam.tiny_model import build_tiny_checkpoint
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_t3
+    from chatterbox_latam.models.lora import add_t3_lora, save_adapters
+    from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
 
     try:
         base = build_tiny_checkpoint(tmp_path / "full", full_size=True)
@@ -186,7 +188,8 @@ def test_merged_model_round_trip_with_evaluation_in_the_card(shared_adapter, pre
     from huggingface_hub import ModelCard
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from chatterbox_latam.evaluation import EvalConfig, evaluate_checkpoint
+    from chatterbox_latam.config import EvalConfig
+    from chatterbox_latam.evaluation.harness import evaluate_checkpoint
 
     merged = tmp_path / "merged"
     assert _run("merge.py", "--adapter", str(shared_adapter), "--output_dir", str(merged),
@@ -269,7 +272,7 @@ def test_push_without_token_or_network_says_what_to_do_and_keeps_local_files(sha
 
 
 def test_from_pretrained_of_a_missing_repo_says_what_to_do(hub):
-    from chatterbox_latam.modeling import CheckpointNotFoundError
+    from chatterbox_latam.models.checkpoint import CheckpointNotFoundError
 
     with pytest.raises(CheckpointNotFoundError, match="hf download latam/does-not-exist"):
         ChatterboxLatamTTS.from_pretrained("latam/does-not-exist")

@@ -1,10 +1,9 @@
 """Recipes: YAML sections as defaults, any field overridable on the command line, clear errors."""
 
 import pytest
-
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.recipe import RecipeError, parse_recipe
 from conftest import ROOT
+
+from chatterbox_latam.config import RECIPE_SECTIONS, RecipeError, parse_recipe
 
 TINY = str(ROOT / "training" / "recipes" / "tiny_cpu.yaml")
 

@@ -8,9 +8,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from chatterbox_latam.hub import pull_latest_checkpoint, push_latest_checkpoint
-from chatterbox_latam.trainer import COMPLETE_MARKER
 from conftest import ROOT
+
+from chatterbox_latam.training.checkpoints import (
+    COMPLETE_MARKER,
+    pull_latest_checkpoint,
+    push_latest_checkpoint,
+)
 
 
 def _train(volume: Path, prepared, checkpoint, max_steps: int) -> subprocess.CompletedProcess:

@@ -10,11 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, make_configs
 
 from chatterbox_latam.config import DataConfig
-from chatterbox_latam.prepare import load_prepared, prepare_dataset
-from chatterbox_latam.sources import SourceError, common_voice_accent, detect_format, iter_rows
-from conftest import ROOT, make_configs
+from chatterbox_latam.data.dataset import load_prepared
+from chatterbox_latam.data.prepare import prepare_dataset
+from chatterbox_latam.data.sources import (
+    SourceError,
+    common_voice_accent,
+    detect_format,
+    iter_rows,
+)
 
 TEXTS = ["Hola, ¿cómo estás?", "Buenos días, señor Núñez.", "El tren sale a las 8:15.", "¡Qué bueno verte!"]
 

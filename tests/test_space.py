@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-
 from conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -165,7 +164,7 @@ def test_twenty_concurrent_requests_are_all_answered(space, reference):
 
 
 def test_user_supplied_paths_are_never_opened(tmp_path):
-    from chatterbox_latam.serving import InputError, Settings, SpeechService
+    from chatterbox_latam.synthesis.serving import InputError, Settings, SpeechService
 
     service = SpeechService("not-loaded")  # the checks need no model
     uploads = tmp_path / "uploads"

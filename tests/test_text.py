@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatterbox_latam.text import normalize_spanish, text_for_model
+from chatterbox_latam.data.text import normalize_spanish, text_for_model
 
 
 @pytest.mark.parametrize(

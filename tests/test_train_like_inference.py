@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chatterbox_latam.collator import ChatterboxCollator, PromptPool
-from chatterbox_latam.fast_t3 import prefix_embeds
-from chatterbox_latam.modeling import build_t3
-from chatterbox_latam.modeling_training import ChatterboxForTraining
+from chatterbox_latam.data.collator import ChatterboxCollator, PromptPool
+from chatterbox_latam.models.loading import build_t3
+from chatterbox_latam.synthesis.decoding import prefix_embeds
+from chatterbox_latam.training.model import ChatterboxForTraining
 
 TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
 

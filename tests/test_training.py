@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from safetensors.torch import load_file
 
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.finetune import Recipe, build_model, run_finetune, tokenize_dataset, training_arguments
-from chatterbox_latam.recipe import parse_recipe
-from chatterbox_latam.trainer import COMPLETE_MARKER, find_resume_checkpoint
-from conftest import ROOT
+from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.data.dataset import tokenize_dataset
+from chatterbox_latam.training.checkpoints import (
+    COMPLETE_MARKER,
+    find_resume_checkpoint,
+)
+from chatterbox_latam.training.run import build_model, run_finetune, training_arguments
 
 TINY = str(ROOT / "training" / "recipes" / "tiny_cpu.yaml")
 
@@ -41,10 +44,11 @@ def _adapter(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_tiny_model_learns_and_only_adapter_weights_change(prepared, tiny_checkpoint, tmp_path):
-    from chatterbox_latam.collator import ChatterboxCollator
-    from chatterbox_latam.modeling import load_text_tokenizer, resolve_checkpoint
-    from chatterbox_latam.prepare import load_prepared
-    from chatterbox_latam.trainer import ChatterboxTrainer
+    from chatterbox_latam.data.collator import ChatterboxCollator
+    from chatterbox_latam.data.dataset import load_prepared
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_text_tokenizer
+    from chatterbox_latam.training.trainer import ChatterboxTrainer
 
     recipe = _recipe(prepared, tiny_checkpoint, tmp_path, "--max_steps", "20", "--save_every", "100",
                      "--train_s3gen", "false")

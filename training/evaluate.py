@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-from chatterbox_latam.evaluation import METRICS, EvalConfig, evaluate_checkpoint
-from chatterbox_latam.fast_t3 import MODES
-from chatterbox_latam.inference import ALIGNMENT_CHOICES, S3GEN_MODES, parse_alignment
-from chatterbox_latam.metrics import DEFAULT_ASR, DEFAULT_WAVLM_SV
+from chatterbox_latam.config import DEFAULT_ASR, DEFAULT_WAVLM_SV, METRICS, EvalConfig
+from chatterbox_latam.evaluation.harness import evaluate_checkpoint
+from chatterbox_latam.synthesis.precision import MODES
+from chatterbox_latam.synthesis.tts import ALIGNMENT_CHOICES, parse_alignment
+from chatterbox_latam.synthesis.vocoder import S3GEN_MODES
+from chatterbox_latam.utils import default_device
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Local utmos_state_dict.pt (default: from the Hub repo Blinorot/UTMOS-PyTorch).")
     parser.add_argument("--no_utmos", action="store_true", help="Skip UTMOS.")
     parser.add_argument("--max_samples", type=int, default=None, help="Evaluate at most this many sentences.")
-    parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed for synthesis.")
     parser.add_argument("--mode", default="fp32", choices=[*MODES, "auto"],
                         help="T3 precision for the fine-tuned model's synthesis (a fast one is scored beside fp32).")

@@ -16,11 +16,15 @@ import argparse
 import logging
 import sys
 
-import torch
-
-from chatterbox_latam.batch import MANIFEST_NAME, batch_generate
-from chatterbox_latam.fast_t3 import MODES
-from chatterbox_latam.inference import ALIGNMENT_CHOICES, S3GEN_MODES, ChatterboxLatamTTS, parse_alignment
+from chatterbox_latam.synthesis.batch_generate import MANIFEST_NAME, batch_generate
+from chatterbox_latam.synthesis.precision import MODES
+from chatterbox_latam.synthesis.tts import (
+    ALIGNMENT_CHOICES,
+    ChatterboxLatamTTS,
+    parse_alignment,
+)
+from chatterbox_latam.synthesis.vocoder import S3GEN_MODES
+from chatterbox_latam.utils import default_device
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfg_weight", type=float, default=0.5, help="Classifier-free guidance weight.")
     parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature.")
     parser.add_argument("--seed", type=int, default=None, help="Seed, for repeatable outputs.")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     parser.add_argument("--mode", default="fp32", choices=[*MODES, "auto"],
                         help="T3 precision: fp32 (exact), bf16, int8 / int8-wo / int4-wo (CPU), or auto (the fastest "
                              "that agrees with fp32 on this model; see README, Synthesis speed).")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from chatterbox_latam.merge import DTYPES, merge_adapter
+from chatterbox_latam.models.merge import DTYPES, merge_adapter
+from chatterbox_latam.synthesis.tts import voice_from
 
 
 def parse_adapters(values: list[str]) -> dict[str | None, str]:
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for accent, path in parse_adapters(args.adapter).items():
         output = args.output_dir if accent is None else f"{args.output_dir.rstrip('/')}/{accent}"
-        result = merge_adapter(path, output, base_model=args.base, dtype=args.dtype, default_voice=args.default_voice,
+        result = merge_adapter(path, output, base_model=args.base, dtype=args.dtype, 
+                               default_voice=voice_from(args.default_voice) if args.default_voice else None,
                                upstream_layout=args.upstream_layout, accent=accent)
         worst = max(result.check.values())
         print(f"merged {path} -> {result.output_dir} ({args.dtype}; max relative difference to the adapter model "

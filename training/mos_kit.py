@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from chatterbox_latam.mos_kit import prepare_listening_test, score_listening_test
+from chatterbox_latam.evaluation.listening_test import (
+    prepare_listening_test,
+    score_listening_test,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.prepare import REPORT_NAME, prepare_dataset, summary_table
-from chatterbox_latam.recipe import parse_recipe
+from chatterbox_latam.config import RECIPE_SECTIONS, parse_recipe
+from chatterbox_latam.data.dataset import REPORT_NAME, summary_table
+from chatterbox_latam.data.prepare import prepare_dataset
 
 ALIASES = {"input": "input_path", "output_dir": "prepared_dir", "push_to_hub": "dataset_hub_id"}
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"prepared dataset: {result.dataset_dir}")
     print(f"rejected rows: {data_config.prepared_dir}/{REPORT_NAME}")
     if data_config.dataset_hub_id:
-        from chatterbox_latam.hub import push_prepared_dataset
+        from chatterbox_latam.hub.push import push_prepared_dataset
 
         url = push_prepared_dataset(data_config.prepared_dir, data_config.dataset_hub_id, private=data_config.private)
         print(f"pushed: {url}")

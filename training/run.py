@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from chatterbox_latam.config import RECIPE_SECTIONS
-from chatterbox_latam.finetune import Recipe, TrainingInterrupted, run_finetune
-from chatterbox_latam.recipe import parse_recipe
+from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.training.run import TrainingInterrupted, run_finetune
 
 ALIASES = {"output_dir": "checkpoint_dir"}
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from chatterbox_latam.hub import pull_latest_checkpoint, push_latest_checkpoint
+from chatterbox_latam.training.checkpoints import (
+    pull_latest_checkpoint,
+    push_latest_checkpoint,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

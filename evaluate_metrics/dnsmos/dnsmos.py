@@ -8,7 +8,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from chatterbox_latam.metrics import dnsmos
+from chatterbox_latam.evaluation.metrics import dnsmos
 
 
 class Dnsmos(evaluate.Metric):

@@ -9,7 +9,7 @@ time).
 import datasets
 import evaluate
 
-from chatterbox_latam.metrics import real_time_factor
+from chatterbox_latam.evaluation.metrics import real_time_factor
 
 
 class Rtf(evaluate.Metric):

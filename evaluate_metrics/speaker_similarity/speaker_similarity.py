@@ -9,7 +9,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from chatterbox_latam.metrics import speaker_similarity
+from chatterbox_latam.evaluation.metrics import speaker_similarity
 
 
 class SpeakerSimilarity(evaluate.Metric):

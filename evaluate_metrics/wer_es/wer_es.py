@@ -10,7 +10,7 @@ out) and Whisper's basic normaliser (diacritics removed). jiwer does the countin
 import datasets
 import evaluate
 
-from chatterbox_latam.metrics import error_rates
+from chatterbox_latam.evaluation.metrics import error_rates
 
 
 class WerEs(evaluate.Metric):

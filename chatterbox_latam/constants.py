@@ -1,0 +1,133 @@
+"""Facts of the model and the project, one copy each: the accents, audio and token rates and ids of the model
+(6561 S3 tokens, 25 tokens/s, 24 kHz), the published checkpoint layouts and how upstream decodes each generation.
+No torch import: recipes validate against these without loading a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+# -- accents ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accent:
+    code: str
+    """The code recipes, datasets, adapters and the API use (OpenSLR's and Common Voice's country codes)."""
+    name: str
+    """How cards and reports name it."""
+    currency: str | None = None
+    """The currency "$" means in the accent's country (num2words knows these codes for Spanish)."""
+
+
+ACCENT_TABLE = {accent.code: accent for accent in (
+    Accent("mx", "Mexican", "MXN"),
+    Accent("ar", "Argentine (Rioplatense)", "ARS"),
+    Accent("co", "Colombian", "COP"),
+    Accent("cl", "Chilean", "CLP"),
+    Accent("pe", "Peruvian", "PEN"),
+    Accent("pr", "Puerto Rican"),
+    Accent("ve", "Venezuelan"),
+)}
+ACCENTS = tuple(ACCENT_TABLE)
+ACCENT_NAMES = {code: accent.name for code, accent in ACCENT_TABLE.items()}
+ACCENT_CURRENCY = {code: accent.currency for code, accent in ACCENT_TABLE.items() if accent.currency}
+
+# -- audio and tokens ---------------------------------------------------------------------------------------------
+S3_SR = 16_000  # the S3 tokenizer's and VoiceEncoder's input rate
+S3GEN_SR = 24_000  # S3Gen's output rate: every WAV the project writes
+TOKENS_PER_SECOND = 25  # S3 speech tokens per second of speech
+PROMPT_TOKENS = 150  # T3Config.speech_cond_prompt_len: 6 s at 25 Hz
+SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
+SAMPLES_PER_TOKEN = S3GEN_SR // TOKENS_PER_SECOND  # 960 (upstream: S3GEN_SR // S3_TOKEN_RATE)
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+CONFIG_NAME = "config.json"
+MODEL_TYPE = "chatterbox-latam"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How upstream decodes one generation of the multilingual T3 (facts of upstream's code, not choices)."""
+
+    name: str
+    repetition_penalty: float
+    """Default of `generate` (0.1.7: 2.0; upstream main for v3: 1.2)."""
+    alignment: bool
+    """Upstream's alignment heuristics (`AlignmentStreamAnalyzer`): 0.1.7 runs them for every multilingual T3;
+    upstream main removed them for v3 (commit 3f35dfc)."""
+    drop_last_token: bool
+    """Upstream main drops the audio of the last speech token ("emitted just before EOS with degraded attention
+    and decodes to ~40 ms of noise")."""
+
+
+GENERATIONS = {
+    "v2": Generation("v2", repetition_penalty=2.0, alignment=True, drop_last_token=False),
+    "v3": Generation("v3", repetition_penalty=1.2, alignment=False, drop_last_token=True),
+}
+T3_MODELS = {"v2": "multilingual", "v3": "multilingual-v3"}
+"""Upstream's `t3_model` names for the two T3 files of `ResembleAI/chatterbox`, and the layout each one is."""
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """File names of one flavour of Chatterbox checkpoint, as published on the Hub."""
+
+    name: str
+    ve: str
+    t3: str
+    s3gen: str
+    tokenizer: str
+    conds: str | None = "conds.pt"
+    multilingual: bool = True
+    support_repo: str | None = None
+    """Repository that holds the files this one does not ship (the language packs reuse the base's VE and tokenizer)."""
+    generation: str = "v2"
+    """How upstream decodes this T3 (`GENERATIONS`)."""
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {"ve": self.ve, "t3": self.t3, "s3gen": self.s3gen, "tokenizer": self.tokenizer}
+
+
+_BASE_FILES = dict(ve="ve.pt", tokenizer="grapheme_mtl_merged_expanded_v1.json")
+LAYOUTS = {
+    "multilingual": CheckpointLayout(name="multilingual", t3="t3_mtl23ls_v2.safetensors", s3gen="s3gen.pt",
+                                     **_BASE_FILES),
+    # Upstream main's v3 T3 (same architecture) beside v2 in the same repo: `t3_model: v3` picks it.
+    "multilingual-v3": CheckpointLayout(name="multilingual-v3", t3="t3_mtl23ls_v3.safetensors", s3gen="s3gen.pt",
+                                        generation="v3", **_BASE_FILES),
+    "english": CheckpointLayout(
+        name="english",
+        ve="ve.safetensors",
+        t3="t3_cfg.safetensors",
+        s3gen="s3gen.safetensors",
+        tokenizer="tokenizer.json",
+        multilingual=False,
+    ),
+    # The Single Language Pack (v3 finetunes): their own T3 and S3Gen; VE, tokenizer and default voice come from
+    # the base repo. Their s3gen_v3.pt lacks two buffers S3Gen computes itself (`load_s3gen`).
+    "es-mx-latam": CheckpointLayout(name="es-mx-latam", t3="t3_es_mx_latam.safetensors", s3gen="s3gen_v3.pt",
+                                    support_repo="ResembleAI/chatterbox", generation="v3", **_BASE_FILES),
+    "es-es": CheckpointLayout(name="es-es", t3="t3_es_es.safetensors", s3gen="s3gen_v3.pt",
+                              support_repo="ResembleAI/chatterbox", generation="v3", **_BASE_FILES),
+    # What `models.merge` writes: every file safetensors. The T3 file keeps upstream's name for its
+    # generation, so a full-size merged folder that also holds upstream's ve.pt / s3gen.pt / conds.pt loads with
+    # `from_local` too (upstream main's `t3_model="v3"` for the v3 one).
+    "merged": CheckpointLayout(
+        name="merged",
+        ve="ve.safetensors",
+        t3="t3_mtl23ls_v2.safetensors",
+        s3gen="s3gen.safetensors",
+        tokenizer="grapheme_mtl_merged_expanded_v1.json",
+        conds="conds.safetensors",
+    ),
+}
+LAYOUTS["merged-v3"] = replace(LAYOUTS["merged"], name="merged-v3", t3=LAYOUTS["multilingual-v3"].t3, generation="v3")
+REPO_LAYOUTS = {
+    "resembleai/chatterbox": "multilingual",
+    "resembleai/chatterbox-multilingual-es-mx-latam": "es-mx-latam",
+    "resembleai/chatterbox-multilingual-es-es": "es-es",
+}
+MERGED_LAYOUTS = {"v2": "merged", "v3": "merged-v3"}
+# Buffers S3Gen computes at construction (its S3 tokenizer's mel filters and window) that newer S3Gen versions no
+# longer save: the packs' s3gen_v3.pt lacks them. Loading accepts exactly these as missing.
+COMPUTED_S3GEN_BUFFERS = frozenset({"tokenizer._mel_filters", "tokenizer.window"})

@@ -1,0 +1,80 @@
+"""Reading a prepared dataset (`prepare` writes it): its file names, the splits, the row index, the summary table,
+and the text tokens training feeds."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .text import encode_text
+
+logger = logging.getLogger(__name__)
+
+DATASET_DIRNAME = "dataset"
+REPORT_NAME = "rejected.jsonl"
+SUMMARY_NAME = "summary.json"
+SETTINGS_NAME = "settings.json"
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The end-of-run table: clips in, kept, rejected by reason, hours per accent and per speaker."""
+    out = [
+        "| | clips |", "|---|---:|",
+        f"| in | {summary['clips_in']} |", f"| kept | {summary['kept']} |", f"| rejected | {summary['rejected']} |",
+    ]
+    out += [f"| rejected: {reason} | {n} |" for reason, n in summary["rejected_by_reason"].items()]
+    out += [f"| split: {name} | {n} |" for name, n in summary["splits"].items()]
+    prompts = summary.get("prompts", {})
+    out += [f"| prompts from {PROMPT_LABELS[source]} | {sum(prompts[source].values())} |" for source in PROMPT_SOURCES
+            if source in prompts]
+    if "left_out_of_training" in summary:
+        out.append("| left out of training (a lone clip too short to prompt itself) | "
+                   f"{summary['left_out_of_training']} |")
+    out += ["", "| accent | hours |", "|---|---:|"]
+    out += [f"| {accent} | {hours:.4f} |" for accent, hours in summary["hours_per_accent"].items()]
+    out += ["", "| speaker | accent | clips | hours |", "|---|---|---:|---:|"]
+    out += [f"| {s} | {v['accent']} | {v['clips']} | {v['hours']:.4f} |" for s, v in summary["speakers"].items()]
+    return "\n".join(out) + "\n"
+
+
+PROMPT_LABELS = {"other": "another clip of the speaker", "tail": "the clip's own last part", "none": "nowhere"}
+
+
+def load_prepared(prepared_dir: str | os.PathLike):
+    """The prepared `DatasetDict` written by `prepare_dataset`."""
+    import datasets
+
+    path = Path(prepared_dir)
+    if (path / DATASET_DIRNAME / "dataset_dict.json").exists():
+        path = path / DATASET_DIRNAME
+    if not (path / "dataset_dict.json").exists():
+        raise FileNotFoundError(
+            f"No prepared dataset in {prepared_dir}: run `python training/prepare_data.py --config RECIPE` first."
+        )
+    return datasets.load_from_disk(str(path))
+
+
+def row_index(dataset) -> dict[str, tuple[str, int]]:
+    """clip id -> (split, row) over every split: how a row's `prompt_id` finds its reference clip."""
+    return {row_id: (name, i) for name, split in dataset.items() for i, row_id in enumerate(split["id"])}
+
+
+def mono_samples(audio) -> tuple[np.ndarray, int]:
+    """A decoded `Audio` cell (datasets' lazy decoder) as mono float32 and its sample rate."""
+    decoded = audio.get_all_samples()
+    return decoded.data.mean(0).numpy().astype(np.float32), decoded.sample_rate
+
+
+def tokenize_dataset(dataset, tokenizer, language: str):
+    """Adds `text_tokens` (the grapheme tokenizer's ids with the language tag) to every split, once."""
+    def tokenize(batch):
+        return {"text_tokens": [encode_text(tokenizer, text, language) for text in batch["text"]]}
+
+    return dataset.map(tokenize, batched=True, desc="tokenize text")
+
+
+PROMPT_SOURCES = ("other", "tail", "none")

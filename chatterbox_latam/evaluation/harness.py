@@ -1,0 +1,286 @@
+"""The evaluation harness: synthesise the test sentences with each system, score them, write a readable report.
+
+Systems: the checkpoint under test (`finetuned`), optionally its base (`base`), any number of other models to
+compare with (`compare`: repo ids or folders, e.g. the language pack a fine-tune must beat), and the test
+recordings themselves (`ground_truth`, the ceiling for WER, MOS and similarity). Each sentence is spoken with a
+reference from the same speaker (a different utterance: the prepared dataset's prompt; a sentence whose speaker
+has no other clip is left out and counted, never spoken from its own audio). Scores: WER/CER (two
+normalisations), speaker similarity to the reference, DNSMOS, RTF; per sample, per system, per accent, against
+the seed's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF < 1.0). Outputs in `output_dir`:
+`results.json`, `report.md`, `plots/*.png`, and the audio under `audio/<system>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import METRICS, EvalConfig
+from ..data.audio import resample
+from ..utils import write_wav
+from . import metrics
+from .report import TARGETS, write_plots, write_report
+
+logger = logging.getLogger(__name__)
+
+Transcriber = Callable[[Sequence[np.ndarray], int], list[str]]
+
+
+@dataclass
+class TestItem:
+    id: str
+    text: str
+    speaker_id: str
+    accent: str
+    truth: np.ndarray
+    reference: np.ndarray
+    sample_rate: int
+
+
+def load_test_items(test_data: str, max_samples: int | None = None,
+                    skipped: list[str] | None = None) -> list[TestItem]:
+    """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
+    folder in the seed's layout (reference: another utterance of the speaker). A sentence whose speaker has no
+    other utterance is left out (its id appended to `skipped`): a reference is never the sentence's own audio."""
+    from ..data.dataset import load_prepared, mono_samples, row_index
+
+    path = Path(test_data)
+    items: list[TestItem] = []
+    skipped = [] if skipped is None else skipped
+    if (path / "metadata.csv").exists():
+        from ..config import DataConfig
+        from ..data.audio import CleaningConfig, clean_audio, decode_audio
+        from ..data.sources import read_seed
+
+        rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
+        by_speaker = defaultdict(list)
+        for row in rows:
+            by_speaker[row.speaker_id].append(row)
+        cleaning = CleaningConfig()
+        for row in rows:
+            others = [r for r in by_speaker[row.speaker_id] if r is not row]
+            if not others:
+                skipped.append(Path(row.audio).stem)
+                continue
+            reference = others[0]
+            items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
+                                  clean_audio(*decode_audio(row.audio), cleaning),
+                                  clean_audio(*decode_audio(reference.audio), cleaning), cleaning.sampling_rate))
+    else:
+        dataset = load_prepared(path)
+        split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
+        where = row_index(dataset)
+        for row in split:
+            if row.get("prompt_source", "other") != "other" or row["prompt_id"] == row["id"]:
+                skipped.append(row["id"])
+                continue
+            truth, sr = mono_samples(row["audio"])
+            prompt_split, prompt_row = where[row["prompt_id"]]
+            reference, ref_sr = mono_samples(dataset[prompt_split][prompt_row]["audio"])
+            reference = resample(reference, ref_sr, sr)
+            items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
+    if not items:
+        raise ValueError(f"No test sentences in {test_data}" + (
+            f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))
+    return items[:max_samples] if max_samples else items
+
+
+def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int) -> list[dict[str, Any]]:
+    """Speaks every test sentence with its reference voice; records synthesis time and writes the WAVs."""
+    from tqdm.auto import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for item in tqdm(items, desc=f"synthesise {out_dir.name}", unit="sentence"):
+        start = time.perf_counter()
+        wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed)
+        elapsed = time.perf_counter() - start
+        write_wav(out_dir / f"{item.id}.wav", wav, synthesizer.sr)
+        outputs.append({"wav": wav, "sr": synthesizer.sr, "synthesis_seconds": elapsed})
+    return outputs
+
+
+def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
+          transcriber: Transcriber | None, wavlm: Callable | None = None,
+          utmos: Callable | None = None) -> list[dict[str, Any]]:
+    """Per-sample scores of one system's outputs; the optional scorers come from `metrics.load_*`."""
+    samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
+                "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
+    sr = outputs[0]["sr"]
+    wavs = [o["wav"] for o in outputs]
+    if {"wer", "cer"} & set(wanted) and transcriber is not None:
+        for sample, hypothesis in zip(samples, transcriber(wavs, sr)):
+            sample["transcript"] = hypothesis
+            sample.update(metrics.error_rates([sample["text"]], [hypothesis]))
+    if "speaker_sim" in wanted:
+        pairs = [(o["wav"], it.reference) for it, o in zip(items, outputs)]
+        same_rate = [(w, resample(r, it.sample_rate, sr)) for (w, r), it in zip(pairs, items)]
+        for sample, value in zip(samples, metrics.speaker_similarity(same_rate, sr)):
+            sample["speaker_sim"] = value
+        if wavlm is not None:
+            for sample, value in zip(samples, wavlm(same_rate, sr)):
+                sample["speaker_sim_wavlm"] = value
+    if "mos" in wanted:
+        for sample, value in zip(samples, metrics.dnsmos(wavs, sr)):
+            sample["mos"] = value["ovrl"]
+            sample["dnsmos"] = value
+        if utmos is not None:
+            for sample, value in zip(samples, utmos(wavs, sr)):
+                sample["utmos"] = value
+    if "rtf" in wanted:
+        for sample, output in zip(samples, outputs):
+            if "synthesis_seconds" in output:
+                sample["synthesis_seconds"] = output["synthesis_seconds"]
+                sample["rtf"] = metrics.real_time_factor(output["synthesis_seconds"], sample["audio_seconds"])
+    return samples
+
+
+def aggregate(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """System-level numbers: corpus WER/CER, mean similarity and MOS, total-time RTF."""
+    result: dict[str, float] = {"n": len(samples)}
+    transcribed = [s for s in samples if "transcript" in s]
+    if transcribed:
+        result.update(metrics.error_rates([s["text"] for s in transcribed], [s["transcript"] for s in transcribed]))
+    for key in ("speaker_sim", "speaker_sim_wavlm", "mos", "utmos"):
+        values = [s[key] for s in samples if key in s]
+        if values:
+            result[key] = float(np.mean(values))
+    timed = [s for s in samples if "synthesis_seconds" in s]
+    if timed:
+        result["rtf"] = metrics.real_time_factor(sum(s["synthesis_seconds"] for s in timed),
+                                                 sum(s["audio_seconds"] for s in timed))
+    return result
+
+
+def system_name(source: str) -> str:
+    """A short name for a compared system: a repo's name or a folder's name (`:v3` kept)."""
+    name, _, t3_model = source.partition(":") if not Path(source).exists() else (source, "", "")
+    return Path(name.rstrip("/")).name + (f"_{t3_model}" if t3_model else "")
+
+
+def _adapter_t3_model(checkpoint: str) -> str | None:
+    """The `t3_model` (v2 / v3) an adapter folder was trained on, from its adapter.json."""
+    from ..constants import T3_MODELS
+    from ..models.lora import is_adapter_dir, read_adapter_metadata
+
+    if not is_adapter_dir(checkpoint):
+        return None
+    variant = read_adapter_metadata(checkpoint).get("model_variant")
+    return next((name for name, layout in T3_MODELS.items() if layout == variant), None)
+
+
+def load_system(source: str, config: EvalConfig, t3_model: str | None = None):
+    """A model to score beside the fine-tune: a folder or repo id, `REPO:v3` for `ResembleAI/chatterbox`'s v3 T3;
+    decoded as upstream decodes its generation."""
+    from ..synthesis.tts import ChatterboxLatamTTS
+
+    t3_model = t3_model or config.t3_model
+    if not Path(source).exists() and ":" in source:
+        source, _, t3_model = source.partition(":")
+    return ChatterboxLatamTTS.from_pretrained(source, config.device, t3_model=t3_model)
+
+
+def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None) -> dict[str, Any]:
+    """Runs the whole evaluation (see the module docstring) and returns what `results.json` holds.
+
+    `transcriber` replaces the ASR model (a callable `(wavs, sample_rate) -> texts`); by default the
+    `asr_model` checkpoint is loaded, and if it cannot be, WER/CER are skipped with the reason in the report.
+    """
+    from ..models.lora import is_adapter_dir, read_adapter_metadata
+    from ..synthesis.tts import ChatterboxLatamTTS
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wanted = [m for m in (METRICS if "all" in config.metrics else config.metrics)]
+    without_reference: list[str] = []
+    items = load_test_items(config.test_data, config.max_samples, without_reference)
+    # Hub models load once, up front: an unreachable one is reported before any synthesis, the rest still runs.
+    skipped: dict[str, str] = {}
+
+    def optional(name: str, load: Callable[[], Callable]) -> Callable | None:
+        try:
+            return load()
+        except metrics.MetricModelUnavailable as error:
+            skipped[name] = str(error)
+            return None
+
+    if transcriber is None and {"wer", "cer"} & set(wanted):
+        transcriber = optional("WER/CER", lambda: metrics.load_asr(config.asr_model, config.device))
+    wavlm = None
+    if config.wavlm_model and "speaker_sim" in wanted:
+        wavlm = optional("WavLM speaker similarity", lambda: metrics.load_wavlm(config.wavlm_model))
+    utmos = None
+    if config.utmos and "mos" in wanted:
+        utmos = optional("UTMOS", lambda: metrics.load_utmos(config.utmos_checkpoint))
+
+    systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
+                                                   mode=config.mode, t3_model=config.t3_model)
+    finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds)
+    finetuned.alignment = config.alignment
+    systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
+    mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
+    if mode != "fp32" or finetuned.s3gen_changes:
+        # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
+        finetuned.set_mode("fp32")
+        finetuned.set_s3gen()
+        systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
+                                                   config.seed)
+    if finetuned.alignment_matters():
+        # the heuristics read attention maps the adapter changed: the other setting, same sentences and seed
+        finetuned.alignment = not alignment
+        name = f"finetuned_alignment_{'on' if finetuned.alignment else 'off'}"
+        systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed)
+    del finetuned
+    if config.compare_base:
+        base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
+                                     if is_adapter_dir(config.checkpoint) else None)
+        if not base:
+            raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
+                             "adapter folder that names it).")
+        systems["base"] = synthesize_all(load_system(base, config, _adapter_t3_model(config.checkpoint)), items,
+                                         output_dir / "audio" / "base", config.seed)
+    for other in config.compare:
+        name = system_name(other)
+        if name in systems:
+            raise ValueError(f"--compare {other}: a system named {name!r} is already scored; compare it once.")
+        systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, config.seed)
+    systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
+    truth_dir = output_dir / "audio" / "ground_truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:  # beside the synthesised audio, for listening and for the human MOS kit
+        write_wav(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
+
+    decoding = (f"{generation.name} (repetition penalty {generation.repetition_penalty}, alignment heuristics "
+                f"{'on' if alignment else 'off'}{', last token dropped' if generation.drop_last_token else ''})")
+    results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
+                               "n_sentences": len(items), "sentences_without_reference": without_reference,
+                               "decoding": decoding, "compare": list(config.compare),
+                               "device": config.device, "mode": mode,
+                               "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
+                               "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
+                               "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
+                               "systems": {}}
+    for name, outputs in systems.items():
+        samples = score(items, outputs, wanted, transcriber, wavlm, utmos)
+        per_accent = defaultdict(list)
+        for sample in samples:
+            per_accent[sample["accent"]].append(sample)
+        results["systems"][name] = {
+            "aggregate": aggregate(samples),
+            "per_accent": {accent: aggregate(group) for accent, group in per_accent.items()},
+            "samples": samples,
+        }
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_plots(results, output_dir)
+    write_report(results, output_dir)
+    return results
+

@@ -1,0 +1,105 @@
+"""The seed's targets and the evaluation report: report.md (tables per system and accent) and plots/."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+TARGETS = {  # the seed's table: metric -> (comparison, value)
+    "wer_spanish": ("<", 0.15),
+    "mos": (">", 3.5),
+    "speaker_sim": (">", 0.85),
+    "rtf": ("<", 1.0),
+}
+
+
+def passes(metric: str, value: float) -> bool:
+    comparison, target = TARGETS[metric]
+    return value < target if comparison == "<" else value > target
+
+
+def write_report(results: dict[str, Any], output_dir: Path) -> None:
+    systems = list(results["systems"])
+    lines = [f"# Evaluation of `{results['checkpoint']}`", "",
+             f"Test data: `{results['test_data']}` ({results['n_sentences']} sentences). Device: {results['device']}.",
+             ""]
+    if results.get("sentences_without_reference"):
+        lines += [f"{len(results['sentences_without_reference'])} test sentences were left out: their speaker has no "
+                  "other clip to take the voice from (a sentence is never spoken from its own audio).", ""]
+    if results.get("decoding"):
+        lines += [f"Decoding: {results['decoding']}.", ""]
+    header = "| metric | target | " + " | ".join(systems) + " |"
+    lines += [header, "|" + "---|" * (len(systems) + 2)]
+    for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",
+                   "mos", "utmos", "rtf"):
+        if not any(metric in results["systems"][s]["aggregate"] for s in systems):
+            continue
+        target = f"{TARGETS[metric][0]} {TARGETS[metric][1]}" if metric in TARGETS else ""
+        cells = []
+        for system in systems:
+            value = results["systems"][system]["aggregate"].get(metric)
+            if value is None:
+                cells.append("–")
+            elif metric in TARGETS and system != "ground_truth":
+                cells.append(f"{value:.3f} {'pass' if passes(metric, value) else 'FAIL'}")
+            else:
+                cells.append(f"{value:.3f}")
+        lines.append(f"| {metric} | {target} | " + " | ".join(cells) + " |")
+    lines += ["", "WER/CER `spanish` keeps accents and ñ; `whisper` is Whisper's basic normaliser without diacritics.",
+              "MOS is DNSMOS overall; UTMOS is a second predictor (both proxies: see the human MOS kit)."]
+    for name, message in results.get("skipped", {}).items():
+        lines.append(f"\n**{name} skipped**: {message}")
+    lines += ["", "## Per accent", ""]
+    for system in systems:
+        for accent, values in sorted(results["systems"][system]["per_accent"].items()):
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n")
+            lines.append(f"- {system}, {accent or 'unknown'} ({values['n']}): {shown}")
+    lines += ["", "![per accent](plots/per_accent.png)", "", "![distributions](plots/distributions.png)", ""]
+    (output_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_plots(results: dict[str, Any], output_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = output_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    systems = list(results["systems"])
+    keys = [k for k in ("wer_spanish", "speaker_sim", "mos", "rtf")
+            if any(k in results["systems"][s]["aggregate"] for s in systems)]
+    accents = sorted({a for s in systems for a in results["systems"][s]["per_accent"]})
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
+    width = 0.8 / max(1, len(systems))
+    for ax, key in zip(axes[0], keys):
+        for i, system in enumerate(systems):
+            values = [results["systems"][system]["per_accent"].get(a, {}).get(key, np.nan) for a in accents]
+            ax.bar(np.arange(len(accents)) + i * width, values, width, label=system)
+        if key in TARGETS:
+            ax.axhline(TARGETS[key][1], color="k", linestyle="--", linewidth=0.8)
+        ax.set_xticks(np.arange(len(accents)) + width * (len(systems) - 1) / 2, [a or "?" for a in accents])
+        ax.set_title(key)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plots / "per_accent.png", dpi=100)
+    plt.close(fig)
+
+    dist_keys = [k for k in ("speaker_sim", "mos", "cer_spanish") if any(
+        k in s for system in systems for s in results["systems"][system]["samples"])]
+    fig, axes = plt.subplots(1, max(1, len(dist_keys)), figsize=(4 * max(1, len(dist_keys)), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], dist_keys):
+        for system in systems:
+            values = [s[key] for s in results["systems"][system]["samples"] if key in s]
+            if values:
+                ax.hist(values, bins=10, alpha=0.5, label=system)
+        ax.set_title(key)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plots / "distributions.png", dpi=100)
+    plt.close(fig)
+

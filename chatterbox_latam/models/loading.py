@@ -1,0 +1,202 @@
+"""One loader for every Chatterbox checkpoint the project meets.
+
+The same functions load the real `ResembleAI/chatterbox` repository (by repo id or from a local snapshot), the
+official Latin-American pack, and the tiny random-init checkpoint that tests and the demo build
+(`chatterbox_latam.testing.tiny_model`). A checkpoint is a folder in the upstream file layout; an optional `config.json`
+beside the weights records reduced sizes, so a small model is built from the same upstream classes with other
+widths and depths instead of a copy of their code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..constants import COMPUTED_S3GEN_BUFFERS
+from .checkpoint import Checkpoint, resolve_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if "model" in state and not torch.is_tensor(state["model"]):  # upstream's T3 files may wrap the state
+        state = state["model"][0]
+    return state
+
+
+def load_voice_encoder(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """The VoiceEncoder (16 kHz audio -> 256-d unit-norm speaker embedding)."""
+    from chatterbox.models.voice_encoder import VoiceEncoder
+
+    ve = VoiceEncoder()
+    ve.load_state_dict(_load_state(checkpoint.paths["ve"]))
+    return ve.to(device).eval()
+
+
+def t3_config(checkpoint_config: dict[str, Any], multilingual: bool = True):
+    """Upstream `T3Config`, with the reduced sizes a checkpoint's config.json records."""
+    from chatterbox.models.t3.llama_configs import LLAMA_CONFIGS
+    from chatterbox.models.t3.modules.t3_config import T3Config
+
+    hp = T3Config.multilingual() if multilingual else T3Config.english_only()
+    overrides = dict(checkpoint_config.get("t3", {}))
+    llama = overrides.pop("llama", None)
+    for key, value in overrides.items():
+        if not hasattr(hp, key):
+            raise ValueError(f"config.json sets t3.{key}, which T3Config does not have.")
+        setattr(hp, key, value)
+    if llama:
+        base = LLAMA_CONFIGS[hp.llama_config_name]
+        # T3 looks its backbone up by name; a reduced one gets its own entry, the upstream entries stay as they are.
+        name = "chatterbox_latam:" + json.dumps(llama, sort_keys=True)
+        LLAMA_CONFIGS.setdefault(name, {**base, **llama})
+        hp.llama_config_name = name
+    return hp
+
+
+def build_t3(checkpoint_config: dict[str, Any], multilingual: bool = True):
+    from chatterbox.models.t3 import T3
+
+    return T3(t3_config(checkpoint_config, multilingual))
+
+
+def load_t3(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """T3 (text tokens -> S3 speech tokens) built from the checkpoint's config and loaded strictly."""
+    t3 = build_t3(checkpoint.config, checkpoint.layout.multilingual)
+    t3.load_state_dict(_load_state(checkpoint.paths["t3"]))
+    return t3.to(device).eval()
+
+
+def build_s3gen(checkpoint_config: dict[str, Any]):
+    """Upstream S3Gen; a config with `s3gen.encoder` / `s3gen.decoder` sizes gets a smaller flow of the same classes.
+
+    The S3 tokenizer, CAMPPlus and HiFT keep upstream's fixed sizes (their constructors take none).
+    """
+    with warnings.catch_warnings():  # upstream's decoder uses diffusers' LoRACompatibleLinear (deprecated, works)
+        warnings.filterwarnings("ignore", message=".*LoRACompatibleLinear.*", category=FutureWarning)
+        return _build_s3gen(checkpoint_config.get("s3gen"))
+
+
+def _build_s3gen(sizes: dict[str, Any] | None):
+    from chatterbox.models.s3gen import S3Gen
+
+    s3gen = S3Gen()
+    if sizes:
+        from chatterbox.models.s3gen.configs import CFM_PARAMS
+        from chatterbox.models.s3gen.decoder import ConditionalDecoder
+        from chatterbox.models.s3gen.flow import CausalMaskedDiffWithXvec
+        from chatterbox.models.s3gen.flow_matching import CausalConditionalCFM
+        from chatterbox.models.s3gen.transformer.upsample_encoder import (
+            UpsampleConformerEncoder,
+        )
+
+        encoder = UpsampleConformerEncoder(
+            **{
+                "output_size": 512, "attention_heads": 8, "linear_units": 2048, "num_blocks": 6, "dropout_rate": 0.1,
+                "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "normalize_before": True,
+                "input_layer": "linear", "pos_enc_layer_type": "rel_pos_espnet",
+                "selfattention_layer_type": "rel_selfattn", "input_size": 512, "use_cnn_module": False,
+                "macaron_style": False, **sizes.get("encoder", {}),
+            }
+        )
+        estimator = ConditionalDecoder(
+            **{
+                "in_channels": 320, "out_channels": 80, "causal": True, "channels": [256], "dropout": 0.0,
+                "attention_head_dim": 64, "n_blocks": 4, "num_mid_blocks": 12, "num_heads": 8, "act_fn": "gelu",
+                **sizes.get("decoder", {}),
+            }
+        )
+        decoder = CausalConditionalCFM(spk_emb_dim=80, cfm_params=CFM_PARAMS, estimator=estimator)
+        s3gen.flow = CausalMaskedDiffWithXvec(encoder=encoder, decoder=decoder)
+    return s3gen
+
+
+def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder), loaded strictly except for
+    `COMPUTED_S3GEN_BUFFERS`: a file saved by a newer S3Gen (the packs' s3gen_v3.pt) does not hold them, and the
+    ones S3Gen computed at construction are what upstream uses."""
+    s3gen = build_s3gen(checkpoint.config)
+    source = checkpoint.paths["s3gen"]
+    result = s3gen.load_state_dict(_load_state(source), strict=False)
+    missing = set(result.missing_keys) - COMPUTED_S3GEN_BUFFERS
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"{source} does not fit S3Gen: missing {sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"unexpected {sorted(result.unexpected_keys)[:8]}. Only {sorted(COMPUTED_S3GEN_BUFFERS)} may be missing "
+            "(buffers S3Gen computes itself); is this an S3Gen checkpoint of the same size?"
+        )
+    return s3gen.to(device).eval()
+
+
+def load_text_tokenizer(checkpoint: Checkpoint):
+    """The grapheme tokenizer: `MTLTokenizer` for multilingual checkpoints, `EnTokenizer` for the English one."""
+    from chatterbox.models.tokenizers import EnTokenizer, MTLTokenizer
+
+    cls = MTLTokenizer if checkpoint.layout.multilingual else EnTokenizer
+    return cls(str(checkpoint.paths["tokenizer"]))
+
+
+def load_chatterbox(name_or_path: "str | os.PathLike | Checkpoint", device: str | torch.device = "cpu",
+                    variant: str | None = None, t3_model: str | None = None):
+    """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves
+    (or from an already resolved `Checkpoint`)."""
+    if isinstance(name_or_path, Checkpoint):
+        checkpoint = name_or_path
+    else:
+        checkpoint = resolve_checkpoint(name_or_path, variant=variant, t3_model=t3_model)
+    device = str(device)
+    parts = dict(
+        t3=load_t3(checkpoint, device),
+        s3gen=load_s3gen(checkpoint, device),
+        ve=load_voice_encoder(checkpoint, device),
+        tokenizer=load_text_tokenizer(checkpoint),
+        device=device,
+    )
+    if checkpoint.layout.multilingual:
+        from chatterbox.mtl_tts import ChatterboxMultilingualTTS as cls
+        from chatterbox.mtl_tts import Conditionals
+    else:
+        from chatterbox.tts import ChatterboxTTS as cls
+        from chatterbox.tts import Conditionals
+    conds = None
+    if "conds" in checkpoint.paths:
+        path = checkpoint.paths["conds"]
+        conds = load_conditionals(path) if path.suffix == ".safetensors" else Conditionals.load(path, "cpu")
+        conds = conds.to(device)
+    return cls(conds=conds, **parts)
+
+
+def save_conditionals(conds, path: str | os.PathLike) -> None:
+    """Writes upstream `Conditionals` (a default voice: T3Cond + S3Gen reference) as safetensors, one tensor per
+    field (`t3.speaker_emb`, `gen.prompt_feat`, ...), instead of upstream's pickle (`conds.pt`)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"t3.{k}": v for k, v in conds.t3.__dict__.items() if torch.is_tensor(v)}
+    tensors.update({f"gen.{k}": v for k, v in conds.gen.items() if torch.is_tensor(v)})
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def load_conditionals(path: str | os.PathLike):
+    """Upstream `Conditionals` from `save_conditionals`' file."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+    from chatterbox.mtl_tts import Conditionals
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    t3 = {k[3:]: v for k, v in state.items() if k.startswith("t3.")}
+    gen = {k[4:]: v for k, v in state.items() if k.startswith("gen.")}
+    gen.setdefault("prompt_feat_len", None)
+    return Conditionals(T3Cond(**t3), gen)
+

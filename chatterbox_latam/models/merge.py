@@ -1,0 +1,165 @@
+"""Merging LoRA adapters into the base weights: one standalone model per adapter, checked against the adapter.
+
+The merge runs in fp32 on the CPU (PEFT's `merge_and_unload`, which also folds `modules_to_save` in), and only
+then casts to the requested dtype: merging fp32 LoRA deltas into bf16 weights would round them away. The output
+is a checkpoint folder in the `merged` layout of `constants.LAYOUTS` (all safetensors):
+
+    t3_mtl23ls_v2.safetensors (v3 bases: t3_mtl23ls_v3)  s3gen.safetensors  ve.safetensors  grapheme_mtl_...json
+    conds.safetensors (the default voice)  config.json (sizes, base, accent, merge check)  README.md (the card)
+
+A full-size merge also gets upstream's own file names for the files upstream reads as torch pickles (`ve.pt`,
+`s3gen.pt`, `conds.pt`, plain tensor state dicts that load with `weights_only=True`), so
+`ChatterboxMultilingualTTS.from_local(folder)` loads it too. Reduced (tiny) models cannot be loaded by upstream,
+which hard-codes the full size, so they get no such copies.
+
+The merge is checked twice on fixed probe inputs (T3 logits, S3Gen mel): the fp32 merged model against the adapter
+model, and, before the folder is put in place, the saved model loaded back by the loader every model goes through
+(`ChatterboxLatamTTS.from_pretrained` loads a merged folder with it)
+(which also measures what a cast to bf16/fp16 changes). The differences go into config.json; a merge beyond
+`MERGE_TOLERANCE` fails without leaving an output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..constants import CONFIG_NAME, LAYOUTS, MERGED_LAYOUTS, MODEL_TYPE
+from ..utils import staged_directory
+from .checkpoint import Checkpoint, resolve_checkpoint
+from .loading import load_chatterbox, save_conditionals
+from .probes import compare_outputs, probe_outputs
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Largest difference allowed between the merged (fp32) and the adapter model's outputs, relative to the largest
+# output magnitude: PEFT's own merge tolerance. Casting to a half precision afterwards adds its rounding, which is
+# measured and recorded (`cast_difference`), not a merge error.
+MERGE_TOLERANCE = 1e-4
+UPSTREAM_FILES = {"ve": "ve.pt", "s3gen": "s3gen.pt", "conds": "conds.pt"}
+
+
+class MergeError(RuntimeError):
+    """The merged model does not reproduce the adapter model within tolerance (nothing was written)."""
+
+
+@dataclass
+class MergeResult:
+    output_dir: Path
+    accent: str | None
+    check: dict[str, float]
+    upstream_layout: bool
+
+
+def _merge_in_place(tts) -> None:
+    from peft import PeftModel
+
+    if isinstance(tts.t3, PeftModel):
+        tts.t3 = tts.t3.merge_and_unload(safe_merge=True)
+    if isinstance(tts.s3gen.flow, PeftModel):
+        tts.s3gen.flow = tts.s3gen.flow.merge_and_unload(safe_merge=True)
+
+
+def _state(module: torch.nn.Module, dtype: torch.dtype, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The state dict with floating tensors under `prefix` cast to `dtype` (the rest kept as they are)."""
+    return {k: (v.to(dtype) if v.is_floating_point() and k.startswith(prefix) else v).detach().cpu().contiguous()
+            for k, v in module.state_dict().items()}
+
+
+def is_full_size(checkpoint: Checkpoint) -> bool:
+    """Upstream sizes (no reduced sizes in config.json): upstream's own loader can read it."""
+    return not checkpoint.config.get("t3") and not checkpoint.config.get("s3gen")
+
+
+def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike, base_model: str | None = None,
+                  dtype: str = "float32", default_voice: Callable[[Any, dict[str, Any]], Any] | None = None,
+                  upstream_layout: bool | None = None, accent: str | None = None) -> MergeResult:
+    """Merges one adapter folder into its base and writes a standalone model folder (see the module docstring).
+
+    `base_model` defaults to the base named in the adapter's adapter.json. `default_voice(model, adapter_metadata)`
+    gives the model's default voice (upstream `Conditionals`); `synthesis.tts.voice_from(wav)` takes it from a
+    recording cleaned as the training clips were. Without it the base's default voice (conds.pt) is kept when it
+    has one.
+    `upstream_layout` (default: for full-size bases) adds upstream's ve.pt / s3gen.pt / conds.pt.
+    """
+    from safetensors.torch import save_file
+
+    from .lora import apply_adapters, is_adapter_dir, read_adapter_metadata
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES)}.")
+    adapter_dir = Path(adapter_dir)
+    if not is_adapter_dir(adapter_dir):
+        raise ValueError(f"{adapter_dir} is not an adapter folder (no t3/ or s3gen/ with adapter_config.json). "
+                         "Pass the training output's final/ folder, or one of its checkpoint-N folders.")
+    metadata = read_adapter_metadata(adapter_dir)
+    base = base_model or metadata.get("base_model")
+    if not base:
+        raise ValueError(f"{adapter_dir}/adapter.json does not name the base model: pass --base.")
+    checkpoint = resolve_checkpoint(base, variant=metadata.get("model_variant") if metadata.get("model_variant")
+                                    in LAYOUTS else None)
+    upstream_layout = is_full_size(checkpoint) if upstream_layout is None else upstream_layout
+    if upstream_layout and not is_full_size(checkpoint):
+        raise ValueError(f"{base} is a reduced model: upstream's from_local cannot load it, so it gets no upstream "
+                         "layout (drop --upstream_layout).")
+    accent = accent or metadata.get("accent")
+    output_dir = Path(output_dir)
+
+    tts = apply_adapters(load_chatterbox(checkpoint, "cpu"), adapter_dir)  # fp32 on the CPU
+    reference = probe_outputs(tts)
+    _merge_in_place(tts)
+    check = compare_outputs(reference, probe_outputs(tts))
+    if max(check.values()) > MERGE_TOLERANCE:
+        raise MergeError(f"The merged model differs from the adapter model by {max(check.values()):.2e} (relative; "
+                         f"tolerance {MERGE_TOLERANCE:.0e}): {check}. Nothing was written to {output_dir}.")
+    if default_voice is not None:
+        tts.conds = default_voice(tts, metadata)
+    torch_dtype = DTYPES[dtype]
+    generation = checkpoint.generation.name
+    layout = LAYOUTS[MERGED_LAYOUTS[generation]]
+    config = {
+        "model_type": MODEL_TYPE, "layout": layout.name, "generation": generation,
+        **{k: v for k, v in checkpoint.config.items() if k in ("t3", "s3gen", "tiny_version")},
+        "base_model": base, "base_layout": checkpoint.layout.name, "adapter": str(adapter_dir),
+        "adapter_metadata": metadata,
+        "adapted": [part for part in ("t3", "s3gen") if (adapter_dir / part / "adapter_config.json").exists()],
+        "language": metadata.get("language") or "es", "accent": accent,
+        "torch_dtype": dtype, "default_voice": "conds.safetensors" if tts.conds is not None else None,
+    }
+    with staged_directory(output_dir) as staging:
+        save_file(_state(tts.t3, torch_dtype), str(staging / layout.t3))
+        # Only the flow is cast: the S3 tokenizer, CAMPPlus and HiFT are not merged into and stay as published.
+        save_file(_state(tts.s3gen, torch_dtype, "flow."), str(staging / layout.s3gen))
+        save_file(_state(tts.ve, torch.float32), str(staging / layout.ve))
+        shutil.copyfile(checkpoint.paths["tokenizer"], staging / layout.tokenizer)
+        if tts.conds is not None:
+            save_conditionals(tts.conds, staging / layout.conds)
+        if upstream_layout:
+            torch.save(_state(tts.ve, torch.float32), staging / UPSTREAM_FILES["ve"])
+            torch.save(_state(tts.s3gen, torch_dtype, "flow."), staging / UPSTREAM_FILES["s3gen"])
+            if tts.conds is not None:
+                tts.conds.save(staging / UPSTREAM_FILES["conds"])
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        del tts
+        # Load the result back the way users will, and check it against the adapter model before it is kept.
+        loaded = compare_outputs(reference, probe_outputs(load_chatterbox(resolve_checkpoint(staging), "cpu")))
+        config["merge_check"] = {"max_relative_difference": check, "tolerance": MERGE_TOLERANCE,
+                                 "probe": "T3 speech logits, S3Gen flow mel (fixed seeded inputs)"}
+        if dtype != "float32":
+            config["merge_check"]["cast_difference"] = loaded
+        elif max(loaded.values()) > MERGE_TOLERANCE:
+            raise MergeError(f"The saved model, loaded back, differs from the adapter model by {loaded}: "
+                             f"nothing was written to {output_dir}.")
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    logger.info("merged %s into %s (%s): max relative difference %s", adapter_dir, output_dir, dtype, check)
+    return MergeResult(output_dir, accent, check, upstream_layout)
+

@@ -1,0 +1,284 @@
+"""Fast T3 decoding: the same sampling as upstream `T3.inference`, without its per-step overhead, at a chosen precision.
+
+Upstream asks for every layer's attention at every step (which forces eager attention), hooks three layers for its
+alignment heuristics and copies their attention to the host, grows a dynamic KV cache, and syncs with the host at
+every step to test for the stop token. This decoder
+- keeps SDPA attention and a static KV cache (preallocated to the token budget; no reallocation per step);
+- draws the same random numbers in the same order as upstream (CFG as one batch of two, then upstream's
+  repetition penalty, temperature, min-p and top-p, then `torch.multinomial`), so in fp32 it gives upstream's
+  tokens on the same weights, inputs and seed;
+- looks at the generated tokens on the host only every `stop_check_every` steps (tokens after the stop token are
+  dropped, so the result is unchanged);
+- runs T3 in one of five precisions (`MODES`): fp32 (exact), bf16 weights, dynamic int8 Linear layers
+  (`torch.ao.quantization.quantize_dynamic`, CPU only), or int8 / int4 weights with bf16 activations (`int8-wo`,
+  `int4-wo`, CPU). On CPU, fp32 decoding is bound by reading the weights (see the README's figures): the bytes per
+  weight, not loop overhead, are the lever there.
+
+Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
+has been read, force it on a long tail or repetition) run, as upstream runs them, for a multilingual T3 that has
+the layers they watch (`runs_alignment`), whenever one utterance is decoded (`alignment=False` turns them off).
+They read attention maps of layers 9, 12 and 13: those three layers run eager attention (upstream switches all of
+them), and the analyzer looks at every step on the host (see the README for the cost). They follow one
+utterance, so utterances decoded together (`fast_decode_batch`) go without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# The weight-only kernels are matrix-vector kernels: fast for decoding's few rows, several times slower than bf16's
+# matrix kernels for a prompt's hundreds. Above this many rows the weight-only layers use a bf16 copy of the weight
+# (decoding reads only the small weights; the copy costs memory, not speed).
+PREFILL_ROWS = 64
+
+
+def cast_cond(t3_cond, device, dtype):
+    """A copy of the conditioning on `device` / `dtype` (T3Cond.to works in place, and a voice is reused)."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    copied = T3Cond(**dict(t3_cond.__dict__))
+    return copied.to(device=device, dtype=dtype if dtype != torch.float32 else None)
+
+
+@dataclass
+class SamplingSettings:
+    """Upstream `T3.inference`'s sampling knobs (same defaults as upstream's multilingual `generate`)."""
+
+    temperature: float = 0.8
+    cfg_weight: float = 0.5
+    repetition_penalty: float = 2.0
+    min_p: float = 0.05
+    top_p: float = 1.0
+    min_new_tokens: int = 0
+    """Steps during which the stop token cannot be drawn (0 in synthesis, as upstream): measurements that need a
+    given number of steps (the precision guard) set it."""
+
+
+def _processors(settings: SamplingSettings):
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TopPLogitsWarper,
+    )
+
+    return (RepetitionPenaltyLogitsProcessor(penalty=float(settings.repetition_penalty)),
+            MinPLogitsWarper(min_p=settings.min_p), TopPLogitsWarper(top_p=settings.top_p))
+
+
+@torch.inference_mode()
+def prefix_embeds(t3, t3_cond, text_tokens: torch.Tensor, cfg_weight: float) -> tuple[torch.Tensor, int]:
+    """Conditioning + text + start-of-speech embeddings for the CFG pair, plus upstream's second start token.
+    Returns (embeds (2, L, D), length of the conditioning prefix)."""
+    device = t3.speech_emb.weight.device
+    text_tokens = torch.atleast_2d(text_tokens).to(device=device, dtype=torch.long)
+    bos = torch.full((text_tokens.shape[0], 1), t3.hp.start_speech_token, dtype=torch.long, device=device)
+    embeds, len_cond = t3.prepare_input_embeds(t3_cond=t3_cond, text_tokens=text_tokens, speech_tokens=bos,
+                                               cfg_weight=cfg_weight)
+    # upstream appends the start token once more after the prefix, which already ends with it
+    bos_embed = t3.speech_emb(bos[:1]) + t3.speech_pos_emb.get_fixed_embedding(0)
+    return torch.cat([embeds, bos_embed.expand(embeds.shape[0], -1, -1)], dim=1), len_cond
+
+
+@torch.inference_mode()
+def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
+                settings: SamplingSettings | None = None, stop_check_every: int = 8, static_cache: bool = True,
+                alignment: bool | None = None) -> torch.Tensor:
+    """Speech tokens for one utterance, upstream's sampling (see the module docstring). `text_tokens`: (1, L)
+    with start/stop tokens. Returns the tokens up to and including the stop token, as upstream does, shape (1, N).
+
+    `t3` may be a copy from `t3_for_mode`; the conditioning is cast to its dtype. `alignment`: upstream's
+    alignment heuristics (None: where upstream runs them, `runs_alignment`).
+    """
+    [(tokens, _)] = stream_decode(t3, t3_cond, text_tokens, max_new_tokens, settings,
+                                  chunk_tokens=max_new_tokens + 1, stop_check_every=stop_check_every,
+                                  static_cache=static_cache, alignment=alignment)
+    return tokens
+
+
+def runs_alignment(t3) -> bool:
+    """Whether upstream runs its alignment heuristics for this T3: multilingual, with the layers they watch (a
+    reduced test model may not have them)."""
+    from chatterbox.models.t3.inference.alignment_stream_analyzer import (
+        LLAMA_ALIGNED_HEADS,
+    )
+
+    return bool(t3.hp.is_multilingual) and len(t3.tfmr.layers) > max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
+
+
+@torch.inference_mode()
+def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: int | list[int] = 1000,
+                      settings: SamplingSettings | None = None, stop_check_every: int = 8,
+                      static_cache: bool = True) -> list[torch.Tensor]:
+    """Speech tokens for several utterances in the same voice, decoded together: one forward pass per step for
+    all of them (CFG pairs side by side), so a step costs little more than one utterance's while decoding is bound
+    by reading the weights. Prompts of different lengths are padded on the left and masked; each utterance stops
+    at its own stop token or budget (`max_new_tokens`, one for all or one each). Without upstream's alignment
+    heuristics (they follow one utterance): with them off, one utterance alone is exactly `fast_decode`; in a batch
+    the random draws interleave, so tokens match single runs only where sampling is deterministic (e.g. `min_p=1`,
+    greedy). Returns one (1, N_i) tensor per text."""
+    settings = settings or SamplingSettings()
+    budgets = [max_new_tokens] * len(texts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(texts) or not texts:
+        raise ValueError(f"{len(texts)} texts and {len(budgets)} token budgets: give one budget or one per text.")
+    embeds, _, pads = _prefix(t3, t3_cond, texts, settings)
+    for n, generated, _ in _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, None):
+        pass
+    return [_cut(generated[row: row + 1, 1: min(n, budget) + 1], t3.hp.stop_speech_token)
+            for row, budget in enumerate(budgets)]
+
+
+def _prefix(t3, t3_cond, texts, settings) -> tuple[torch.Tensor, int, list[int]]:
+    """The CFG pairs' prompt embeddings, left-padded to one length: (2 * len(texts), L, D), the conditioning's
+    length and each text's padding."""
+    device, dtype = t3.speech_emb.weight.device, t3.speech_emb.weight.dtype
+    cond = cast_cond(t3_cond, device, dtype)
+    rows, len_cond = [], 0
+    for text in texts:  # row 2i is the conditional, 2i + 1 CFG's unconditional (text zeroed by upstream)
+        text = torch.atleast_2d(text).to(device)
+        embeds, len_cond = prefix_embeds(t3, cond, text.expand(2, -1), settings.cfg_weight)
+        rows.append(embeds.to(dtype))
+    longest = max(row.shape[1] for row in rows)
+    padded = [nn.functional.pad(row, (0, 0, longest - row.shape[1], 0)) for row in rows]
+    return torch.cat(padded), len_cond, [longest - row.shape[1] for row in rows]
+
+
+@contextlib.contextmanager
+def _upstream_alignment(tfmr, text_slice: tuple[int, int], eos: int):
+    """Upstream's `AlignmentStreamAnalyzer` for one utterance, in a cheaper form: the analyzer switches the whole
+    backbone to eager attention with attention outputs (every layer materialises its attention maps at every
+    step), but it reads three heads of layers 9, 12 and 13 only; here those three layers run eager attention and
+    the rest keep SDPA. Its hooks (which upstream leaves for good) and the switch are undone when the utterance is
+    done."""
+    from chatterbox.models.t3.inference.alignment_stream_analyzer import (
+        LLAMA_ALIGNED_HEADS,
+        AlignmentStreamAnalyzer,
+    )
+
+    config = tfmr.config
+    saved = (config._attn_implementation, config.output_attentions)
+    hooks_before = {i: set(layer.self_attn._forward_hooks) for i, layer in enumerate(tfmr.layers)}
+    watched = sorted({layer for layer, _ in LLAMA_ALIGNED_HEADS})
+    try:
+        analyzer = AlignmentStreamAnalyzer(tfmr, None, text_tokens_slice=text_slice, alignment_layer_idx=9,
+                                           eos_idx=eos)
+        config._attn_implementation, config.output_attentions = saved
+        eager = copy.copy(config)
+        eager._attn_implementation = "eager"
+        for i in watched:  # the attention maps the analyzer's hooks read come from these layers alone
+            tfmr.layers[i].self_attn.config = eager
+        yield analyzer
+    finally:
+        config._attn_implementation, config.output_attentions = saved
+        for i, layer in enumerate(tfmr.layers):
+            layer.self_attn.config = config
+            for key in set(layer.self_attn._forward_hooks) - hooks_before[i]:
+                del layer.self_attn._forward_hooks[key]
+
+
+def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
+    """Tokens up to and including the first stop token."""
+    stops = (tokens[0] == stop).nonzero()
+    return tokens[:, : int(stops[0]) + 1] if len(stops) else tokens
+
+
+@torch.inference_mode()
+def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
+                  settings: SamplingSettings | None = None, chunk_tokens: int = 25, stop_check_every: int = 8,
+                  static_cache: bool = True, alignment: bool | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
+    """One utterance's tokens, handed over while it decodes: yields (new tokens (1, k), finished) once at least
+    `chunk_tokens` new ones are there (at the next stop check), and the rest with finished=True. Joined, they are
+    `fast_decode`'s (which is this with one chunk)."""
+    settings = settings or SamplingSettings()
+    embeds, len_cond, pads = _prefix(t3, t3_cond, [text_tokens], settings)
+    with contextlib.ExitStack() as stack:
+        analyzer = None
+        if alignment is not False and runs_alignment(t3):
+            text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
+            analyzer = stack.enter_context(_upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token))
+        yield from _handed_over(t3, _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every,
+                                                  static_cache, analyzer), max_new_tokens, chunk_tokens)
+
+
+def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int) -> Iterator[tuple[torch.Tensor, bool]]:
+    handed = 0
+    for n, generated, finished in steps:
+        if not finished and n - handed >= chunk_tokens:  # (a stop token ends the loop: its window comes last)
+            yield generated[:, handed + 1: n + 1], False
+            handed = n
+    yield _cut(generated[:, 1: min(n, max_new_tokens) + 1], t3.hp.stop_speech_token)[:, handed:], True
+
+
+def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache,
+                  analyzer) -> Iterator[tuple[int, torch.Tensor, bool]]:
+    """The decoding loop. Yields (steps done, generated, finished) after the prefill, at every stop check and at
+    the end; `generated` (rows, 1 + steps) starts with the start token and is filled in place."""
+    from transformers import DynamicCache, StaticCache
+
+    hp = t3.hp
+    device, dtype = embeds.device, embeds.dtype
+    batch, prefix = len(pads), embeds.shape[1]
+    steps_max = max(budgets)
+    total = prefix + steps_max + 1
+    if static_cache and analyzer is None:
+        cache = StaticCache(config=t3.tfmr.config, max_cache_len=total)
+    else:
+        cache = DynamicCache()
+    positions = torch.arange(total, device=device)
+    pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
+    # Left padding: pads are never attended to (a pad attends to itself, so no row is fully masked), and each
+    # row's positions start at its first real token. Without padding no mask is needed (as upstream).
+    causal = positions[None, :prefix] <= positions[:prefix, None]
+    mask = None
+    if any(pads):
+        key_valid = positions[None, :] >= pad
+        mask = (causal[None] & (key_valid[:, None, :prefix] | torch.eye(prefix, dtype=torch.bool, device=device)))
+        mask = nn.functional.pad(mask, (0, total - prefix))[:, None]  # (rows, 1, prefix, cache length)
+    # The position embeddings of every speech step, looked up once.
+    step_pos = t3.speech_pos_emb.get_fixed_embedding(torch.arange(1, steps_max + 1, device=device))[0].to(dtype)
+    penalty, min_p, top_p = _processors(settings)
+    generated = torch.full((batch, steps_max + 1), hp.start_speech_token, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
+    every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
+
+    if analyzer is not None:  # the eager layers need the causal mask spelled out (SDPA alone would skip it)
+        additive = torch.zeros(causal.shape, dtype=dtype, device=device).masked_fill(~causal, torch.finfo(dtype).min)
+        mask = additive[None, None].expand(embeds.shape[0], 1, -1, -1)
+    out = t3.tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
+                  position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True)
+    hidden = out.last_hidden_state[:, -1]
+    n = 0
+    yield n, generated, False
+    for step in range(steps_max):
+        logits = t3.speech_head(hidden).float().view(batch, 2, -1)
+        logits = logits[:, 0] + cfg * (logits[:, 0] - logits[:, 1])
+        seen = generated[:, : step + 1]
+        if analyzer is not None:
+            logits = analyzer.step(logits, next_token=int(seen[0, -1]))
+        if step < settings.min_new_tokens:
+            logits[:, hp.stop_speech_token] = -float("inf")
+        logits = penalty(seen, logits)
+        if settings.temperature != 1.0:
+            logits = logits / settings.temperature
+        logits = top_p(seen, min_p(seen, logits))
+        next_token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
+        generated[:, step + 1] = next_token[:, 0]
+        done |= next_token[:, 0] == hp.stop_speech_token
+        n = step + 1
+        if n % every == 0 or n == steps_max:  # the only host sync of the loop
+            if bool(done.all()) or all(n >= budget for budget in budgets):
+                break
+            yield n, generated, False
+        embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(2, dim=0)
+        step_mask = None if not any(pads) else (key_valid & (positions <= prefix + step))[:, None, None]
+        out = t3.tfmr(inputs_embeds=embed, cache=out.cache, attention_mask=step_mask,
+                      position_ids=positions[prefix + step] - pad, use_cache=True, return_dict=True)
+        hidden = out.last_hidden_state[:, -1]
+    yield n, generated, True
+

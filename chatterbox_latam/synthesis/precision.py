@@ -1,0 +1,184 @@
+"""T3 at a chosen precision (`MODES`): bf16 weights, dynamic int8 Linear layers, or int8 / int4 weights with bf16
+activations on the CPU, and the `auto` guard that picks the fastest mode whose teacher-forced agreement with fp32
+holds up on the model at hand (`choose_mode`)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .decoding import (
+    PREFILL_ROWS,
+    SamplingSettings,
+    cast_cond,
+    fast_decode,
+    prefix_embeds,
+)
+
+MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
+CPU_ONLY = ("int8", "int8-wo", "int4-wo")
+
+
+class _WeightOnlyLinear(nn.Module):
+    """A Linear layer whose weight is stored quantised, with bf16 activations; decoding's few rows go through
+    `_matmul` (the subclass's kernel), a prompt's many rows through a bf16 copy of the weight (`PREFILL_ROWS`)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
+        self.out_features = linear.out_features
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        if x.numel() // shape[-1] > PREFILL_ROWS:
+            return nn.functional.linear(x.to(torch.bfloat16), self.prefill_weight, self.bias)
+        out = self._matmul(x.reshape(-1, shape[-1]).to(torch.bfloat16))
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features)
+
+
+class WeightOnlyInt8Linear(_WeightOnlyLinear):
+    """int8 weights (one scale per output row): a quarter of the fp32 weight bytes per step. Runs on PyTorch's CPU
+    weight-only int8 kernel (`_weight_int8pack_mm`, the one torchao's int8 weight-only mode uses)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        weight = linear.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+        self.register_buffer("weight_int8", torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8))
+        self.register_buffer("scales", scales.to(torch.bfloat16))
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(x, self.weight_int8, self.scales)
+
+
+class WeightOnlyInt4Linear(_WeightOnlyLinear):
+    """4-bit weights (asymmetric, one bf16 scale and offset per `group_size` inputs of each row): an eighth of the
+    fp32 weight bytes. Runs on PyTorch's CPU 4-bit kernel (`_weight_int4pack_mm_for_cpu`, the one torchao's int4
+    weight-only CPU layout uses), whose dequantisation is `(q - 8) * scale + offset`."""
+
+    def __init__(self, linear: nn.Linear, group_size: int = 32):
+        super().__init__(linear)
+        weight = linear.weight.detach().float()
+        rows, columns = weight.shape
+        groups = weight.reshape(rows, columns // group_size, group_size)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scales = (high - low).clamp_min(1e-12) / 15
+        q = torch.round((groups - low[..., None]) / scales[..., None]).clamp(0, 15).reshape(rows, columns)
+        self.register_buffer("weight_int4", torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
+        self.register_buffer("scales_and_offsets",
+                             torch.stack([scales.t(), (low + 8 * scales).t()], -1).contiguous().to(torch.bfloat16))
+        self.group_size = group_size
+
+    @staticmethod
+    def fits(linear: nn.Linear, group_size: int = 32) -> bool:
+        return linear.in_features % group_size == 0 and linear.out_features % 16 == 0
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int4pack_mm_for_cpu(x, self.weight_int4, self.group_size, self.scales_and_offsets)
+
+
+WEIGHT_ONLY = {"int8-wo": WeightOnlyInt8Linear, "int4-wo": WeightOnlyInt4Linear}
+
+
+def _replace_linears(module: nn.Module, layer: type[_WeightOnlyLinear]) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            fits = layer is not WeightOnlyInt4Linear or WeightOnlyInt4Linear.fits(child)
+            # a layer the 4-bit kernel cannot take keeps 8 bits
+            setattr(module, name, (layer if fits else WeightOnlyInt8Linear)(child))
+        else:
+            _replace_linears(child, layer)
+
+
+def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
+    """A copy of T3 prepared for `mode` (fp32 returns T3 itself). The int8 and int4 modes need the CPU."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: use one of {MODES}.")
+    if mode == "fp32":
+        return t3
+    fast = copy.deepcopy(t3)
+    if hasattr(fast, "merge_and_unload"):  # LoRA adapters (the active one) folded in before the cast
+        fast = fast.merge_and_unload()
+    if mode == "bf16":
+        return fast.to(torch.bfloat16)
+    if mode in CPU_ONLY and next(t3.parameters()).device.type != "cpu":
+        raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use bf16.")
+    if mode in WEIGHT_ONLY:
+        fast = fast.to(torch.bfloat16)
+        _replace_linears(fast.tfmr, WEIGHT_ONLY[mode])
+        return fast
+    # The Llama backbone's Linear layers hold nearly all the weights; heads and embeddings stay fp32.
+    fast.tfmr = torch.ao.quantization.quantize_dynamic(fast.tfmr, {nn.Linear}, dtype=torch.qint8)
+    return fast
+
+
+@torch.inference_mode()
+def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tensor, speech_tokens: torch.Tensor,
+                             cfg_weight: float = 0.5) -> float:
+    """Share of steps where `t3` (e.g. a bf16 or int8 copy) picks the same most likely next token as
+    `reference_t3` (fp32), both fed the same speech tokens (`speech_tokens`: (1, N), e.g. fp32's own output).
+
+    Free-running comparisons drift apart after the first near-tie; feeding both the same tokens measures each
+    step's decision on its own."""
+    def argmaxes(model) -> torch.Tensor:
+        dtype = model.speech_emb.weight.dtype
+        cond = cast_cond(t3_cond, model.speech_emb.weight.device, dtype)
+        prefix, _ = prefix_embeds(model, cond, torch.atleast_2d(text_tokens).expand(2, -1), cfg_weight)
+        tokens = speech_tokens.to(prefix.device)[:, :-1]
+        positions = torch.arange(1, tokens.shape[1] + 1, device=prefix.device)
+        steps = model.speech_emb(tokens) + model.speech_pos_emb.get_fixed_embedding(positions)
+        embeds = torch.cat([prefix, steps.to(dtype).expand(2, -1, -1)], dim=1)
+        hidden = model.tfmr(inputs_embeds=embeds.to(dtype), use_cache=False, return_dict=True).last_hidden_state
+        logits = model.speech_head(hidden[:, prefix.shape[1] - 1:]).float()
+        return (logits[0] + cfg_weight * (logits[0] - logits[1])).argmax(-1)
+
+    return float((argmaxes(reference_t3) == argmaxes(t3)).float().mean())
+
+
+@dataclass
+class ModeReport:
+    """One mode's measured speed and agreement with fp32 (what the quality guard decides on)."""
+
+    mode: str
+    tokens_per_second: float
+    agreement: float
+    holds_up: bool
+    steps: int = 0
+    """Decoding steps the agreement was judged on."""
+
+
+def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
+                min_agreement: float = 0.95, tokens: int = 64) -> tuple[str, list[ModeReport], nn.Module]:
+    """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
+    given conditioning and text (exactly `tokens` steps decoded per mode: the stop token is held back until then);
+    fp32 when none holds up. Returns (mode, reports, that mode's prepared T3)."""
+    import time
+
+    device = t3.speech_emb.weight.device.type
+    candidates = candidates or tuple(m for m in MODES if not (m in CPU_ONLY and device != "cpu"))
+    settings = SamplingSettings(min_new_tokens=tokens)
+    reports, reference, models = [], None, {}
+    for mode in ("fp32", *[m for m in candidates if m != "fp32"]):
+        model = models[mode] = t3_for_mode(t3, mode)
+        fast_decode(model, t3_cond, text_tokens, 2, settings)  # warm-up
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            out = fast_decode(model, t3_cond, text_tokens, tokens, settings)
+            seconds = time.perf_counter() - start
+        reference = out if reference is None else reference
+        agreement = 1.0 if mode == "fp32" else teacher_forced_agreement(t3, model, t3_cond, text_tokens, reference)
+        holds_up = mode == "fp32" or agreement >= min_agreement  # fp32 is the reference: always available
+        reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up, reference.shape[1]))
+    best = max((r for r in reports if r.holds_up), key=lambda r: r.tokens_per_second)
+    return best.mode, reports, models[best.mode]
+

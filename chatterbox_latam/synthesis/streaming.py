@@ -1,0 +1,83 @@
+"""Audio while T3 is still decoding: S3Gen over a growing token sequence, one chunk at a time.
+
+This is CosyVoice2's streaming `token2wav` (S3Gen is CosyVoice2's flow and HiFT): each chunk runs the flow over all
+tokens so far, holds back the mel frames of the last tokens (the encoder's 3-token lookahead: they change once
+the next tokens are known) until the utterance is finished, and vocodes only the new frames. HiFT is given the
+previous chunk's last mel frames and its excitation source (its `cache_source`), so the harmonic source continues
+across the seam, and the re-made overlap is cross-faded (Hamming window) into the previous chunk's held-back tail.
+
+The flow runs again over the prompt and all earlier tokens at every chunk: the first audio comes sooner, the
+whole utterance costs more S3Gen time (see `benchmarks/synthesis.py`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..constants import SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
+from .vocoder import flow_mels
+
+MEL_OVERLAP = 8  # mel frames re-made at each seam (CosyVoice2's mel_cache_len)
+SAMPLES_PER_MEL = 480  # HiFT's hop at 24 kHz (50 mel frames per second, two per speech token)
+
+
+class ChunkedVocoder:
+    """Feeds speech tokens in, gets 1-D float32 audio out, chunk by chunk (see the module docstring).
+
+        vocoder = ChunkedVocoder(s3gen, conds.gen, cfm_steps=10)
+        for tokens, finished in stream_decode(...):
+            play(vocoder(tokens, finished))
+    """
+
+    def __init__(self, s3gen, ref_dict: dict, cfm_steps: int | None = None, flow=None, drop_last_token: bool = False):
+        self.s3gen, self.ref_dict, self.cfm_steps = s3gen, ref_dict, cfm_steps
+        self.drop_last_token = drop_last_token  # v3: the last token's audio is cut, as `tokens_to_wav` cuts it
+        self.flow = flow or s3gen  # the S3Gen the flow runs on (`vocoder.flow_for_mode`); HiFT runs on s3gen
+        self.tokens = torch.zeros(0, dtype=torch.long, device=s3gen.device)
+        self.mels_done = 0
+        self.cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # mel, source, speech tail
+        self.overlap = MEL_OVERLAP * SAMPLES_PER_MEL
+        window = torch.hamming_window(2 * self.overlap, periodic=False, device=s3gen.device)
+        self.fade_in, self.fade_out = window[: self.overlap], window[self.overlap:]
+
+    def __call__(self, new_tokens: torch.Tensor, finished: bool) -> np.ndarray:
+        """Audio for the tokens so far that is ready (empty while there is too little). Leaves torch's random
+        state as it found it (the flow and HiFT draw noise), so T3, decoding between calls, draws what it would
+        draw without them: a seed gives the same tokens streamed or not."""
+        device = self.tokens.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return self._audio(new_tokens, finished)
+
+    @torch.inference_mode()
+    def _audio(self, new_tokens: torch.Tensor, finished: bool) -> np.ndarray:
+        new_tokens = new_tokens.flatten().to(self.tokens.device)
+        self.tokens = torch.cat([self.tokens, new_tokens[new_tokens < SPEECH_VOCAB_SIZE]])
+        lookahead = self.s3gen.flow.pre_lookahead_len
+        if len(self.tokens) == 0 or (not finished and len(self.tokens) <= lookahead + MEL_OVERLAP // 2):
+            return np.zeros(0, dtype=np.float32)  # nothing to say yet
+        # finalize=True always: chatterbox 0.1.7's flow fails on finalize=False (its mask keeps the held-back frames),
+        # so the lookahead frames are held back here instead
+        mels = flow_mels(self.flow, self.tokens, self.ref_dict, self.cfm_steps).to(self.s3gen.dtype)
+        ready = mels.shape[2] if finished else mels.shape[2] - lookahead * self.s3gen.flow.token_mel_ratio
+        new = mels[:, :, self.mels_done: ready]
+        self.mels_done = ready
+        if self.cache is None:
+            source = torch.zeros(1, 1, 0, device=new.device, dtype=new.dtype)
+        else:
+            new, source = torch.cat([self.cache[0], new], dim=2), self.cache[1]
+        wav, source = self.s3gen.hift_inference(new, source)
+        first = self.cache is None
+        if not first:  # the overlap, made again: fade from the held-back tail into it
+            wav[:, : self.overlap] = wav[:, : self.overlap] * self.fade_in + self.cache[2] * self.fade_out
+        if not finished:
+            self.cache = (new[:, :, -MEL_OVERLAP:], source[:, :, -self.overlap:], wav[:, -self.overlap:].clone())
+            wav = wav[:, : -self.overlap]
+        if first:  # upstream's fade-in against spill-over from the reference clip
+            fade = self.s3gen.trim_fade
+            length = min(len(fade), wav.shape[1])
+            wav[:, :length] *= fade[:length]
+        if finished and self.drop_last_token:  # the whole utterance ends where `tokens_to_wav` ends it
+            wav = wav[:, : max(0, wav.shape[1] - (SAMPLES_PER_TOKEN if len(self.tokens) > 1 else 0))]
+        return wav.squeeze(0).float().cpu().numpy()
+

@@ -1,0 +1,646 @@
+"""Synthesis: `ChatterboxLatamTTS` (loading, voices, accents, long text, streaming) over the upstream modules.
+
+T3 decodes through `synthesis.decoding` (upstream's sampling without its per-step overhead; fp32 gives
+upstream's tokens, bf16 / int8 are faster), then S3Gen turns the tokens into 24 kHz audio and Resemble's Perth
+watermark is applied. `generate_speech` is the seed's one-call function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..constants import S3GEN_SR, TOKENS_PER_SECOND
+from ..data.text import split_sentences
+from ..utils import default_device, wav_bytes, write_wav
+from . import decoding
+from .vocoder import S3GEN_MODES, apply_watermark, flow_for_mode, tokens_to_wav
+
+ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def default_max_new_tokens(model_text: str) -> int:
+    """A token budget for one sentence, from the text T3 reads (spelled out: "$2.345.678,90" is ~80 characters
+    once normalised): generous for slow speech (8 characters/s at 25 tokens/s, plus 2 s), capped at upstream's
+    1000. A trained T3 stops by itself well before; an untrained one would run to the cap."""
+    return max(50, min(1000, int(25 * (len(model_text) / 8 + 2))))
+
+
+# The sentence the `auto` precision guard decodes: Spanish as users write it, numbers and an abbreviation
+# included, long enough for 64+ steps at any speaking rate.
+GUARD_TEXT = ("Buenos días, le habla la Dra. Rojas: su cita quedó para el 15/03 a las 10:30, y el saldo pendiente "
+              "es de $1.250,50. ¿Le parece bien?")
+GUARD_STEPS = 64
+
+
+class ChatterboxLatamTTS:
+    """Chatterbox fine-tuned for Latin-American Spanish: a merged model, or a base with one or several adapters.
+
+        from chatterbox_latam import ChatterboxLatamTTS
+        model = ChatterboxLatamTTS.from_pretrained("USER/chatterbox-es-latam", device="cuda")
+        wav = model.generate("¿Qué onda? Nos vemos el 5 de mayo.", audio_prompt_path="voz.wav")
+        torchaudio.save("salida.wav", wav, model.sr)
+
+    `generate` mirrors upstream `ChatterboxMultilingualTTS.generate` (a (1, samples) tensor at `sr`, watermarked)
+    with the language fixed to Spanish and an `accent` choice: with per-accent adapters loaded together it picks
+    the adapter; it also picks the number-to-words and currency conventions of the text normalisation. Voice
+    conditioning is upstream's `prepare_conditionals` (VoiceEncoder embedding, 6 s of prompt tokens, S3Gen
+    reference), so a voice is cloned exactly as upstream clones it.
+    """
+
+    def __init__(self, tts, language: str = "es", accent: str | None = None, adapters: list[str] | None = None,
+                 mode: str = "fp32", generation: str = "v2", normalize_text: bool = True,
+                 reference_cleaning: dict[str, Any] | None = None, adapted_attention: bool | None = None):
+        from ..constants import GENERATIONS
+
+        self.tts = tts
+        self.language = language
+        self.accent = accent
+        self.adapters = list(adapters or [])
+        self.sr = tts.sr
+        self.generation = GENERATIONS[generation]
+        """How upstream decodes this T3 (v2: 0.1.7's `generate`; v3 and the language packs: upstream main's)."""
+        self.alignment: bool | None = None
+        """Upstream's alignment heuristics for every call that does not say (None: as upstream runs them for this
+        generation, `generation.alignment`)."""
+        self.normalize_text = normalize_text
+        """Spell out numbers, dates, currency... before T3 reads the text (as the training data was prepared)."""
+        self.reference_cleaning = reference_cleaning
+        """The cleaning the training clips went through (trim, loudness), applied to every reference before the
+        voice is taken from it; None (a base model) leaves references as upstream takes them."""
+        self.adapted_attention = adapted_attention
+        """For a merged model: whether its T3 attention was adapted (config.json says; `alignment_matters`)."""
+        self.mode_guard: dict[str, Any] = {}
+        """What the `auto` precision guard judged on: the text T3 read and the steps (empty unless mode='auto')."""
+        self._voices: dict[tuple, Any] = {}
+        self._fast: dict[tuple, Any] = {}
+        self._flows: dict[tuple, Any] = {}
+        self.set_s3gen()
+        self.batch_size = 1
+        """Sentences `generate` decodes together (one T3 forward pass per step for all of them): more is faster in
+        total, but goes without upstream's alignment heuristics, which follow one utterance (`decoding`)."""
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', 'int8' (CPU; dynamic
+        quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest
+        mode whose teacher-forced agreement with fp32 holds up on this model (`precision.choose_mode`; `mode_reports` keeps
+        the measurements). See `synthesis.precision`."""
+        from .precision import CPU_ONLY, MODES
+
+        self.mode_reports = []
+        if mode == "auto":
+            mode, self.mode_reports, prepared = self._choose_mode()
+            if not self.adapters:  # kept: the guard already built it (per-accent copies are built per adapter)
+                self._fast[(mode, None)] = prepared
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: use one of {MODES}.")
+        if mode in CPU_ONLY and torch.device(self.device).type != "cpu":
+            raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use 'bf16'.")
+        self.mode = mode
+
+    def _choose_mode(self):
+        """The guard's measurement: a real Spanish sentence (`GUARD_TEXT`) normalised and tokenised as synthesis does,
+        in the default voice (a fixed seeded one when the model has none), at least `GUARD_STEPS` steps."""
+        from ..models.probes import probe_inputs
+        from .precision import choose_mode
+
+        t3 = self.tts.t3
+        cond = self.tts.conds.t3 if self.tts.conds is not None else probe_inputs(t3)["t3_cond"]
+        text = self._text_tokens(GUARD_TEXT, self.accent, t3)
+        self.mode_guard = {"text": self.model_text(GUARD_TEXT, self.accent), "steps": GUARD_STEPS}
+        return choose_mode(t3, cond, text, tokens=GUARD_STEPS)
+
+    def _t3(self, adapter: str | None):
+        from .precision import t3_for_mode
+
+        key = (self.mode, adapter)
+        if self.mode == "fp32":
+            return self.tts.t3
+        if key not in self._fast:
+            self._fast[key] = t3_for_mode(self.tts.t3, self.mode)
+        return self._fast[key]
+
+    @property
+    def s3gen_mode(self) -> str:
+        """S3Gen flow precision, `S3GEN_MODES`: 'fp32' (upstream) or 'bf16' (`flow_for_mode`)."""
+        return self._s3gen_mode
+
+    @s3gen_mode.setter
+    def s3gen_mode(self, mode: str) -> None:
+        if mode not in S3GEN_MODES:
+            raise ValueError(f"s3gen_mode={mode!r}: use one of {S3GEN_MODES}.")
+        self._s3gen_mode = mode
+
+    def set_s3gen(self, mode: str = "fp32", cfm_steps: int | None = None, prompt_seconds: float | None = None) -> None:
+        """S3Gen's settings, all upstream's without arguments:
+        - `mode`: flow precision (`S3GEN_MODES`; 'bf16' runs the flow on a bf16 copy, `flow_for_mode`);
+        - `cfm_steps`: the flow-matching decoder's steps (None: upstream's 10);
+        - `prompt_seconds`: seconds of the reference the flow continues from (None: all of it, up to upstream's
+          10 s). The flow runs over the prompt as well as the new speech, so its time grows with the prompt's
+          length (see the benchmark); the voice embedding still comes from the whole reference."""
+        self.s3gen_mode, self.cfm_steps, self.s3gen_prompt_seconds = mode, cfm_steps, prompt_seconds
+
+    @property
+    def s3gen_changes(self) -> str:
+        """How S3Gen's settings differ from upstream's, in words ('' when they do not)."""
+        changes = [f"S3Gen {self.s3gen_mode}"] if self.s3gen_mode != "fp32" else []
+        if self.cfm_steps not in (None, 10):
+            changes.append(f"{self.cfm_steps} flow steps")
+        if self.s3gen_prompt_seconds:
+            changes.append(f"{self.s3gen_prompt_seconds:g} s prompt")
+        return ", ".join(changes)
+
+    def _flow(self, adapter: str | None):
+        if self.s3gen_mode == "fp32":
+            return self.tts.s3gen
+        key = (self.s3gen_mode, adapter)
+        if key not in self._flows:
+            self._flows[key] = flow_for_mode(self.tts.s3gen, self.s3gen_mode)
+        return self._flows[key]
+
+    @property
+    def device(self) -> str:
+        return str(self.tts.device)
+
+    @property
+    def accents(self) -> list[str]:
+        """Accents with their own adapter (empty for a merged model or one shared adapter)."""
+        from ..constants import ACCENTS
+
+        return [name for name in self.adapters if name in ACCENTS]
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu", base_model: str | None = None,
+                        revision: str | None = None, mode: str = "fp32",
+                        t3_model: str | None = None) -> "ChatterboxLatamTTS":
+        """Loads, from a local folder or a Hub repo id:
+        - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint: `ResembleAI/chatterbox`
+          (`t3_model="v3"` for its v3 T3), the language packs (`ResembleAI/Chatterbox-Multilingual-es-mx-latam`,
+          `...-es-es`), or a folder in any of their layouts;
+        - an adapter folder (`t3/`, `s3gen/`, `adapter.json`): its base comes from adapter.json or `base_model`;
+        - a folder of per-accent adapters (`mx/`, `ar/`, ... each an adapter folder, or holding one in `final/`):
+          all load onto one base, and `generate(..., accent=...)` picks one per call.
+        Decoding follows the base's generation (`generation`): v2 as chatterbox-tts 0.1.7, v3 and the packs as
+        upstream main.
+        """
+        from ..constants import LAYOUTS
+        from ..models.checkpoint import resolve_checkpoint
+        from ..models.loading import load_chatterbox
+        from ..models.lora import (
+            accent_adapter_dirs,
+            apply_adapters,
+            is_adapter_dir,
+            read_adapter_metadata,
+        )
+
+        source = str(name_or_path)
+        if not Path(source).exists() and source.count("/") == 1 and not source.startswith((".", "/", "~")):
+            source = _adapter_snapshot(source, revision) or source
+        adapters: dict[str, Path] = {}
+        if Path(source).is_dir():
+            adapters = {"default": Path(source)} if is_adapter_dir(source) else accent_adapter_dirs(source)
+        if not adapters:
+            checkpoint = resolve_checkpoint(source, revision=revision, t3_model=t3_model)
+            config = checkpoint.config
+            trained = config.get("adapter_metadata") or {}
+            targets = str((trained.get("recipe") or {}).get("T3 target modules", ""))
+            attention = "t3" in config.get("adapted", []) and any(t in targets for t in ATTENTION_TARGETS)
+            return cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
+                       mode=mode, generation=checkpoint.generation.name,
+                       normalize_text=trained.get("normalize_text", True),
+                       reference_cleaning=trained.get("reference_cleaning"),
+                       adapted_attention=attention if config.get("adapted") else None)
+        metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
+        bases = {(base_model or m.get("base_model"), None if base_model else m.get("model_variant"))
+                 for m in metadata.values()}
+        if any(not base for base, _ in bases):
+            raise ValueError(f"{source} holds adapters without adapter.json: pass the base model they were trained on "
+                             "(base_model=... / --base_model).")
+        if len(bases) > 1:
+            raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases)}: load them "
+                             "one at a time.")
+        base, variant = bases.pop()
+        checkpoint = resolve_checkpoint(base, variant=variant if variant in LAYOUTS else None, t3_model=t3_model)
+        tts = load_chatterbox(checkpoint, device)
+        for name, path in adapters.items():
+            apply_adapters(tts, path, adapter_name=name)
+        first = next(iter(metadata.values()))
+        accent = first.get("accent") if len(adapters) == 1 else None
+        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode,
+                   generation=checkpoint.generation.name, normalize_text=first.get("normalize_text", True),
+                   reference_cleaning=first.get("reference_cleaning"))
+
+    # -- voices ----------------------------------------------------------------------------------------------------
+    def voice(self, audio_prompt: str | os.PathLike | tuple[np.ndarray, int] | None, exaggeration: float = 0.5):
+        """Upstream `Conditionals` for a reference: a file (cached per file), samples as `(array, sample_rate)`, or
+        None for the model's default voice. A reference is cleaned as the training clips were
+        (`reference_cleaning`) before upstream's `prepare_conditionals` takes the speaker embedding, the prompt
+        tokens and S3Gen's prompt from it."""
+        from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+        if audio_prompt is None:
+            if self.tts.conds is None:
+                raise ValueError("This model has no default voice: pass audio_prompt_path=<a WAV of the voice to "
+                                 "clone> (merge with --default_voice to give it one).")
+            conds = self.tts.conds
+        elif isinstance(audio_prompt, tuple):
+            conds = self._conditionals(audio_prompt, exaggeration)
+        else:
+            stat = os.stat(audio_prompt)
+            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size)
+            if key not in self._voices:
+                self._voices = {**dict(list(self._voices.items())[-7:]),
+                                key: self._conditionals(audio_prompt, exaggeration)}
+            conds = self._voices[key]
+        if float(conds.t3.emotion_adv.flatten()[0]) != float(exaggeration):
+            t3 = conds.t3
+            conds = type(conds)(T3Cond(speaker_emb=t3.speaker_emb, cond_prompt_speech_tokens=t3.cond_prompt_speech_tokens,
+                                       emotion_adv=exaggeration * torch.ones(1, 1, 1, device=t3.speaker_emb.device)),
+                                conds.gen)
+        return conds
+
+    def _conditionals(self, reference, exaggeration: float):
+        return reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning)
+
+    def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
+        """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
+        if not self.adapters:
+            return accent or self.accent, None
+        if len(self.adapters) == 1:
+            name = self.adapters[0]
+        else:
+            name = accent or self.accent
+            if name not in self.adapters:
+                raise ValueError(f"accent={name!r}: this model has adapters for {self.adapters}; pick one of them.")
+        for module in (self.tts.t3, self.tts.s3gen.flow):
+            if hasattr(module, "set_adapter") and name in getattr(module, "peft_config", {}):
+                module.set_adapter(name)
+        return accent or (name if name != "default" else self.accent), name
+
+    # -- synthesis -------------------------------------------------------------------------------------------------
+    def generate(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
+                 cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
+                 seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
+                 top_p: float = 1.0, max_new_tokens: int | None = None, alignment: bool | None = None) -> torch.Tensor:
+        """Speech of `text` in the voice of `audio_prompt_path` (a file, or `(samples, sample_rate)`; None: the
+        model's default voice): a (1, samples) float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the
+        sampling repeatable.
+
+        Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
+        pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech. With
+        `batch_size` above 1, that many sentences are decoded together (`decoding.fast_decode_batch`).
+
+        `repetition_penalty` and `alignment` (upstream's alignment heuristics) default to what upstream uses for
+        this model's generation (`generation`: v2 2.0 with the heuristics; v3 and the packs 1.2 without)."""
+        return self.generate_batch([text], audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
+                                   repetition_penalty, min_p, top_p, max_new_tokens, alignment)[0]
+
+    def generate_batch(self, texts: list[str], audio_prompt_path: str | os.PathLike | None = None,
+                       exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
+                       accent: str | None = None, seed: int | None = None, repetition_penalty: float | None = None,
+                       min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None,
+                       alignment: bool | None = None) -> list[torch.Tensor]:
+        """`generate` for several texts in one voice: the sentences of all of them are decoded `batch_size` at a
+        time (one T3 forward pass per step for the batch), then each text's audio is put together. With
+        `batch_size` 1 a seeded text sounds as `generate` makes it alone; in a batch, its audio depends on the
+        texts decoded with it (the draws interleave)."""
+        per_text = [self._sentences(text) for text in texts]
+        sentences = [sentence for group in per_text for sentence in group]
+        within_text = [i for group in per_text for i in range(len(group))]
+        conds = self.voice(audio_prompt_path, exaggeration)
+        settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
+        accent, adapter = self._use_adapter(accent)
+        t3 = self._t3(adapter)
+        size = max(1, self.batch_size)
+        # Batches of sentences of similar length: a batch decodes until its longest sentence is done.
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i])) if size > 1 else range(len(sentences))
+        by_sentence: dict[int, np.ndarray] = {}
+        for start in range(0, len(sentences), size):
+            batch = list(order[start: start + size])
+            inputs = [self._text_tokens(sentences[i], accent, t3) for i in batch]
+            budgets = [max_new_tokens or self.token_budget(sentences[i], accent) for i in batch]
+            # One at a time, seeded as `stream` seeds each sentence (seed + its index in its text), so that a text
+            # gets the same audio from generate, generate_batch and stream; a batch is seeded by its position.
+            offset = within_text[batch[0]] if size == 1 else start
+            with self._seeded(None if seed is None else seed + offset):
+                if len(batch) == 1:  # alone: with upstream's alignment heuristics where upstream runs them
+                    tokens = [decoding.fast_decode(t3, conds.t3, inputs[0], budgets[0], settings,
+                                                  alignment=self._alignment(alignment))]
+                else:
+                    tokens = decoding.fast_decode_batch(t3, conds.t3, inputs, budgets, settings)
+                for i, speech in zip(batch, tokens):
+                    by_sentence[i] = self._wav(speech[0], conds, adapter, watermark=False)
+        wavs = [by_sentence[i] for i in range(len(sentences))]
+        results = []
+        for group in per_text:
+            wav = np.concatenate(_with_pauses(wavs[: len(group)], self.sr))
+            wavs = wavs[len(group):]
+            results.append(torch.from_numpy(apply_watermark(wav, self.sr)).unsqueeze(0))
+        return results
+
+    def stream(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
+               cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
+               seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
+               top_p: float = 1.0, max_new_tokens: int | None = None, chunk_tokens: int | None = None,
+               alignment: bool | None = None) -> Iterator[np.ndarray]:
+        """`generate` piece by piece, so playback can start early: yields 1-D float32 chunks at `self.sr`, each
+        watermarked. Without `chunk_tokens`, one chunk per sentence (followed by its pause); with it, audio every
+        `chunk_tokens` speech tokens (25 per second of speech) while T3 is still decoding
+        (`streaming.ChunkedVocoder`): the first audio comes sooner, the whole costs more S3Gen time."""
+        from .streaming import ChunkedVocoder
+
+        sentences = self._sentences(text)
+        conds = self.voice(audio_prompt_path, exaggeration)
+        settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
+        accent, adapter = self._use_adapter(accent)
+        t3 = self._t3(adapter)
+        pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sr), dtype=np.float32)
+        for i, sentence in enumerate(sentences):
+            tokens = self._text_tokens(sentence, accent, t3)
+            budget = max_new_tokens or self.token_budget(sentence, accent)
+            with self._seeded(None if seed is None else seed + i):
+                last = i == len(sentences) - 1
+                if chunk_tokens:
+                    vocoder = ChunkedVocoder(self.tts.s3gen, self._gen_ref(conds), self.cfm_steps,
+                                             flow=self._flow(adapter),
+                                             drop_last_token=self.generation.drop_last_token)
+                    for speech, finished in decoding.stream_decode(t3, conds.t3, tokens, budget, settings,
+                                                                  chunk_tokens, alignment=self._alignment(alignment)):
+                        wav = vocoder(speech, finished)
+                        if wav.size:
+                            wav = apply_watermark(wav, self.sr)
+                            yield wav if not finished or last else np.concatenate([wav, pause])
+                else:
+                    speech = decoding.fast_decode(t3, conds.t3, tokens, budget, settings,
+                                                 alignment=self._alignment(alignment))[0]
+                    wav = self._wav(speech, conds, adapter)
+                    yield wav if last else np.concatenate([wav, pause])
+
+    def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
+                   cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
+                   accent: str | None = None, max_new_tokens: int | None = None) -> np.ndarray:
+        """One utterance (not split into sentences) for a reference given as samples: a 1-D float32 array at
+        `self.sr`, watermarked. What the evaluation calls: each test sentence is one utterance."""
+        conds = self.voice((reference, reference_sr), exaggeration)
+        return self._speak(text, conds, cfg_weight, temperature, accent, seed, None, 0.05, 1.0, max_new_tokens)
+
+    def tokens(self, text: str, audio_prompt_path: str | os.PathLike | tuple[np.ndarray, int] | None = None,
+               exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
+               accent: str | None = None, seed: int | None = None, repetition_penalty: float | None = None,
+               min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None,
+               alignment: bool | None = None) -> torch.Tensor:
+        """The speech tokens T3 decodes for `text` spoken as one utterance, (1, N) with the stop token when it
+        came: what `generate` hands S3Gen for a sentence. For inspection, and for checks against upstream."""
+        conds = self.voice(audio_prompt_path, exaggeration)
+        return self._decode(text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+                            max_new_tokens, alignment)[0]
+
+    def _decode(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+                max_new_tokens, alignment=None) -> tuple[torch.Tensor, str | None]:
+        if not text or not text.strip():
+            raise ValueError("text is empty: give the sentence to speak.")
+        accent, adapter = self._use_adapter(accent)
+        t3 = self._t3(adapter)
+        with self._seeded(seed):
+            return decoding.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
+                                       max_new_tokens or self.token_budget(text, accent),
+                                       self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p),
+                                       alignment=self._alignment(alignment)), adapter
+
+    def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
+               max_new_tokens, watermark: bool = True) -> np.ndarray:
+        with self._seeded(seed):  # one seed for T3's draws and then S3Gen's noise, as upstream's generate
+            speech, adapter = self._decode(text, conds, cfg_weight, temperature, accent, None, repetition_penalty,
+                                           min_p, top_p, max_new_tokens)
+            return self._wav(speech[0], conds, adapter, watermark)
+
+    def runs_alignment(self, alignment: bool | None = None) -> bool:
+        """Whether upstream's alignment heuristics run for a call with this `alignment` argument."""
+        return self._alignment(alignment) and decoding.runs_alignment(self.tts.t3)
+
+    def alignment_matters(self) -> bool:
+        """Whether the two alignment settings can make this model say different things in ways the base never
+        showed: the heuristics can run on this T3 (multilingual, with the layers they watch) and its attention
+        in or below those layers was adapted (they read attention maps the base's thresholds were set on)."""
+        from chatterbox.models.t3.inference.alignment_stream_analyzer import (
+            LLAMA_ALIGNED_HEADS,
+        )
+
+        if not decoding.runs_alignment(self.tts.t3):
+            return False
+        if self.adapted_attention is not None:  # a merged model: what its config.json says was adapted
+            return self.adapted_attention
+        last = max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
+        return any("lora_" in name and any(f"layers.{i}.self_attn." in name for i in range(last + 1))
+                   for name, _ in self.tts.t3.named_parameters())
+
+    def _alignment(self, alignment: bool | None) -> bool:
+        """Upstream's alignment heuristics for one call: as asked, else the model's setting, else the generation's
+        (they run only on a multilingual T3 with the layers they watch: `decoding.runs_alignment`)."""
+        for choice in (alignment, self.alignment):
+            if choice is not None:
+                return bool(choice)
+        return self.generation.alignment
+
+    def _wav(self, speech: torch.Tensor, conds, adapter: str | None, watermark: bool = True) -> np.ndarray:
+        """S3Gen at this model's settings (flow precision and steps, prompt length) for one utterance's tokens."""
+        return tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), watermark=watermark, sample_rate=self.sr,
+                             cfm_steps=self.cfm_steps, flow=self._flow(adapter),
+                             drop_last_token=self.generation.drop_last_token)
+
+    def _gen_ref(self, conds) -> dict:
+        """S3Gen's reference for a voice, its prompt cut to the last `s3gen_prompt_seconds` (the prompt is
+        continued by the new speech, so its end is kept)."""
+        if not self.s3gen_prompt_seconds:
+            return conds.gen
+        tokens = max(1, int(self.s3gen_prompt_seconds * TOKENS_PER_SECOND))
+        ref = dict(conds.gen)
+        if ref["prompt_token"].shape[1] > tokens:
+            ref["prompt_token"] = ref["prompt_token"][:, -tokens:]
+            ref["prompt_token_len"] = torch.full_like(ref["prompt_token_len"], tokens)
+            ref["prompt_feat"] = ref["prompt_feat"][:, -2 * tokens:]
+            ref["prompt_feat_len"] = None if ref.get("prompt_feat_len") is None else torch.full_like(
+                ref["prompt_feat_len"], 2 * tokens)
+        return ref
+
+    @staticmethod
+    def _sentences(text: str) -> list[str]:
+        sentences = split_sentences(text)
+        if not sentences:
+            raise ValueError("text is empty: give the sentence to speak.")
+        return sentences
+
+    def _settings(self, cfg_weight, temperature, repetition_penalty, min_p, top_p) -> "decoding.SamplingSettings":
+        if repetition_penalty is None:
+            repetition_penalty = self.generation.repetition_penalty
+        return decoding.SamplingSettings(temperature, cfg_weight, repetition_penalty, min_p, top_p)
+
+    def model_text(self, text: str, accent: str | None = None) -> str:
+        """What T3 reads for one sentence: the Spanish normalisation for the accent (unless this model was trained
+        on unnormalised text, `normalize_text`), then upstream's punctuation clean-up."""
+        from ..data.text import text_for_model
+
+        return text_for_model(text, accent=accent, normalize=self.normalize_text)
+
+    def token_budget(self, text: str, accent: str | None = None) -> int:
+        """Speech tokens one sentence may take (`default_max_new_tokens`), from the text T3 reads, not as written."""
+        return default_max_new_tokens(self.model_text(text, accent))
+
+    def _text_tokens(self, text: str, accent: str | None, t3) -> torch.Tensor:
+        """T3's text input for one sentence: normalised for the accent, tokenised, between start/stop tokens."""
+        import torch.nn.functional as F
+
+        from ..data.text import encode_text
+
+        ids = encode_text(self.tts.tokenizer, self.model_text(text, accent), self.language)
+        tokens = F.pad(torch.tensor([ids]), (1, 0), value=t3.hp.start_text_token)
+        return F.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None):
+        """Seeds T3's sampling and HiFT's noise source (both draw from torch's generator) without touching the
+        caller's random state; nothing when `seed` is None."""
+        devices = [torch.device(self.device)] if torch.device(self.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield
+
+
+def _with_pauses(wavs: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+    pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * sample_rate), dtype=np.float32)
+    joined = []
+    for i, wav in enumerate(wavs):
+        joined += [wav, pause] if i < len(wavs) - 1 else [wav]
+    return joined
+
+
+SENTENCE_PAUSE_SECONDS = 0.25
+
+
+def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray, int], exaggeration: float = 0.5,
+                           cleaning: dict[str, Any] | None = None):
+    """Upstream `Conditionals` (speaker embedding, prompt tokens, S3Gen reference) of a reference file or
+    `(samples, sample_rate)`, taken by upstream's own `prepare_conditionals` after the reference went through
+    `cleaning` (the fields of `audio.CleaningConfig` the training clips were cleaned with: trim, loudness; None:
+    as it is). The model's default voice is left as it was."""
+    default = tts.conds
+    with _reference_file(reference, cleaning) as path:
+        try:  # upstream stores the result on the model; keep the default voice as it was
+            tts.prepare_conditionals(str(path), exaggeration=exaggeration)
+            return tts.conds
+        finally:
+            tts.conds = default
+
+
+def voice_from(reference: str | os.PathLike | tuple[np.ndarray, int]):
+    """A default voice for `models.merge.merge_adapter`: the conditionals of `reference`, cleaned with the settings
+    the adapter's training clips were cleaned with (recorded in its adapter.json), as every reference at inference."""
+    def default_voice(tts, adapter_metadata: dict[str, Any]):
+        return reference_conditionals(tts, reference, cleaning=adapter_metadata.get("reference_cleaning"))
+
+    return default_voice
+
+
+@contextlib.contextmanager
+def _reference_file(reference: str | os.PathLike | tuple[np.ndarray, int], cleaning: dict[str, Any] | None):
+    """A file upstream's `prepare_conditionals` can read: the reference itself when there is nothing to do, else the
+    samples (cleaned with `cleaning`) in a temporary WAV removed afterwards."""
+    import tempfile
+
+    from ..data.audio import CleaningConfig, Rejected, clean_audio, decode_audio
+
+    if cleaning is None and not isinstance(reference, tuple):
+        yield reference
+        return
+    if isinstance(reference, tuple):
+        samples, rate = np.asarray(reference[0], dtype=np.float32), int(reference[1])
+    else:
+        try:
+            samples, rate = decode_audio(reference)
+        except Rejected as error:
+            raise ValueError(f"The reference {reference} cannot be read ({error}): give a WAV, FLAC, MP3 or OGG "
+                             "recording of the voice.") from None
+    if cleaning is not None:
+        # Same steps as the training clips, without their length bounds: upstream keeps the first 10 s of a reference.
+        config = CleaningConfig(**{**cleaning, "sampling_rate": S3GEN_SR, "min_seconds": 0.3,
+                                   "max_seconds": float("inf")})
+        try:
+            samples, rate = clean_audio(samples, rate, config), config.sampling_rate
+        except Rejected as error:
+            raise ValueError(f"The reference holds no usable speech ({error}): give a few seconds of clear speech "
+                             "of the voice to clone.") from None
+    with tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
+        path = Path(tmp) / "reference.wav"
+        path.write_bytes(wav_bytes(samples.T if samples.ndim == 2 else samples, rate, subtype="FLOAT"))
+        yield path
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(name_or_path: str | None = None, device: str | None = None) -> ChatterboxLatamTTS:
+    """The model `generate_speech` uses, loaded once per (name, device): `name_or_path`, else the
+    CHATTERBOX_LATAM_MODEL environment variable; the device defaults to CUDA when there is one."""
+    name_or_path = name_or_path or os.getenv(MODEL_ENV)
+    if not name_or_path:
+        raise ValueError(f"No model: pass model=<folder or Hub repo id> or set {MODEL_ENV}.")
+    device = device or default_device()
+    return ChatterboxLatamTTS.from_pretrained(name_or_path, device=device)
+
+
+MODEL_ENV = "CHATTERBOX_LATAM_MODEL"
+ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
+"""How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
+generation: on for v2 multilingual, off for v3 and the packs), on, off."""
+
+
+def parse_alignment(value: str | None) -> bool | None:
+    key = (value or "auto").strip().lower()
+    if key not in ALIGNMENT_CHOICES:
+        raise ValueError(f"alignment={value!r}: use one of {sorted(ALIGNMENT_CHOICES)}.")
+    return ALIGNMENT_CHOICES[key]
+
+
+def generate_speech(text: str, reference_audio_path: str | os.PathLike | None, output_path: str | os.PathLike,
+                    exaggeration: float = 0.5, *, cfg_weight: float = 0.5, temperature: float = 0.8,
+                    seed: int | None = None, accent: str | None = None,
+                    model: "ChatterboxLatamTTS | str | None" = None) -> str:
+    """The seed's function: speaks `text` in the voice of `reference_audio_path` into a 24 kHz WAV at
+    `output_path` (watermarked; long text is split into sentences) and returns the path.
+
+    `model` is a loaded `ChatterboxLatamTTS`, a folder or Hub repo id (loaded once and kept), or None for
+    CHATTERBOX_LATAM_MODEL. The WAV is written to a temporary file and renamed, so a crash never leaves a
+    partial file at `output_path`.
+    """
+    if not isinstance(model, ChatterboxLatamTTS):
+        model = load_model(model)
+    wav = model.generate(text, audio_prompt_path=reference_audio_path, exaggeration=exaggeration,
+                         cfg_weight=cfg_weight, temperature=temperature, seed=seed, accent=accent)
+    write_wav(output_path, wav.squeeze(0).numpy(), model.sr)
+    return str(output_path)
+
+
+def _adapter_snapshot(repo_id: str, revision: str | None) -> str | None:
+    """Downloads a Hub repo's adapter files when it is an adapter repo; None for a model repo (or an unreachable
+    one: the model loader then says what is missing)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from ..models.lora import ADAPTER_METADATA, accent_adapter_dirs, is_adapter_dir
+
+    try:
+        local = snapshot_download(repo_id, revision=revision,
+                                  allow_patterns=[ADAPTER_METADATA, "t3/*", "s3gen/*", "*/" + ADAPTER_METADATA,
+                                                  "*/t3/*", "*/s3gen/*"],
+                                  ignore_patterns=["checkpoint-*", "last-checkpoint/*"])
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError):
+        return None
+    return local if is_adapter_dir(local) or accent_adapter_dirs(local) else None
+

@@ -1,0 +1,76 @@
+"""S3Gen on speech tokens (flow + HiFT, at a chosen flow precision) and Resemble's Perth watermark, applied to
+everything the project ships."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from ..constants import S3GEN_SR, SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
+
+S3GEN_MODES = ("fp32", "bf16")
+
+
+@torch.inference_mode()
+def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark: bool = True,
+                  sample_rate: int = S3GEN_SR, cfm_steps: int | None = None, flow=None,
+                  drop_last_token: bool = False) -> np.ndarray:
+    """S3Gen (flow + HiFT) on valid speech tokens, then Resemble's Perth watermark (kept in all the project ships).
+    `cfm_steps`: Euler steps of the flow-matching decoder (upstream: 10; fewer is faster, see the benchmark).
+    `flow`: an S3Gen copy to run the flow with (`flow_for_mode`, e.g. bf16); the vocoder always runs on `s3gen`.
+    `drop_last_token`: cut the last token's audio, as upstream main does for v3 (`Generation.drop_last_token`)."""
+    speech_tokens = speech_tokens[speech_tokens < SPEECH_VOCAB_SIZE].to(s3gen.device)
+    if speech_tokens.numel() == 0:
+        return np.zeros(0, dtype=np.float32)
+    if flow is None or flow is s3gen:
+        wav, _ = s3gen.inference(speech_tokens=speech_tokens, ref_dict=ref_dict, n_cfm_timesteps=cfm_steps)
+    else:  # upstream's inference with the flow's mels from the copy
+        wav, _ = s3gen.hift_inference(flow_mels(flow, speech_tokens, ref_dict, cfm_steps))
+        wav[:, : len(s3gen.trim_fade)] *= s3gen.trim_fade
+    wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
+    if drop_last_token:
+        wav = wav[: max(1, speech_tokens.numel() - 1) * SAMPLES_PER_TOKEN]
+    return apply_watermark(wav, sample_rate) if watermark else wav
+
+
+def flow_mels(flow, speech_tokens: torch.Tensor, ref_dict: dict, cfm_steps: int | None) -> torch.Tensor:
+    """S3Gen's flow (`flow_inference`) at the copy's precision; fp32 mels for the vocoder."""
+    dtype = flow.dtype
+    if dtype != torch.float32:
+        ref_dict = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ref_dict.items()}
+    return flow.flow_inference(torch.atleast_2d(speech_tokens), ref_dict=ref_dict, n_cfm_timesteps=cfm_steps,
+                               finalize=True).float()
+
+
+def flow_for_mode(s3gen, mode: str):
+    """The S3Gen to run the flow with: `s3gen` itself for 'fp32'; for 'bf16' a bf16 copy with any LoRA adapter
+    (the active one) folded in. About 2x faster on a CPU with bf16 matrix units (see the benchmark); its effect on
+    quality is for the evaluation harness to show on real weights (`evaluate.py --s3gen_mode bf16`)."""
+    if mode not in S3GEN_MODES:
+        raise ValueError(f"s3gen_mode={mode!r}: use one of {S3GEN_MODES}.")
+    if mode == "fp32":
+        return s3gen
+    import copy
+
+    flow = copy.deepcopy(s3gen)
+    if hasattr(flow.flow, "merge_and_unload"):
+        flow.flow = flow.flow.merge_and_unload()
+    return flow.to(torch.bfloat16)
+
+
+@functools.lru_cache(maxsize=1)
+def _watermarker():
+    import perth
+
+    return perth.PerthImplicitWatermarker()
+
+
+@torch.inference_mode()  # the cached watermarker's tensors are inference tensors: never run it under autograd
+def apply_watermark(wav: np.ndarray, sample_rate: int = S3GEN_SR) -> np.ndarray:
+    """Resemble's Perth watermark (kept in everything the project ships)."""
+    if wav.size == 0:
+        return wav.astype(np.float32)
+    return np.asarray(_watermarker().apply_watermark(wav, sample_rate=sample_rate), dtype=np.float32)
+

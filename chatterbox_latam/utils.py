@@ -1,0 +1,80 @@
+"""Small things every stage needs, one copy each: all-or-nothing writes (an interrupted run never leaves a file or
+folder that looks complete), WAV encoding, and the default device. No torch import until a device is asked for."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary sibling of `path` to write; when the block ends without error it is renamed over `path`,
+    otherwise it is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_atomic(path: str | os.PathLike, content: bytes) -> None:
+    """Writes `content` to a temporary sibling, then renames it over `path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+
+
+@contextlib.contextmanager
+def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
+    """Yields an empty temporary sibling of `final` to fill; when the block ends without error it replaces
+    `final` (whatever was there, removed only once the new one is in place), otherwise it is removed and `final`
+    is left as it was."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would make the finished folder private
+    previous = staging.with_name(staging.name + ".previous")
+    try:
+        yield staging
+        if final.exists():
+            final.rename(previous)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def wav_bytes(wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:
+    """A WAV file in memory: 1-D samples, or (samples, channels); 16-bit PCM unless `subtype` says otherwise."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(wav), sample_rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def write_wav(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    """`wav_bytes` written atomically to `path`."""
+    write_atomic(path, wav_bytes(wav, sample_rate, subtype))
+    return Path(path)
+
+
+def default_device() -> str:
+    """"cuda" when PyTorch sees a GPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,56 @@
+"""The library's shape: each stage imports only the stages before it, nothing imports in a loop, every module
+imports on its own, and the modules that describe recipes and facts do not pull in torch."""
+
+from __future__ import annotations
+
+import graphlib
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+from importlinter.cli import lint_imports
+
+import chatterbox_latam
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(chatterbox_latam.__file__).parent
+MODULES = sorted(
+    ".".join(("chatterbox_latam", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+    for path in PACKAGE.rglob("*.py")
+)
+
+
+def test_stages_import_only_earlier_stages(monkeypatch):
+    """setup.cfg's import-linter contract: testing > training > hub > evaluation > synthesis > data > models >
+    config > utils > constants, function-level imports included."""
+    monkeypatch.chdir(ROOT)
+    assert lint_imports(config_filename="setup.cfg", no_cache=True) == 0
+
+
+def test_no_import_loop():
+    graph = grimp.build_graph("chatterbox_latam", cache_dir=None)
+    sorter = graphlib.TopologicalSorter(
+        {module: graph.find_modules_directly_imported_by(module) for module in graph.modules})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        pytest.fail(f"import loop: {' -> '.join(error.args[1])}")
+
+
+def test_every_module_imports_on_its_own():
+    """Each module in a fresh interpreter (an import that only works after another module was imported fails)."""
+    script = ("import importlib, subprocess, sys\n"
+              "failed = [m for m in sys.argv[1:] if subprocess.run([sys.executable, '-c', f'import {m}'],"
+              " capture_output=True).returncode]\n"
+              "print(' '.join(failed))")
+    result = subprocess.run([sys.executable, "-c", script, *MODULES], capture_output=True, text=True, check=True)
+    assert len(MODULES) > 30 and result.stdout.split() == []
+
+
+@pytest.mark.parametrize("module", ["chatterbox_latam.constants", "chatterbox_latam.config",
+                                    "chatterbox_latam.utils", "chatterbox_latam.data.text"])
+def test_light_modules_do_not_import_torch(module):
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
