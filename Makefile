@@ -81,7 +81,7 @@ lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q -r requirements.in
 	.lock-venv/bin/pip install -q --no-deps chatterbox-tts==0.1.7 resemblyzer==0.1.4
-	(head -2 requirements.lock; .lock-venv/bin/pip freeze --exclude-editable) > requirements.lock.new
+	(head -2 requirements.lock; .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==') > requirements.lock.new
 	! grep -n ' @ file:' requirements.lock.new || { echo 'a package resolved to a local file; pin it from the index'; exit 1; }
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 

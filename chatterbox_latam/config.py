@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser
 
-from .constants import ACCENTS, LAYOUTS, S3GEN_SR, T3_MODELS
+from .constants import ACCENTS, LAYOUTS, MODES, S3GEN_MODES, S3GEN_SR, T3_MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +337,8 @@ def parse_recipe(
     for alias, target in (aliases or {}).items():
         argv = [f"--{target}" if arg == f"--{alias}" else arg.replace(f"--{alias}=", f"--{target}=", 1) for arg in argv]
 
+    from transformers import HfArgumentParser
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
@@ -349,6 +350,21 @@ def parse_recipe(
         parser.set_defaults(**defaults)
     *instances, _ = parser.parse_args_into_dataclasses(args=rest + (["--config", known.config] if known.config else []))
     return tuple(instances)
+
+
+def parse_command(commands: dict[str, dict[str, type]], argv: list[str] | None = None,
+                  description: str | None = None) -> tuple[str, tuple[Any, ...]]:
+    """For scripts with subcommands (`sync_checkpoints.py push|watch|pull`): the first argument names the command,
+    the rest is parsed by `parse_recipe` with that command's sections. Returns (command, instances)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in commands:
+        usage = (f"usage: {Path(sys.argv[0]).name} {{{' | '.join(commands)}}} [--help] ...\n\n{description or ''}\n"
+                 "`COMMAND --help` lists the command's options.")
+        if argv and argv[0] in ("-h", "--help"):
+            print(usage)
+            raise SystemExit(0)
+        raise SystemExit(usage if not argv else f"{argv[0]!r} is no command.\n{usage}")
+    return argv[0], parse_recipe(commands[argv[0]], argv[1:], description=description)
 
 
 def layout_name(variant: str | None = None, t3_model: str | None = None) -> str | None:
@@ -367,41 +383,186 @@ DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
 
 METRICS = ("wer", "cer", "speaker_sim", "mos", "rtf")
 
+ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
+"""How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
+generation: on for v2 multilingual, off for v3 and the packs), on, off."""
+
+
+def parse_alignment(value: str | bool | None) -> bool | None:
+    """`ALIGNMENT_CHOICES`' word (or a bool, or None) as `ChatterboxLatamTTS.alignment` takes it."""
+    if value is None or isinstance(value, bool):
+        return value
+    key = value.strip().lower() or "auto"
+    if key not in ALIGNMENT_CHOICES:
+        raise ValueError(f"alignment={value!r}: use one of {sorted(ALIGNMENT_CHOICES)}.")
+    return ALIGNMENT_CHOICES[key]
+
+
+def _default_device() -> str:
+    from .utils import default_device
+
+    return default_device()
+
+
+@dataclass(kw_only=True)
+class SynthesisConfig:
+    """How a model's T3 and S3Gen run: the settings generate.py and evaluate.py share (defaults are upstream's)."""
+
+    device: str = field(default_factory=_default_device, metadata={"help": "cuda or cpu (default: cuda when there "
+                                                                           "is a GPU)."})
+    mode: str = field(default="fp32", metadata={
+        "help": "T3 precision: fp32 (exact: upstream's tokens), bf16, int8 / int8-wo / int4-wo (CPU), or auto (the "
+                "fastest that agrees with fp32 on this model; see README, Synthesis speed). evaluate.py scores a "
+                "faster setting beside fp32.",
+        "choices": [*MODES, "auto"]})
+    s3gen_mode: str = field(default="fp32", metadata={
+        "help": "S3Gen flow precision (bf16: about 2x faster on CPUs with bf16 units; check with evaluate.py).",
+        "choices": list(S3GEN_MODES)})
+    cfm_steps: int | None = field(default=None, metadata={"help": "S3Gen flow steps (default: upstream's 10; fewer "
+                                                                  "is faster)."})
+    s3gen_prompt_seconds: float | None = field(default=None, metadata={
+        "help": "Seconds of the reference S3Gen continues from (default: all of it, up to 10; less is faster)."})
+    alignment: str = field(default="auto", metadata={
+        "help": "Upstream's alignment heuristics: auto (on for v2 multilingual, off for v3 and the packs, as "
+                "upstream), on or off. evaluate.py: when they run and the adapter changed T3's attention, the other "
+                "setting is scored too.",
+        "choices": sorted(ALIGNMENT_CHOICES)})
+    t3_model: str | None = field(default=None, metadata={
+        "help": "With ResembleAI/chatterbox (or a folder of it) as the model or base: which of its T3 files.",
+        "choices": sorted(T3_MODELS)})
+
+    def __post_init__(self):
+        if self.mode not in (*MODES, "auto"):
+            raise ValueError(f"mode={self.mode!r}: use one of {[*MODES, 'auto']}.")
+        if self.s3gen_mode not in S3GEN_MODES:
+            raise ValueError(f"s3gen_mode={self.s3gen_mode!r}: use one of {S3GEN_MODES}.")
+        parse_alignment(self.alignment)
+        layout_name(t3_model=self.t3_model)
+
+    @property
+    def alignment_setting(self) -> bool | None:
+        """`alignment` as `ChatterboxLatamTTS.alignment` takes it."""
+        return parse_alignment(self.alignment)
+
+
+@dataclass(kw_only=True)
+class EvalConfig(SynthesisConfig):
+    """What `training/evaluate.py` asks for: the systems, the test data, the metrics and their models."""
+
+    checkpoint: str = field(metadata={"help": "Adapter folder, merged model folder or Hub repo id."})
+    test_data: str = field(metadata={"help": "Prepared dataset folder (its test split) or seed-layout folder."})
+    output_dir: str = field(metadata={"help": "Where results.json, report.md, plots/ and audio/ go."})
+    metrics: list[str] = field(default_factory=lambda: list(METRICS), metadata={
+        "help": f"What to measure: any of {list(METRICS)}, or all.", "aliases": ["--metric"],
+        "choices": [*METRICS, "all"]})
+    compare_base: bool = field(default=False, metadata={"help": "Also evaluate the base model."})
+    base_model: str | None = field(default=None, metadata={"help": "Base for an adapter (default: its "
+                                                                    "adapter.json)."})
+    compare: list[str] = field(default_factory=list, metadata={
+        "help": "More models scored side by side: Hub repo ids or folders, e.g. "
+                "ResembleAI/Chatterbox-Multilingual-es-mx-latam ResembleAI/chatterbox:v3 (the v3 T3)."})
+    asr_model: str = field(default=DEFAULT_ASR, metadata={"help": "ASR checkpoint id or local folder for WER/CER."})
+    wavlm_model: str | None = field(default=DEFAULT_WAVLM_SV, metadata={
+        "help": "WavLM speaker-verification checkpoint for a second similarity ('' to skip)."})
+    utmos: bool = field(default=True, metadata={"help": "Score UTMOS too (--no_utmos skips it)."})
+    utmos_checkpoint: str | None = field(default=None, metadata={
+        "help": "Local utmos_state_dict.pt (default: from the Hub repo Blinorot/UTMOS-PyTorch)."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many sentences."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed for synthesis."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        unknown = sorted(set(self.metrics) - {*METRICS, "all"})
+        if unknown:
+            raise ValueError(f"metrics {unknown}: use any of {list(METRICS)}, or all.")
+        if "all" in self.metrics:
+            self.metrics = list(METRICS)
+        self.wavlm_model = self.wavlm_model or None
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(SynthesisConfig):
+    """What `training/generate.py` asks for: one WAV per line of a text file, in a cloned voice."""
+
+    model: str = field(metadata={"help": "Merged model or adapter folder, or Hub repo id."})
+    texts: str = field(metadata={"help": "UTF-8 text file, one utterance per line."})
+    output_dir: str = field(metadata={"help": "Where the WAVs and manifest.csv go."})
+    reference: str | None = field(default=None, metadata={"help": "WAV of the voice to clone (default: the "
+                                                                   "model's voice)."})
+    accent: str | None = field(default=None, metadata={"help": "Accent adapter / normalisation.",
+                                                       "choices": list(ACCENTS)})
+    exaggeration: float = field(default=0.5, metadata={"help": "Expressiveness (0-1+)."})
+    cfg_weight: float = field(default=0.5, metadata={"help": "Classifier-free guidance weight."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature."})
+    seed: int | None = field(default=None, metadata={"help": "Seed, for repeatable outputs."})
+    lines_together: int = field(default=1, metadata={
+        "help": "Lines decoded at once (one T3 pass per step for all their sentences): more is faster in total, "
+                "without upstream's alignment heuristics (they follow one utterance)."})
+
+
+MERGE_DTYPES = ("float32", "bfloat16", "float16")
+
 
 @dataclass
-class EvalConfig:
-    """What `training/evaluate.py` asks for."""
+class MergeConfig:
+    """What `training/merge.py` asks for."""
 
-    checkpoint: str
-    test_data: str
-    output_dir: str
-    metrics: list[str] = field(default_factory=lambda: list(METRICS))
-    compare_base: bool = False
-    base_model: str | None = None
-    asr_model: str = DEFAULT_ASR
-    wavlm_model: str | None = DEFAULT_WAVLM_SV
-    utmos: bool = True
-    utmos_checkpoint: str | None = None
-    max_samples: int | None = None
-    device: str = "cpu"
-    seed: int = 0
-    mode: str = "fp32"
-    """T3 precision for synthesis (`synthesis.precision.MODES` or 'auto'). Faster settings than upstream's
-    (this, `s3gen_mode`, `cfm_steps`) are scored beside upstream's on the same sentences, voices and seed (system
-    `finetuned_fp32`)."""
-    s3gen_mode: str = "fp32"
-    """S3Gen flow precision (`synthesis.vocoder.S3GEN_MODES`)."""
-    cfm_steps: int | None = None
-    """S3Gen flow-matching steps (None: upstream's 10)."""
-    s3gen_prompt_seconds: float | None = None
-    """Seconds of the reference S3Gen continues from (None: all of it)."""
-    alignment: bool | None = None
-    """Upstream's alignment heuristics (None: as upstream runs them for the model's generation). When they run and
-    the fine-tune adapted T3's attention, the other setting is scored too (system `finetuned_alignment_on|off`)."""
-    t3_model: str | None = None
-    """For `ResembleAI/chatterbox` as the checkpoint or base: its v2 or v3 T3 (upstream's `t3_model`)."""
-    compare: list[str] = field(default_factory=list)
-    """More systems, scored side by side: Hub repo ids or folders (`ResembleAI/chatterbox:v3` for the v3 T3)."""
+    adapter: list[str] = field(metadata={
+        "help": "Adapter folder (training's final/), or ACCENT=PATH pairs, one merged model each (repeatable).",
+        "action": "extend"})
+    output_dir: str = field(metadata={"help": "Folder of the merged model (per accent: its parent)."})
+    base: str | None = field(default=None, metadata={"help": "Base model folder or Hub repo id (default: "
+                                                             "adapter.json's)."})
+    dtype: str = field(default="float32", metadata={"help": "Precision of the saved weights.",
+                                                    "choices": list(MERGE_DTYPES)})
+    default_voice: str | None = field(default=None, metadata={"help": "WAV that becomes the model's default voice."})
+    upstream_layout: bool | None = field(default=None, metadata={
+        "help": "Also write upstream's ve.pt / s3gen.pt / conds.pt (default: for full-size bases; false: never).",
+        "nargs": "?", "const": True})
+
+
+@dataclass
+class PushConfig:
+    """What `training/push_to_hub.py` asks for."""
+
+    repo_id: str = field(metadata={"help": "Hub repo to push to (USER/NAME or ORG/NAME)."})
+    what: str = field(metadata={"help": "What --path holds.", "choices": ["adapter", "merged", "dataset"]})
+    path: str = field(metadata={"help": "Adapter folder, merged model folder or prepared dataset folder."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    results: str | None = field(default=None, metadata={"help": "The evaluation's results.json, for the card's "
+                                                                "model-index."})
+    base_model_id: str | None = field(default=None, metadata={
+        "help": "Hub id of the base model for the card (default: the one the adapter names)."})
+    dataset_id: str | None = field(default=None, metadata={"help": "Hub id of the training dataset for the card."})
+    license: str = field(default="mit", metadata={"help": "Licence id for the card (upstream Chatterbox is MIT)."})
+
+
+@dataclass
+class SyncConfig:
+    """What `training/sync_checkpoints.py push|watch|pull` asks for."""
+
+    repo_id: str = field(metadata={"help": "Hub model repo holding last-checkpoint/ (USER/NAME)."})
+    checkpoint_dir: str = field(metadata={"help": "The training run's checkpoint folder."})
+    every: float = field(default=600, metadata={"help": "watch: seconds between syncs."})
+    public: bool = field(default=False, metadata={"help": "Create the repo public (default: private)."})
+
+
+@dataclass
+class ListeningTestConfig:
+    """`training/mos_kit.py prepare`: a blinded listening test from an evaluation."""
+
+    eval_dir: str = field(metadata={"help": "An output folder of training/evaluate.py."})
+    output_dir: str = field(metadata={"help": "Where the listening test goes."})
+    seed: int = field(default=0, metadata={"help": "Seed of the shuffle."})
+
+
+@dataclass
+class RatingsConfig:
+    """`training/mos_kit.py score`: MOS per system with 95% confidence intervals."""
+
+    key: str = field(metadata={"help": "key.csv written by prepare."})
+    ratings: list[str] = field(metadata={"help": "ratings-*.csv files from the listeners."})
+    output: str | None = field(default=None, metadata={"help": "Also write the result as JSON here."})
 
 
 @dataclass

@@ -39,6 +39,13 @@ PROMPT_TOKENS = 150  # T3Config.speech_cond_prompt_len: 6 s at 25 Hz
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 SAMPLES_PER_TOKEN = S3GEN_SR // TOKENS_PER_SECOND  # 960 (upstream: S3GEN_SR // S3_TOKEN_RATE)
 
+# -- synthesis settings -------------------------------------------------------------------------------------------
+MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
+"""T3's precisions for synthesis (`synthesis.precision`): fp32 gives upstream's tokens."""
+CPU_ONLY = ("int8", "int8-wo", "int4-wo")
+S3GEN_MODES = ("fp32", "bf16")
+"""S3Gen flow precisions (`synthesis.vocoder.flow_for_mode`)."""
+
 # -- checkpoints --------------------------------------------------------------------------------------------------
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "chatterbox-latam"

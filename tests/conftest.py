@@ -81,3 +81,20 @@ def prepared(tiny_checkpoint, corpus, tmp_path_factory):
                                train_s3gen=True, feature_batch_seconds=40)
     result = prepare_dataset(model, data, progress=False)
     return result, load_prepared(data.prepared_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_adapter(prepared, tiny_checkpoint, tmp_path_factory, hub) -> Path:
+    """T3 + S3Gen adapters trained 3 steps on the prepared corpus, pushed by the Trainer to the local Hub
+    (`latam/tiny-lora`) at step 2 and at the end: one training shared by every test that only reads an adapter."""
+    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.run import run_finetune
+
+    recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, [
+        "--config", str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"), "--base_model", str(tiny_checkpoint),
+        "--prepared_dir", str(Path(prepared[0].dataset_dir).parent),
+        "--checkpoint_dir", str(tmp_path_factory.mktemp("trained")), "--eval_audio_samples", "0",
+        "--report_to", "none", "--max_steps", "3", "--save_every", "2", "--train_s3gen", "true",
+        "--batch_size", "2", "--push_to_hub", "true", "--hub_model_id", "latam/tiny-lora"]))
+    [result] = run_finetune(recipe)
+    return result.adapter_dir

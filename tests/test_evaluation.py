@@ -6,33 +6,27 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
-from chatterbox_latam.config import RECIPE_SECTIONS, EvalConfig, Recipe, parse_recipe
+from chatterbox_latam.config import EvalConfig
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint, load_test_items
-from chatterbox_latam.training.run import run_finetune
+from chatterbox_latam.evaluation.metrics import normalize_spanish_for_wer
 
 
 @pytest.fixture(scope="module")
-def adapter(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("adapter")
-    recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, [
-        "--config", str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"), "--base_model", str(tiny_checkpoint),
-        "--prepared_dir", str(Path(prepared[0].dataset_dir).parent), "--checkpoint_dir", str(out),
-        "--max_steps", "2", "--save_every", "2", "--train_s3gen", "false", "--eval_audio_samples", "0",
-        "--report_to", "none"]))
-    [result] = run_finetune(recipe)
-    return result.adapter_dir
+def adapter(trained_adapter) -> Path:
+    return trained_adapter
 
 
 def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tmp_path):
     test_data = str(Path(prepared[0].dataset_dir).parent)
     items = load_test_items(test_data, max_samples=2)
     texts = [item.text for item in items]
+    words = [len(normalize_spanish_for_wer(text).split()) for text in texts]
 
     def transcriber(wavs, sample_rate):  # the ASR step is passed in; the rest of the path is the real one
+        """An ASR that errs: the first sentence's first word misheard, the second sentence not heard at all."""
         assert sample_rate in (24_000,) and len(wavs) == len(texts)
-        return list(texts)
+        return ["borrón " + texts[0].split(" ", 1)[1], ""]
 
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=test_data,
                                              output_dir=str(tmp_path), compare_base=True, max_samples=2),
@@ -42,7 +36,11 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     assert "Blinorot/UTMOS-PyTorch" in results["skipped"]["UTMOS"]
     for name, system in results["systems"].items():
         aggregate = system["aggregate"]
-        assert aggregate["n"] == 2 and aggregate["wer_spanish"] == 0.0 and 1.0 <= aggregate["mos"] <= 5.0
+        assert aggregate["n"] == 2 and 1.0 <= aggregate["mos"] <= 5.0
+        # corpus WER: one substitution and every word of the second sentence deleted
+        assert aggregate["wer_spanish"] == pytest.approx((1 + words[1]) / (words[0] + words[1]))
+        first, second = system["samples"][:2]
+        assert first["wer_spanish"] == pytest.approx(1 / words[0]) and second["wer_spanish"] == 1.0
         assert ("rtf" in aggregate) == (name != "ground_truth")
         assert set(system["per_accent"]) == {item.accent for item in items}
     # the recordings are the ceiling: an untrained tiny model does not sound like the reference speaker
@@ -52,7 +50,8 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["systems"]["finetuned"]["samples"][0]["text"] == texts[0]
     report = (tmp_path / "report.md").read_text()
-    assert "| wer_spanish | < 0.15 | 0.000 pass | 0.000 pass | 0.000 |" in report
+    wer = f"{(1 + words[1]) / (words[0] + words[1]):.3f}"
+    assert f"| wer_spanish | < 0.15 | {wer} fail | {wer} fail | {wer} |" in report
     assert "| speaker_sim | > 0.85 |" in report and "## Per accent" in report
     for plot in ("per_accent.png", "distributions.png"):
         assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"

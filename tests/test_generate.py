@@ -88,7 +88,7 @@ def test_a_shorter_s3gen_prompt_keeps_the_references_end(tiny_checkpoint, corpus
     conds = model.voice(reference)
     full = conds.gen["prompt_token"].shape[1]
     model.s3gen_prompt_seconds = 1.0
-    ref = model._gen_ref(conds)
+    ref = model.s3gen_reference(conds)
     assert ref["prompt_token"].shape[1] == 25 < full and ref["prompt_feat"].shape[1] == 50
     assert int(ref["prompt_token"][0, -1]) == int(conds.gen["prompt_token"][0, -1])  # the end is kept
     assert conds.gen["prompt_token"].shape[1] == full  # the cached voice is unchanged

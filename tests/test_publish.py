@@ -32,12 +32,9 @@ def _train(prepared, checkpoint, out: Path, *overrides) -> list:
 
 
 @pytest.fixture(scope="module")
-def shared_adapter(prepared, tiny_checkpoint, tmp_path_factory, hub) -> Path:
-    """T3 + S3Gen adapters, 3 steps, pushed by the Trainer to the local Hub at step 2 and at the end."""
-    [result] = _train(prepared, tiny_checkpoint, tmp_path_factory.mktemp("shared"), "--max_steps", "3",
-                      "--save_every", "2", "--train_s3gen", "true", "--batch_size", "2",
-                      "--push_to_hub", "true", "--hub_model_id", "latam/tiny-lora")
-    return result.adapter_dir
+def shared_adapter(trained_adapter) -> Path:
+    """T3 + S3Gen adapters, 3 steps, pushed by the Trainer to the local Hub at step 2 and at the end (conftest)."""
+    return trained_adapter
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ before it is kept; config.json records the difference.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
-from chatterbox_latam.models.merge import DTYPES, merge_adapter
+from chatterbox_latam.config import MergeConfig, parse_recipe
+from chatterbox_latam.models.merge import merge_adapter
 from chatterbox_latam.synthesis.tts import voice_from
 
 
@@ -34,25 +34,15 @@ def parse_adapters(values: list[str]) -> dict[str | None, str]:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--adapter", action="append", required=True,
-                        help="Adapter folder (training's final/), or ACCENT=PATH, repeatable.")
-    parser.add_argument("--output_dir", required=True, help="Folder of the merged model (per accent: its parent).")
-    parser.add_argument("--base", default=None, help="Base model folder or Hub repo id (default: adapter.json's).")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="Precision of the saved weights.")
-    parser.add_argument("--default_voice", default=None, help="WAV that becomes the model's default voice.")
-    parser.add_argument("--upstream_layout", default=None, action=argparse.BooleanOptionalAction,
-                        help="Also write upstream's ve.pt / s3gen.pt / conds.pt (default: for full-size bases).")
-    args = parser.parse_args(argv)
-    for accent, path in parse_adapters(args.adapter).items():
-        output = args.output_dir if accent is None else f"{args.output_dir.rstrip('/')}/{accent}"
-        result = merge_adapter(path, output, base_model=args.base, dtype=args.dtype, 
-                               default_voice=voice_from(args.default_voice) if args.default_voice else None,
-                               upstream_layout=args.upstream_layout, accent=accent)
+    (config,) = parse_recipe({"merge": MergeConfig}, argv, description=__doc__.splitlines()[0])
+    for accent, path in parse_adapters(config.adapter).items():
+        output = config.output_dir if accent is None else f"{config.output_dir.rstrip('/')}/{accent}"
+        voice = voice_from(config.default_voice) if config.default_voice else None
+        result = merge_adapter(path, output, base_model=config.base, dtype=config.dtype, default_voice=voice,
+                               upstream_layout=config.upstream_layout, accent=accent)
         worst = max(result.check.values())
-        print(f"merged {path} -> {result.output_dir} ({args.dtype}; max relative difference to the adapter model "
-              f"{worst:.1e}{'; upstream layout too' if result.upstream_layout else ''}); loaded back with "
-              "ChatterboxLatamTTS.from_pretrained and checked")
+        print(f"merged {path} -> {result.output_dir} ({config.dtype}; max relative difference to the adapter model "
+              f"{worst:.1e}{'; upstream layout too' if result.upstream_layout else ''}); loaded back and checked")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from chatterbox_latam.config import ListeningTestConfig, RatingsConfig, parse_command
 from chatterbox_latam.evaluation.listening_test import (
     prepare_listening_test,
     score_listening_test,
@@ -17,26 +17,18 @@ from chatterbox_latam.evaluation.listening_test import (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="action", required=True)
-    prepare = sub.add_parser("prepare", help="Blinded, shuffled samples and the rating page.")
-    prepare.add_argument("--eval_dir", required=True, help="An output folder of training/evaluate.py.")
-    prepare.add_argument("--output_dir", required=True, help="Where the listening test goes.")
-    prepare.add_argument("--seed", type=int, default=0, help="Seed of the shuffle.")
-    score = sub.add_parser("score", help="MOS per system with 95%% confidence intervals.")
-    score.add_argument("--key", required=True, help="key.csv written by prepare.")
-    score.add_argument("--ratings", nargs="+", required=True, help="ratings-*.csv files from the listeners.")
-    score.add_argument("--output", default=None, help="Also write the result as JSON here.")
-    args = parser.parse_args(argv)
-    if args.action == "prepare":
-        print(f"listening test: {prepare_listening_test(args.eval_dir, args.output_dir, args.seed)}")
+    action, (config,) = parse_command({"prepare": {"listening_test": ListeningTestConfig},
+                                       "score": {"ratings": RatingsConfig}}, argv,
+                                      description=__doc__.splitlines()[0])
+    if action == "prepare":
+        print(f"listening test: {prepare_listening_test(config.eval_dir, config.output_dir, config.seed)}")
         return
-    summary = score_listening_test(args.key, args.ratings)
+    summary = score_listening_test(config.key, config.ratings)
     print("| system | MOS | 95% CI | ratings | raters |\n|---|---|---|---|---|")
     for system, s in summary.items():
         print(f"| {system} | {s['mos']:.2f} | ± {s['ci95']:.2f} | {s['ratings']} | {s['raters']} |")
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
+    if config.output:
+        with open(config.output, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
 
 

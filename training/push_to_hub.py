@@ -14,37 +14,27 @@ they are.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from chatterbox_latam.config import PushConfig, parse_recipe
 from chatterbox_latam.hub.push import HubError, push_model, push_prepared_dataset
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo_id", required=True, help="Hub repo to push to (USER/NAME or ORG/NAME).")
-    parser.add_argument("--what", required=True, choices=["adapter", "merged", "dataset"], help="What --path holds.")
-    parser.add_argument("--path", required=True, help="Adapter folder, merged model folder or prepared dataset folder.")
-    parser.add_argument("--private", action="store_true", help="Create the repo private.")
-    parser.add_argument("--results", default=None, help="The evaluation's results.json, for the card's model-index.")
-    parser.add_argument("--base_model_id", default=None,
-                        help="Hub id of the base model for the card (default: the one the adapter names).")
-    parser.add_argument("--dataset_id", default=None, help="Hub id of the training dataset for the card.")
-    parser.add_argument("--license", default="mit", help="Licence id for the card (upstream Chatterbox is MIT).")
-    args = parser.parse_args(argv)
+    (config,) = parse_recipe({"push": PushConfig}, argv, description=__doc__.splitlines()[0])
     try:
-        if args.what == "dataset":
-            url = push_prepared_dataset(args.path, args.repo_id, private=args.private)
+        if config.what == "dataset":
+            url = push_prepared_dataset(config.path, config.repo_id, private=config.private)
         else:
-            url = push_model(args.path, args.repo_id, private=args.private, results_path=args.results,
-                             base_model_id=args.base_model_id, dataset_id=args.dataset_id, license=args.license,
-                             expected_kind=args.what)
+            url = push_model(config.path, config.repo_id, private=config.private, results_path=config.results,
+                             base_model_id=config.base_model_id, dataset_id=config.dataset_id,
+                             license=config.license, expected_kind=config.what)
     except HubError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    print(f"pushed {args.path} to {url}")
+    print(f"pushed {config.path} to {url}")
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
                                                    mode=config.mode, t3_model=config.t3_model)
     finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds)
-    finetuned.alignment = config.alignment
+    finetuned.alignment = config.alignment_setting
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
     mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
     if mode != "fp32" or finetuned.s3gen_changes:

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..config import MERGE_DTYPES
 from ..constants import CONFIG_NAME, LAYOUTS, MERGED_LAYOUTS, MODEL_TYPE
 from ..utils import staged_directory
 from .checkpoint import Checkpoint, resolve_checkpoint
@@ -40,7 +41,7 @@ from .probes import compare_outputs, probe_outputs
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in MERGE_DTYPES}
 # Largest difference allowed between the merged (fp32) and the adapter model's outputs, relative to the largest
 # output magnitude: PEFT's own merge tolerance. Casting to a half precision afterwards adds its rounding, which is
 # measured and recorded (`cast_difference`), not a merge error.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..constants import CPU_ONLY, MODES
 from .decoding import (
     PREFILL_ROWS,
     SamplingSettings,
@@ -17,9 +18,6 @@ from .decoding import (
     fast_decode,
     prefix_embeds,
 )
-
-MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
-CPU_ONLY = ("int8", "int8-wo", "int4-wo")
 
 
 class _WeightOnlyLinear(nn.Module):

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config import parse_alignment
 from ..data.text import split_sentences
 from ..utils import default_device
-from .tts import ChatterboxLatamTTS, parse_alignment
+from .tts import ChatterboxLatamTTS
 
 
 class InputError(ValueError):

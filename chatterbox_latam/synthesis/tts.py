@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..constants import S3GEN_SR, TOKENS_PER_SECOND
+from ..constants import S3GEN_MODES, S3GEN_SR, TOKENS_PER_SECOND
 from ..data.text import split_sentences
 from ..utils import default_device, wav_bytes, write_wav
 from . import decoding
-from .vocoder import S3GEN_MODES, apply_watermark, flow_for_mode, tokens_to_wav
+from .vocoder import apply_watermark, flow_for_mode, tokens_to_wav
 
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -93,7 +93,7 @@ class ChatterboxLatamTTS:
         quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest
         mode whose teacher-forced agreement with fp32 holds up on this model (`precision.choose_mode`; `mode_reports` keeps
         the measurements). See `synthesis.precision`."""
-        from .precision import CPU_ONLY, MODES
+        from ..constants import CPU_ONLY, MODES
 
         self.mode_reports = []
         if mode == "auto":
@@ -369,7 +369,7 @@ class ChatterboxLatamTTS:
             with self._seeded(None if seed is None else seed + i):
                 last = i == len(sentences) - 1
                 if chunk_tokens:
-                    vocoder = ChunkedVocoder(self.tts.s3gen, self._gen_ref(conds), self.cfm_steps,
+                    vocoder = ChunkedVocoder(self.tts.s3gen, self.s3gen_reference(conds), self.cfm_steps,
                                              flow=self._flow(adapter),
                                              drop_last_token=self.generation.drop_last_token)
                     for speech, finished in decoding.stream_decode(t3, conds.t3, tokens, budget, settings,
@@ -452,11 +452,11 @@ class ChatterboxLatamTTS:
 
     def _wav(self, speech: torch.Tensor, conds, adapter: str | None, watermark: bool = True) -> np.ndarray:
         """S3Gen at this model's settings (flow precision and steps, prompt length) for one utterance's tokens."""
-        return tokens_to_wav(self.tts.s3gen, speech, self._gen_ref(conds), watermark=watermark, sample_rate=self.sr,
+        return tokens_to_wav(self.tts.s3gen, speech, self.s3gen_reference(conds), watermark=watermark, sample_rate=self.sr,
                              cfm_steps=self.cfm_steps, flow=self._flow(adapter),
                              drop_last_token=self.generation.drop_last_token)
 
-    def _gen_ref(self, conds) -> dict:
+    def s3gen_reference(self, conds) -> dict:
         """S3Gen's reference for a voice, its prompt cut to the last `s3gen_prompt_seconds` (the prompt is
         continued by the new speech, so its end is kept)."""
         if not self.s3gen_prompt_seconds:
@@ -596,18 +596,6 @@ def load_model(name_or_path: str | None = None, device: str | None = None) -> Ch
 
 
 MODEL_ENV = "CHATTERBOX_LATAM_MODEL"
-ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
-"""How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
-generation: on for v2 multilingual, off for v3 and the packs), on, off."""
-
-
-def parse_alignment(value: str | None) -> bool | None:
-    key = (value or "auto").strip().lower()
-    if key not in ALIGNMENT_CHOICES:
-        raise ValueError(f"alignment={value!r}: use one of {sorted(ALIGNMENT_CHOICES)}.")
-    return ALIGNMENT_CHOICES[key]
-
-
 def generate_speech(text: str, reference_audio_path: str | os.PathLike | None, output_path: str | os.PathLike,
                     exaggeration: float = 0.5, *, cfg_weight: float = 0.5, temperature: float = 0.8,
                     seed: int | None = None, accent: str | None = None,

@@ -8,9 +8,7 @@ import functools
 import numpy as np
 import torch
 
-from ..constants import S3GEN_SR, SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
-
-S3GEN_MODES = ("fp32", "bf16")
+from ..constants import S3GEN_MODES, S3GEN_SR, SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
 
 
 @torch.inference_mode()
