@@ -16,7 +16,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_
 
 PORT ?= 7860
 
-.PHONY: install system demo test space check-real lock benchmark-prepare benchmark-training benchmark-synthesis clean-demo
+.PHONY: install system demo test test-fast space check-real lock benchmark-prepare benchmark-training benchmark-synthesis benchmark-quantized clean-demo
 
 install: system $(STAMP)
 
@@ -52,6 +52,10 @@ demo: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
 
+# The same without the few whole-pipeline tests (marker `pipeline`): every stage on its own, in a fraction of the time.
+test-fast: install
+	$(OFFLINE) $(PY) -m pytest -q -m "not pipeline" tests
+
 # Do training and inference read the real weights right? Downloads BASE (v2, v3, es-mx-latam, es-es) and checks
 # decoding against upstream, the pretrained loss, five LoRA steps, a merge and one sentence; needs the Hub (and is
 # quickest on a GPU). DATA=DIR checks on your own clips (seed layout) instead of the base's own speech.
@@ -74,6 +78,10 @@ benchmark-training: demo
 # Upstream T3 decoding against the fast modes at full size (random weights, ~3 GB of RAM), S3Gen timed on its own.
 benchmark-synthesis: install
 	$(OFFLINE) $(PY) benchmarks/synthesis.py --full-size
+
+# The project's weight-only kernels against torchao's configs, one decode step's Linear layers at full size.
+benchmark-quantized: install
+	$(OFFLINE) $(PY) benchmarks/quantized_linear.py
 
 # Resolve requirements.in again and rewrite the lock (needs the package index); the two --no-deps packages are
 # explained in requirements.in.

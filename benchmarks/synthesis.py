@@ -24,6 +24,12 @@ import time
 
 import torch
 
+from chatterbox_latam.constants import (
+    CPU_ONLY,
+    MODES,
+    SPEECH_VOCAB_SIZE,
+    TOKENS_PER_SECOND,
+)
 from chatterbox_latam.models.loading import build_s3gen, build_t3
 from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
@@ -31,18 +37,11 @@ from chatterbox_latam.synthesis.decoding import (
     fast_decode_batch,
     runs_alignment,
 )
-from chatterbox_latam.synthesis.precision import (
-    CPU_ONLY,
-    MODES,
-    t3_for_mode,
-    teacher_forced_agreement,
-)
+from chatterbox_latam.synthesis.precision import t3_for_mode, teacher_forced_agreement
 from chatterbox_latam.synthesis.streaming import ChunkedVocoder
 from chatterbox_latam.synthesis.vocoder import flow_for_mode, flow_mels
 from chatterbox_latam.testing.tiny_model import TINY_CONFIG
 from chatterbox_latam.utils import default_device
-
-TOKENS_PER_SECOND_OF_AUDIO = 25
 
 
 def _inputs(t3, device):
@@ -52,7 +51,7 @@ def _inputs(t3, device):
     text = torch.randint(1, 600, (1, 60), generator=g)
     text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
     emb = torch.randn(1, 256, generator=g)
-    prompt = torch.randint(0, 6561, (1, 150), generator=g)
+    prompt = torch.randint(0, SPEECH_VOCAB_SIZE, (1, 150), generator=g)
 
     def cond():
         return T3Cond(speaker_emb=(emb / emb.norm()).to(device), cond_prompt_speech_tokens=prompt.to(device),
@@ -168,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
     s3gen = build_s3gen(config).to(device).eval()
-    speech = upstream_tokens[0][upstream_tokens[0] < 6561].to(device)
-    audio_seconds = len(speech) / TOKENS_PER_SECOND_OF_AUDIO
+    speech = upstream_tokens[0][upstream_tokens[0] < SPEECH_VOCAB_SIZE].to(device)
+    audio_seconds = len(speech) / TOKENS_PER_SECOND
 
     def reference(seconds: int) -> dict:
         wav = torch.randn(24_000 * seconds, generator=torch.Generator().manual_seed(3)) * 0.1
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f} {fastest:>19.2f} "
               f"{streamed_fastest:>22.2f}")
     best_batched = max(batched, key=batched.get)
-    per_second = TOKENS_PER_SECOND_OF_AUDIO / batched[best_batched]
+    per_second = TOKENS_PER_SECOND / batched[best_batched]
     print(f"{args.batch} sentences together ({best_batched}): RTF {per_second + whole_audio / audio_seconds:.2f}, "
           f"{per_second + fastest_audio / audio_seconds:.2f} with the fastest S3Gen settings (T3 "
           f"{per_second:.2f} s per second of audio)")

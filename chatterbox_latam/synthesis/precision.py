@@ -1,6 +1,12 @@
 """T3 at a chosen precision (`MODES`): bf16 weights, dynamic int8 Linear layers, or int8 / int4 weights with bf16
 activations on the CPU, and the `auto` guard that picks the fastest mode whose teacher-forced agreement with fp32
-holds up on the model at hand (`choose_mode`)."""
+holds up on the model at hand (`choose_mode`).
+
+The int8 / int4 weight-only layers call PyTorch's CPU kernels directly, and dynamic int8 is
+`torch.ao.quantization.quantize_dynamic`, rather than torchao's configs through `quantize_`: on two CPU cores
+torchao 0.18 is slower for each (one decode step's Linear layers at full size: int8 weight-only 153 ms against
+45 ms here, dynamic int8 89 ms against 30 ms) and its int4 weight-only config has no CPU path (its packing formats
+need CUDA, XPU or mslk). `make benchmark-quantized` (`benchmarks/quantized_linear.py`) measures both again."""
 
 from __future__ import annotations
 
