@@ -7,12 +7,10 @@ across sections, so the command line needs no section prefix. A key the schema d
 lists the keys it does know. Importing this module does not import torch.
 """
 
-
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -22,8 +20,6 @@ from typing import Any
 import yaml
 
 from .constants import ACCENTS, LAYOUTS, MODES, S3GEN_MODES, S3GEN_SR, T3_MODELS
-
-logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
 T3_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -183,7 +179,6 @@ class DataConfig:
                 raise ValueError(f"accent {accent!r}: use one of {ACCENTS}.")
 
 
-
 @dataclass
 class TrainingConfig:
     """The seed's `training:` section; turned into `transformers.TrainingArguments` by `training_arguments`."""
@@ -294,6 +289,17 @@ RECIPE_SECTIONS = {
 }
 
 
+@dataclass
+class Recipe:
+    """A training recipe: one instance per section (`Recipe(*parse_recipe(RECIPE_SECTIONS))`)."""
+
+    model: ModelConfig
+    training: TrainingConfig
+    data: DataConfig
+    output: OutputConfig
+    logging: LoggingConfig
+
+
 class RecipeError(ValueError):
     """A recipe that does not fit the schema; the message names the file, section and key."""
 
@@ -377,6 +383,7 @@ def layout_name(variant: str | None = None, t3_model: str | None = None) -> str 
     if variant and t3_model and variant != T3_MODELS[t3_model]:
         raise ValueError(f"model_variant={variant!r} and t3_model={t3_model!r} disagree: set one of them.")
     return variant or (T3_MODELS[t3_model] if t3_model else None)
+
 
 DEFAULT_ASR = "openai/whisper-large-v3"
 DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
@@ -563,13 +570,3 @@ class RatingsConfig:
     key: str = field(metadata={"help": "key.csv written by prepare."})
     ratings: list[str] = field(metadata={"help": "ratings-*.csv files from the listeners."})
     output: str | None = field(default=None, metadata={"help": "Also write the result as JSON here."})
-
-
-@dataclass
-class Recipe:
-    model: ModelConfig
-    training: TrainingConfig
-    data: DataConfig
-    output: OutputConfig
-    logging: LoggingConfig
-

@@ -78,6 +78,7 @@ def test_v3_and_pack_layouts_resolve_with_upstreams_names(bases, tmp_path):
         resolve_checkpoint(bases["es-es"], variant="multilingual", t3_model="v3")
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize("base", ["v3", "es-mx-latam", "es-es"])  # es-es from its folder, the others by repo id
 def test_base_trains_merges_and_speaks_with_v3_decoding(base, bases, corpus, tmp_path):
     """Each base (by repo id, or es-es from a folder holding only the pack's files): prepared with its own encoders,

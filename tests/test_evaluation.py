@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     assert saved["systems"]["finetuned"]["samples"][0]["text"] == texts[0]
     report = (tmp_path / "report.md").read_text()
     wer = f"{(1 + words[1]) / (words[0] + words[1]):.3f}"
-    assert f"| wer_spanish | < 0.15 | {wer} fail | {wer} fail | {wer} |" in report
+    assert f"| wer_spanish | < 0.15 | {wer} FAIL | {wer} FAIL | {wer} |" in report
     assert "| speaker_sim | > 0.85 |" in report and "## Per accent" in report
     for plot in ("per_accent.png", "distributions.png"):
         assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
@@ -131,9 +132,13 @@ def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched
     adapter = save_adapters(tmp_path / "adapter", t3, None, {"base_model": str(base), "model_variant": "multilingual"})
     data = tmp_path / "data"
     shutil.copytree(corpus, data, ignore=shutil.ignore_patterns("speaker_00[2-6]"))
-    lines = (data / "metadata.csv").read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines[1:] if "speaker_001" in line][:2]
-    (data / "metadata.csv").write_text("\n".join(lines[:1] + kept) + "\n", encoding="utf-8")
+    with open(data / "metadata.csv", encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["speaker_id"] == "speaker_001"][:2]
+    with open(data / "metadata.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        # short sentences: an untrained T3 decodes to its token budget, which grows with the text
+        writer.writerows({**row, "transcript": "Hola."} for row in rows)
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(data),
                                              output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1))
     assert set(results["systems"]) == {"finetuned", "finetuned_alignment_off", "ground_truth"}

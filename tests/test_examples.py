@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 import nbformat
+import pytest
 from conftest import ROOT
 from nbclient import NotebookClient
 
 
+@pytest.mark.pipeline
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("QUICKSTART_DIR", str(tmp_path / "quickstart"))
     monkeypatch.setenv("CHATTERBOX_LATAM_ROOT", str(ROOT))

@@ -100,7 +100,7 @@ def test_sentences_decoded_together_keep_their_order(tiny_checkpoint, corpus):
     order: under deterministic sampling, the same audio (lengths) as one at a time."""
     reference = sorted((corpus / "audio").rglob("*.wav"))[0]
     model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
-    texts = ["Una frase bastante más larga que las otras dos. Sí.", "Hola."]
+    texts = ["Una frase más larga. Sí.", "Hola."]
     greedy = {"min_p": 1.0, "seed": 0}  # the untrained T3 runs to each sentence's budget, which grows with its text
     alone = [w.shape[1] for w in model.generate_batch(texts, reference, **greedy)]
     model.batch_size = 3

@@ -181,6 +181,7 @@ def test_trainer_pushes_adapters_with_a_card_and_they_load_by_repo_id(shared_ada
     assert max(compare_outputs(probe_outputs(local.tts), probe_outputs(model.tts)).values()) == 0.0
 
 
+@pytest.mark.pipeline
 def test_merged_model_round_trip_with_evaluation_in_the_card(shared_adapter, prepared, reference_wav, hub, tmp_path):
     from huggingface_hub import ModelCard
     from huggingface_hub.repocard_data import model_index_to_eval_results

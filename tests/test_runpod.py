@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 from chatterbox_latam.training.checkpoints import (
@@ -29,6 +30,7 @@ def _train(volume: Path, prepared, checkpoint, max_steps: int) -> subprocess.Com
     )
 
 
+@pytest.mark.pipeline
 def test_pod_restart_resumes_from_the_hub_copy(prepared, tiny_checkpoint, tmp_path, hub):
     first = _train(tmp_path / "volume-1", prepared, tiny_checkpoint, max_steps=2)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -64,6 +64,7 @@ def _post(space, reference: Path | bytes, text: str = "Hola.", **form) -> reques
                          files={"reference": ("ref.wav", data, "audio/wav")}, timeout=600)
 
 
+@pytest.mark.pipeline
 def test_browser_synthesises_with_a_cloned_voice(space, reference, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -261,6 +261,8 @@ def unknown_graphemes(text: str, tokenizer, language_id: str = "es") -> list[str
     if unk not in encode_text(tokenizer, text, language_id):
         return []
     return sorted({ch for ch in set(text) if ch != " " and unk in encode_text(tokenizer, ch, language_id)})
+
+
 MAX_SENTENCE_CHARS = 250
 _SENTENCE_END = re.compile(r"(?<=[.!?…;])[\"'»”)\]]*\s+")
 

@@ -63,6 +63,8 @@ def render_dataset_card(summary: dict[str, Any], repo_id: str, settings: dict[st
         min_audio_length=settings.get("min_audio_length", "?"),
         max_audio_length=settings.get("max_audio_length", "?"),
     )
+
+
 # results.json key -> (model-index metric type, readable name)
 MODEL_INDEX_METRICS = {
     "wer_spanish": ("wer", "WER (Spanish normalisation)"),

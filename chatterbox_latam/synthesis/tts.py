@@ -596,6 +596,8 @@ def load_model(name_or_path: str | None = None, device: str | None = None) -> Ch
 
 
 MODEL_ENV = "CHATTERBOX_LATAM_MODEL"
+
+
 def generate_speech(text: str, reference_audio_path: str | os.PathLike | None, output_path: str | os.PathLike,
                     exaggeration: float = 0.5, *, cfg_weight: float = 0.5, temperature: float = 0.8,
                     seed: int | None = None, accent: str | None = None,

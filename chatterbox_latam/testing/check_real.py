@@ -187,7 +187,6 @@ def speak_clips(model, folder: Path, texts: list[str] = CLIP_TEXTS, seed: int = 
     """Clips of the base speaking `texts` in its default voice, written in the seed layout (one speaker)."""
     import csv
 
-
     audio = folder / "audio" / "base_voice"
     audio.mkdir(parents=True, exist_ok=True)
     rows = [("audio_path", "transcript", "speaker_id")]

@@ -70,6 +70,7 @@ def pull_latest_checkpoint(repo_id: str, checkpoint_dir: str | os.PathLike) -> P
     except (RepositoryNotFoundError, EntryNotFoundError):
         return None
 
+
 COMPLETE_MARKER = "checkpoint_complete.json"
 
 
