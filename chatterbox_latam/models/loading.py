@@ -2,9 +2,9 @@
 
 The same functions load the real `ResembleAI/chatterbox` repository (by repo id or from a local snapshot), the
 official Latin-American pack, and the tiny random-init checkpoint that tests and the demo build
-(`chatterbox_latam.testing.tiny_model`). A checkpoint is a folder in the upstream file layout; an optional `config.json`
-beside the weights records reduced sizes, so a small model is built from the same upstream classes with other
-widths and depths instead of a copy of their code.
+(`chatterbox_latam.testing.tiny_model`). A checkpoint is a folder in one of `constants.LAYOUTS` (resolved by
+`models.checkpoint`); an optional `config.json` beside the weights records reduced sizes, so a small model is built
+from the same upstream classes with other widths and depths instead of a copy of their code.
 """
 
 from __future__ import annotations

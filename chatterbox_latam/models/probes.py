@@ -25,7 +25,8 @@ def probe_inputs(t3, seed: int = 0) -> dict[str, Any]:
     speech[:, 0], speech[:, -1] = hp.start_speech_token, hp.stop_speech_token
     emb = torch.randn(1, hp.speaker_embed_size, generator=g)
     cond = T3Cond(speaker_emb=emb / emb.norm(), emotion_adv=0.5 * torch.ones(1, 1, 1),
-                  cond_prompt_speech_tokens=torch.randint(0, SPEECH_VOCAB_SIZE, (1, hp.speech_cond_prompt_len or 1), generator=g))
+                  cond_prompt_speech_tokens=torch.randint(0, SPEECH_VOCAB_SIZE, (1, hp.speech_cond_prompt_len or 1),
+                                                          generator=g))
     return dict(t3_cond=cond, text_tokens=text, text_token_lens=torch.tensor([text.shape[1]]), speech_tokens=speech,
                 speech_token_lens=torch.tensor([speech.shape[1]]))
 

@@ -91,8 +91,8 @@ class ChatterboxLatamTTS:
     def set_mode(self, mode: str) -> None:
         """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', 'int8' (CPU; dynamic
         quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest
-        mode whose teacher-forced agreement with fp32 holds up on this model (`precision.choose_mode`; `mode_reports` keeps
-        the measurements). See `synthesis.precision`."""
+        mode whose teacher-forced agreement with fp32 holds up on this model (`precision.choose_mode`;
+        `mode_reports` keeps the measurements). See `synthesis.precision`."""
         from ..constants import CPU_ONLY, MODES
 
         self.mode_reports = []

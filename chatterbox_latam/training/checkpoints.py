@@ -14,6 +14,36 @@ from ..hub.push import hub_call
 logger = logging.getLogger(__name__)
 
 
+COMPLETE_MARKER = "checkpoint_complete.json"
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint every file of which was written (the marker comes last)."""
+    return (path / COMPLETE_MARKER).exists() and not (path / "checkpoint-is-incomplete.txt").exists()
+
+
+def find_resume_checkpoint(output_dir: str | Path, resume: str | None) -> str | None:
+    """`resume` as the user gave it: None, a checkpoint folder, or 'latest' (the newest complete checkpoint)."""
+    if not resume:
+        return None
+    if resume != "latest":
+        path = Path(resume)
+        if not is_complete_checkpoint(path):
+            raise ValueError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE_MARKER}); "
+                             "pick another checkpoint-N folder or use --resume latest.")
+        return str(path)
+    candidates = sorted(
+        (p for p in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]), reverse=True,
+    )
+    for path in candidates:
+        if is_complete_checkpoint(path):
+            return str(path)
+        logger.warning("Skipping %s: incomplete (interrupted while saving).", path)
+    logger.info("No complete checkpoint in %s: starting from scratch.", output_dir)
+    return None
+
+
 CHECKPOINT_PATH_IN_REPO = "last-checkpoint"
 
 
@@ -69,34 +99,3 @@ def pull_latest_checkpoint(repo_id: str, checkpoint_dir: str | os.PathLike) -> P
             return target
     except (RepositoryNotFoundError, EntryNotFoundError):
         return None
-
-
-COMPLETE_MARKER = "checkpoint_complete.json"
-
-
-def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint every file of which was written (the marker comes last)."""
-    return (path / COMPLETE_MARKER).exists() and not (path / "checkpoint-is-incomplete.txt").exists()
-
-
-def find_resume_checkpoint(output_dir: str | Path, resume: str | None) -> str | None:
-    """`resume` as the user gave it: None, a checkpoint folder, or 'latest' (the newest complete checkpoint)."""
-    if not resume:
-        return None
-    if resume != "latest":
-        path = Path(resume)
-        if not is_complete_checkpoint(path):
-            raise ValueError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE_MARKER}); "
-                             "pick another checkpoint-N folder or use --resume latest.")
-        return str(path)
-    candidates = sorted(
-        (p for p in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
-        key=lambda p: int(p.name.split("-")[1]), reverse=True,
-    )
-    for path in candidates:
-        if is_complete_checkpoint(path):
-            return str(path)
-        logger.warning("Skipping %s: incomplete (interrupted while saving).", path)
-    logger.info("No complete checkpoint in %s: starting from scratch.", output_dir)
-    return None
-

@@ -1,4 +1,4 @@
-"""A thin `transformers.Trainer` subclass for Chatterbox LoRA, and the pieces around it.
+"""A thin `transformers.Trainer` subclass for Chatterbox LoRA.
 
 The Trainer does the loop, checkpointing, resume, logging and distribution; this subclass only
 - computes the loss with `ChatterboxForTraining` and logs text, speech and S3Gen losses and speech tokens/s on
