@@ -26,6 +26,7 @@ from chatterbox_latam.synthesis.precision import (
     WeightOnlyInt4Linear,
     WeightOnlyInt8Linear,
 )
+from chatterbox_latam.utils import cpu_description
 
 SHAPES = {"q_proj": (1024, 1024), "k_proj": (1024, 1024), "v_proj": (1024, 1024), "o_proj": (1024, 1024),
           "gate_proj": (4096, 1024), "up_proj": (4096, 1024), "down_proj": (1024, 4096)}
@@ -91,8 +92,8 @@ def main() -> None:
         p.requires_grad_(False)
     x = {width: torch.randn(args.rows, width) for width in (1024, 4096)}
     xb = {width: v.to(torch.bfloat16) for width, v in x.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.layers} layers x "
-          f"{len(SHAPES)} Linear, {args.rows} rows")
+    print(f"{cpu_description()}\ntorch {torch.__version__}, {args.layers} layers x {len(SHAPES)} Linear, "
+          f"{args.rows} rows")
     fp32_ms, reference = timed(model, x, args.repeats)
     rows = [("fp32", "torch", fp32_ms, 0.0)]
 

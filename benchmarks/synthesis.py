@@ -41,7 +41,7 @@ from chatterbox_latam.synthesis.precision import t3_for_mode, teacher_forced_agr
 from chatterbox_latam.synthesis.streaming import ChunkedVocoder
 from chatterbox_latam.synthesis.vocoder import flow_for_mode, flow_mels
 from chatterbox_latam.testing.tiny_model import TINY_CONFIG
-from chatterbox_latam.utils import default_device
+from chatterbox_latam.utils import cpu_description, default_device
 
 
 def _inputs(t3, device):
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     t3 = build_t3(config, multilingual=args.full_size).to(device).eval()
     text, cond = _inputs(t3, device)
     settings = SamplingSettings()
+    print(cpu_description() if torch.device(args.device).type == "cpu" else torch.cuda.get_device_name())
     print(f"T3 {'full size' if args.full_size else 'tiny'}: {sum(p.numel() for p in t3.parameters()) / 1e6:.0f}M "
           f"parameters, {t3.cfg.num_hidden_layers} layers; device {device}, {torch.get_num_threads()} threads; "
           f"{n} tokens, CFG batch 2")

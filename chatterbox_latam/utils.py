@@ -78,3 +78,31 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# CPU features that decide which precisions run natively: bf16 arithmetic (AVX512-BF16, AMX), int8 dot products
+# (VNNI, AMX-INT8) and the vector width PyTorch's kernels were dispatched to.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> str:
+    """The CPU in one line, for benchmark headers: model, cores PyTorch uses, its kernel dispatch level, and which
+    of `CPU_FLAGS` it has (read from /proc/cpuinfo; on other systems only what PyTorch reports)."""
+    import platform
+
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+    except OSError:
+        pass
+    shown = [flag for flag in CPU_FLAGS if flag in flags]
+    return (f"{model}, {torch.get_num_threads()} threads, PyTorch dispatch {torch.backends.cpu.get_cpu_capability()}"
+            f"{', ' + ' '.join(shown) if shown else ''}")
