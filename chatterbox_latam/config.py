@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .constants import ACCENTS, LAYOUTS, MODES, S3GEN_MODES, S3GEN_SR, T3_MODELS
+from .utils import default_device
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
 T3_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -405,17 +406,11 @@ def parse_alignment(value: str | bool | None) -> bool | None:
     return ALIGNMENT_CHOICES[key]
 
 
-def _default_device() -> str:
-    from .utils import default_device
-
-    return default_device()
-
-
 @dataclass(kw_only=True)
 class SynthesisConfig:
     """How a model's T3 and S3Gen run: the settings generate.py and evaluate.py share (defaults are upstream's)."""
 
-    device: str = field(default_factory=_default_device, metadata={"help": "cuda or cpu (default: cuda when there "
+    device: str = field(default_factory=default_device, metadata={"help": "cuda or cpu (default: cuda when there "
                                                                            "is a GPU)."})
     mode: str = field(default="fp32", metadata={
         "help": "T3 precision: fp32 (exact: upstream's tokens), bf16, int8 / int8-wo / int4-wo (CPU), or auto (the "

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import METRICS, EvalConfig
+from ..config import EvalConfig
 from ..data.audio import resample
 from ..utils import write_wav
 from . import metrics
@@ -199,7 +199,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    wanted = [m for m in (METRICS if "all" in config.metrics else config.metrics)]
+    wanted = list(config.metrics)  # EvalConfig has expanded "all"
     without_reference: list[str] = []
     items = load_test_items(config.test_data, config.max_samples, without_reference)
     # Hub models load once, up front: an unreachable one is reported before any synthesis, the rest still runs.

@@ -10,6 +10,7 @@ need CUDA, XPU or mslk). `make benchmark-quantized` (`benchmarks/quantized_linea
 
 from __future__ import annotations
 
+import abc
 import copy
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from .decoding import (
 )
 
 
-class _WeightOnlyLinear(nn.Module):
+class _WeightOnlyLinear(nn.Module, metaclass=abc.ABCMeta):
     """A Linear layer whose weight is stored quantised, with bf16 activations; decoding's few rows go through
     `_matmul` (the subclass's kernel), a prompt's many rows through a bf16 copy of the weight (`PREFILL_ROWS`)."""
 
@@ -36,8 +37,9 @@ class _WeightOnlyLinear(nn.Module):
         self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
         self.out_features = linear.out_features
 
+    @abc.abstractmethod
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(rows, in_features) bf16 activations times the stored weight: the subclass's kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
