@@ -28,11 +28,14 @@ system:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# llama-cpp-python is built from source (a few minutes on 2 cores) for the CPU it runs on, without its multimodal
+# library, which nothing here uses.
+LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
 # The lock file is installed with --no-deps: it is the complete, resolved set (see requirements.in for why).
 $(STAMP): requirements.lock setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(LLAMA_CPP_BUILD) $(PY) -m pip install -q --no-deps -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -43,7 +46,7 @@ demo: install
 	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
 	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \
-	    --output_dir $(DEMO)/eval --compare_base
+	    --output_dir $(DEMO)/eval --compare_base --s3gen meanflow
 	$(OFFLINE) $(PY) training/merge.py --adapter $(DEMO)/checkpoints/final --output_dir $(DEMO)/merged \
 	    --default_voice $(DEMO)/corpus/audio/speaker_001/audio_001.wav
 	$(OFFLINE) $(PY) training/generate.py --model $(DEMO)/merged --texts examples/textos.txt \
@@ -87,7 +90,7 @@ benchmark-quantized: install
 # explained in requirements.in.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install -q -r requirements.in
+	$(LLAMA_CPP_BUILD) .lock-venv/bin/pip install -q -r requirements.in
 	.lock-venv/bin/pip install -q --no-deps chatterbox-tts==0.1.7 resemblyzer==0.1.4
 	(head -2 requirements.lock; .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==') > requirements.lock.new
 	! grep -n ' @ file:' requirements.lock.new || { echo 'a package resolved to a local file; pin it from the index'; exit 1; }

@@ -19,7 +19,16 @@ from typing import Any
 
 import yaml
 
-from .constants import ACCENTS, LAYOUTS, MODES, S3GEN_MODES, S3GEN_SR, T3_MODELS
+from .constants import (
+    ACCENTS,
+    LAYOUTS,
+    MEANFLOW_REPO,
+    MODES,
+    S3GEN_DECODERS,
+    S3GEN_MODES,
+    S3GEN_SR,
+    T3_MODELS,
+)
 from .utils import default_device
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
@@ -417,11 +426,19 @@ class SynthesisConfig:
                 "fastest that agrees with fp32 on this model; see README, Synthesis speed). evaluate.py scores a "
                 "faster setting beside fp32.",
         "choices": [*MODES, "auto"]})
+    s3gen: str = field(default="standard", metadata={
+        "help": "S3Gen's flow decoder: standard (the model's own, 10 steps with CFG) or meanflow (Resemble's "
+                "distilled decoder from Chatterbox-Turbo: 2 steps, no CFG; a fine-tuned S3Gen is not used with it). "
+                "evaluate.py scores it beside the standard one.",
+        "choices": list(S3GEN_DECODERS)})
+    meanflow_model: str | None = field(default=None, metadata={
+        "help": f"Folder or Hub repo id holding s3gen_meanflow.safetensors (default: the model's folder when it holds "
+                f"one, else {MEANFLOW_REPO})."})
     s3gen_mode: str = field(default="fp32", metadata={
         "help": "S3Gen flow precision (bf16: about 2x faster on CPUs with bf16 units; check with evaluate.py).",
         "choices": list(S3GEN_MODES)})
-    cfm_steps: int | None = field(default=None, metadata={"help": "S3Gen flow steps (default: upstream's 10; fewer "
-                                                                  "is faster)."})
+    cfm_steps: int | None = field(default=None, metadata={"help": "S3Gen flow steps (default: the decoder's own, "
+                                                                  "10 standard, 2 meanflow; fewer is faster)."})
     s3gen_prompt_seconds: float | None = field(default=None, metadata={
         "help": "Seconds of the reference S3Gen continues from (default: all of it, up to 10; less is faster)."})
     alignment: str = field(default="auto", metadata={
@@ -438,6 +455,8 @@ class SynthesisConfig:
             raise ValueError(f"mode={self.mode!r}: use one of {[*MODES, 'auto']}.")
         if self.s3gen_mode not in S3GEN_MODES:
             raise ValueError(f"s3gen_mode={self.s3gen_mode!r}: use one of {S3GEN_MODES}.")
+        if self.s3gen not in S3GEN_DECODERS:
+            raise ValueError(f"s3gen={self.s3gen!r}: use one of {S3GEN_DECODERS}.")
         parse_alignment(self.alignment)
         layout_name(t3_model=self.t3_model)
 

@@ -40,11 +40,19 @@ SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 SAMPLES_PER_TOKEN = S3GEN_SR // TOKENS_PER_SECOND  # 960 (upstream: S3GEN_SR // S3_TOKEN_RATE)
 
 # -- synthesis settings -------------------------------------------------------------------------------------------
-MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
+ENGINE_MODES = {"llamacpp-q4_0": "q4_0", "llamacpp-q8_0": "q8_0"}
+"""Modes that run T3's backbone on llama.cpp (`synthesis.engine`), and the GGUF weight type of each."""
+MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo", *ENGINE_MODES)
 """T3's precisions for synthesis (`synthesis.precision`): fp32 gives upstream's tokens."""
-CPU_ONLY = ("int8", "int8-wo", "int4-wo")
+CPU_ONLY = ("int8", "int8-wo", "int4-wo", *ENGINE_MODES)
 S3GEN_MODES = ("fp32", "bf16")
 """S3Gen flow precisions (`synthesis.vocoder.flow_for_mode`)."""
+S3GEN_DECODERS = ("standard", "meanflow")
+"""S3Gen's flow decoders: the checkpoint's own (10 CFG steps) or Resemble's distilled meanflow decoder (2 steps, no
+CFG batch) that reads the same 25 Hz S3 tokens (`models.loading.load_meanflow_s3gen`)."""
+MEANFLOW_REPO = "ResembleAI/chatterbox-turbo"  # where Resemble ships the meanflow S3Gen
+MEANFLOW_FILE = "s3gen_meanflow.safetensors"
+MEANFLOW_STEPS = 2  # upstream's default for the meanflow decoder (`S3Token2Wav.flow_inference`)
 
 # -- checkpoints --------------------------------------------------------------------------------------------------
 CONFIG_NAME = "config.json"

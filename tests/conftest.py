@@ -33,6 +33,7 @@ def pytest_configure(config):
     os.environ.update(
         HF_ENDPOINT=_HUB.url, HF_HUB_DISABLE_XET="1", HF_HOME=home, HF_TOKEN="hf_local_test_token",
         HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false",
+        CHATTERBOX_LATAM_CACHE=os.path.join(home, "chatterbox_latam"),  # the GGUFs of the llama.cpp modes
     )
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.pop(name, None)

@@ -59,18 +59,19 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     assert len(list((tmp_path / "audio" / "finetuned").glob("*.wav"))) == 2
 
 
-def test_seed_layout_test_data_offline_asr_and_a_fast_mode_beside_fp32(adapter, corpus, tmp_path, hub):
+def test_seed_layout_test_data_offline_asr_and_fast_settings_beside_upstreams(adapter, corpus, tmp_path, hub):
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(corpus),
                                              output_dir=str(tmp_path), metrics=["wer", "mos"], max_samples=1,
-                                             mode="int4-wo"))
+                                             mode="int4-wo", s3gen="meanflow"))
     assert "openai/whisper-large-v3" in results["skipped"]["WER/CER"]
     assert "mos" in results["systems"]["finetuned"]["aggregate"]
     assert "wer_spanish" not in results["systems"]["finetuned"]["aggregate"]
     report = (tmp_path / "report.md").read_text()
     assert "WER/CER skipped" in report
-    # a lower precision is scored beside fp32 on the same sentence
+    # a lower precision and the meanflow decoder are scored beside upstream's settings on the same sentence
     assert results["mode"] == "int4-wo" and "mos" in results["systems"]["finetuned_fp32"]["aggregate"]
-    assert "finetuned_fp32" in report
+    assert results["s3gen"] == "meanflow" and "meanflow S3Gen decoder" in results["s3gen_changes"]
+    assert "`finetuned` ran at T3 int4-wo, meanflow S3Gen decoder" in report
 
 
 def test_adapter_loads_by_hub_repo_id(adapter, hub):

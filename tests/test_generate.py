@@ -31,7 +31,7 @@ def test_batch_generation_resumes_and_writes_a_manifest(tiny_checkpoint, corpus,
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "training" / "generate.py"), "--model", str(tiny_checkpoint), "--texts",
                str(texts), "--reference", str(reference), "--output_dir", str(out), "--seed", "0",
-               "--lines_together", "2", "--mode", "int4-wo", "--cfm_steps", "4"]  # two lines decoded together
+               "--lines_together", "2", "--mode", "int4-wo", "--s3gen", "meanflow"]  # two lines decoded together
     first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "2 written, 0 already there" in first.stdout
@@ -80,6 +80,40 @@ def test_s3gen_flow_in_bf16_speaks_the_same_tokens(tiny_checkpoint, corpus):
     assert next(model.tts.s3gen.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="use one of"):
         model.s3gen_mode = "fp8"
+
+
+def test_meanflow_decoder_through_generate_batch_and_stream(tiny_checkpoint, trained_adapter, corpus, tmp_path):
+    """Resemble's meanflow S3Gen (2 steps, no CFG), found in the checkpoint's folder: the same seeded tokens give
+    the same length of audio as the standard decoder, but other samples; generate_batch and the chunked stream
+    give that length too; bf16 runs on a copy of it; an adapted S3Gen is said to be left out; a folder without
+    the weights is a clear error."""
+    import pytest
+    import torch
+
+    from chatterbox_latam.models.checkpoint import CheckpointNotFoundError
+
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    standard = model.generate("Hola.", reference, seed=0, max_new_tokens=40)
+    model.set_s3gen(decoder="meanflow")
+    assert model.meanflow_source == str(tiny_checkpoint) and model.s3gen.meanflow and not model.tts.s3gen.meanflow
+    assert model.s3gen_changes == "meanflow S3Gen decoder"
+    fast = model.generate("Hola.", reference, seed=0, max_new_tokens=40)
+    assert fast.shape == standard.shape and torch.isfinite(fast).all() and not torch.equal(fast, standard)
+    [batched] = model.generate_batch(["Hola."], reference, seed=0, max_new_tokens=40)
+    assert torch.equal(batched, fast)
+    streamed = list(model.stream("Hola.", reference, seed=0, max_new_tokens=40, chunk_tokens=16))
+    assert len(streamed) >= 2 and sum(map(len, streamed)) == fast.shape[1]
+    model.set_s3gen("bf16", decoder="meanflow")
+    assert model.generate("Hola.", reference, seed=0, max_new_tokens=40).shape == fast.shape
+    assert next(model.s3gen.parameters()).dtype == torch.float32  # the flow ran on a bf16 copy
+
+    adapted = ChatterboxLatamTTS.from_pretrained(trained_adapter, s3gen="meanflow")
+    assert adapted.s3gen_changes == "meanflow S3Gen decoder (the fine-tuned S3Gen is not used with it)"
+    with pytest.raises(CheckpointNotFoundError, match="holds no s3gen_meanflow.safetensors"):
+        model.set_s3gen(decoder="meanflow", meanflow_model=tmp_path)
+    with pytest.raises(ValueError, match="use one of"):
+        model.set_s3gen(decoder="turbo")
 
 
 def test_a_shorter_s3gen_prompt_keeps_the_references_end(tiny_checkpoint, corpus):

@@ -2,7 +2,7 @@
 
     python training/generate.py --model runs/demo/merged --texts textos.txt --reference voz.wav --output_dir out/
     python training/generate.py --model USER/chatterbox-es-latam-lora --texts textos.txt --reference voz.wav \
-        --output_dir out/ --accent ar --seed 0 --mode auto --lines_together 8
+        --output_dir out/ --accent ar --seed 0 --mode auto --lines_together 8 --s3gen meanflow
 
 `--model`: a merged model folder, an adapter folder (or per-accent adapters) or a Hub repo id. Blank lines are
 skipped; `out/audio_NNNN.wav` is line NNNN; files already there are kept, so a re-run only does what is missing.
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     (config,) = parse_recipe({"generation": GenerateConfig}, argv, description=__doc__.splitlines()[0])
     model = ChatterboxLatamTTS.from_pretrained(config.model, device=config.device, mode=config.mode,
                                                t3_model=config.t3_model)
-    model.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds)
+    model.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds, config.s3gen,
+                    config.meanflow_model)
     model.alignment = config.alignment_setting
     model.batch_size = max(1, config.lines_together)
     rows = batch_generate(model, config.texts, config.reference, config.output_dir,

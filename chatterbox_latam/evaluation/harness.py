@@ -224,10 +224,12 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
                                                    mode=config.mode, t3_model=config.t3_model)
-    finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds)
+    finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds, config.s3gen,
+                        config.meanflow_model)
     finetuned.alignment = config.alignment_setting
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
     mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
+    s3gen_changes = finetuned.s3gen_changes
     if mode != "fp32" or finetuned.s3gen_changes:
         # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
         finetuned.set_mode("fp32")
@@ -265,6 +267,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "n_sentences": len(items), "sentences_without_reference": without_reference,
                                "decoding": decoding, "compare": list(config.compare),
                                "device": config.device, "mode": mode,
+                               "s3gen": config.s3gen, "s3gen_changes": s3gen_changes,
                                "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,

@@ -32,6 +32,11 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
                   "other clip to take the voice from (a sentence is never spoken from its own audio).", ""]
     if results.get("decoding"):
         lines += [f"Decoding: {results['decoding']}.", ""]
+    if "finetuned_fp32" in systems:  # the fast settings beside upstream's, on the same sentences, voices and seeds
+        fast = ", ".join(part for part in (f"T3 {results.get('mode')}", results.get("s3gen_changes")) if part)
+        lines += [f"`finetuned` ran at {fast}; `finetuned_fp32` is the same model at upstream's settings (T3 fp32, "
+                  "its own S3Gen at 10 fp32 steps) on the same sentences, voices and seeds: judge the fast settings "
+                  "by the difference.", ""]
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
     for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",

@@ -15,6 +15,8 @@ from ..constants import (
     CONFIG_NAME,
     GENERATIONS,
     LAYOUTS,
+    MEANFLOW_FILE,
+    MEANFLOW_REPO,
     MODEL_TYPE,
     REPO_LAYOUTS,
     CheckpointLayout,
@@ -182,3 +184,23 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
         )
     return Checkpoint(source=source, directory=directory, layout=layout, paths=paths, config=config)
 
+
+
+def resolve_meanflow(source: str | os.PathLike | None = None,
+                     revision: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The meanflow S3Gen's weights (`MEANFLOW_FILE`) and the config.json beside them ({} for Resemble's repo): from a
+    folder that holds the file, or downloaded from a Hub repo id (default `MEANFLOW_REPO`, Chatterbox-Turbo)."""
+    source = str(source or MEANFLOW_REPO)
+    directory = Path(source).expanduser()
+    if directory.is_dir():
+        if not (directory / MEANFLOW_FILE).exists():
+            raise CheckpointNotFoundError(
+                f"{directory} holds no {MEANFLOW_FILE}: point the meanflow decoder to a folder that does, or to a Hub "
+                f"repo id ({MEANFLOW_REPO} ships it).")
+        return directory / MEANFLOW_FILE, read_config(directory)
+    if directory.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise CheckpointNotFoundError(f"'{source}' is neither a folder holding {MEANFLOW_FILE} nor a Hub repo id.")
+    directory = _download(source, [MEANFLOW_FILE, CONFIG_NAME], revision)
+    if not (directory / MEANFLOW_FILE).exists():
+        raise CheckpointNotFoundError(f"The Hub repo '{source}' holds no {MEANFLOW_FILE} ({MEANFLOW_REPO} does).")
+    return directory / MEANFLOW_FILE, read_config(directory)

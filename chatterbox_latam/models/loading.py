@@ -79,20 +79,22 @@ def load_t3(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
     return t3.to(device).eval()
 
 
-def build_s3gen(checkpoint_config: dict[str, Any]):
+def build_s3gen(checkpoint_config: dict[str, Any], meanflow: bool = False):
     """Upstream S3Gen; a config with `s3gen.encoder` / `s3gen.decoder` sizes gets a smaller flow of the same classes.
+    `meanflow`: the flow of Resemble's distilled decoder (`S3Gen(meanflow=True)`: a time mixer for its second time
+    input, 2 steps without CFG).
 
     The S3 tokenizer, CAMPPlus and HiFT keep upstream's fixed sizes (their constructors take none).
     """
     with warnings.catch_warnings():  # upstream's decoder uses diffusers' LoRACompatibleLinear (deprecated, works)
         warnings.filterwarnings("ignore", message=".*LoRACompatibleLinear.*", category=FutureWarning)
-        return _build_s3gen(checkpoint_config.get("s3gen"))
+        return _build_s3gen(checkpoint_config.get("s3gen"), meanflow)
 
 
-def _build_s3gen(sizes: dict[str, Any] | None):
+def _build_s3gen(sizes: dict[str, Any] | None, meanflow: bool):
     from chatterbox.models.s3gen import S3Gen
 
-    s3gen = S3Gen()
+    s3gen = S3Gen(meanflow=meanflow)
     if sizes:
         from chatterbox.models.s3gen.configs import CFM_PARAMS
         from chatterbox.models.s3gen.decoder import ConditionalDecoder
@@ -115,7 +117,7 @@ def _build_s3gen(sizes: dict[str, Any] | None):
             **{
                 "in_channels": 320, "out_channels": 80, "causal": True, "channels": [256], "dropout": 0.0,
                 "attention_head_dim": 64, "n_blocks": 4, "num_mid_blocks": 12, "num_heads": 8, "act_fn": "gelu",
-                **sizes.get("decoder", {}),
+                "meanflow": meanflow, **sizes.get("decoder", {}),
             }
         )
         decoder = CausalConditionalCFM(spk_emb_dim=80, cfm_params=CFM_PARAMS, estimator=estimator)
@@ -123,20 +125,38 @@ def _build_s3gen(sizes: dict[str, Any] | None):
     return s3gen
 
 
-def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
-    """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder), loaded strictly except for
-    `COMPUTED_S3GEN_BUFFERS`: a file saved by a newer S3Gen (the packs' s3gen_v3.pt) does not hold them, and the
-    ones S3Gen computed at construction are what upstream uses."""
-    s3gen = build_s3gen(checkpoint.config)
-    source = checkpoint.paths["s3gen"]
+def _load_s3gen_state(s3gen, source: Path):
+    """Loads `source` into `s3gen` strictly except for `COMPUTED_S3GEN_BUFFERS`: a file saved by a newer S3Gen (the
+    packs' s3gen_v3.pt) does not hold them, and the ones S3Gen computed at construction are what upstream uses."""
     result = s3gen.load_state_dict(_load_state(source), strict=False)
     missing = set(result.missing_keys) - COMPUTED_S3GEN_BUFFERS
     if missing or result.unexpected_keys:
         raise RuntimeError(
-            f"{source} does not fit S3Gen: missing {sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''}, "
-            f"unexpected {sorted(result.unexpected_keys)[:8]}. Only {sorted(COMPUTED_S3GEN_BUFFERS)} may be missing "
-            "(buffers S3Gen computes itself); is this an S3Gen checkpoint of the same size?"
+            f"{source} does not fit S3Gen{' (meanflow)' if s3gen.meanflow else ''}: missing "
+            f"{sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"unexpected {sorted(result.unexpected_keys)[:8]}. "
+            f"Only {sorted(COMPUTED_S3GEN_BUFFERS)} may be missing (buffers S3Gen computes itself); is this an S3Gen "
+            "checkpoint of the same kind and size?"
         )
+    return s3gen
+
+
+def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
+    """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder), loaded strictly (see
+    `_load_s3gen_state`)."""
+    s3gen = _load_s3gen_state(build_s3gen(checkpoint.config), checkpoint.paths["s3gen"])
+    return s3gen.to(device).eval()
+
+
+def load_meanflow_s3gen(source: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                        revision: str | None = None):
+    """Resemble's meanflow S3Gen (`s3gen_meanflow.safetensors`, shipped with Chatterbox-Turbo) from a folder that
+    holds the file or a Hub repo id (default `MEANFLOW_REPO`), built at the sizes the folder's config.json records
+    (upstream's without one) and loaded strictly, as upstream's `ChatterboxTurboTTS.from_local` loads it."""
+    from .checkpoint import resolve_meanflow
+
+    path, config = resolve_meanflow(source, revision)
+    s3gen = _load_s3gen_state(build_s3gen(config, meanflow=True), path)
     return s3gen.to(device).eval()
 
 

@@ -6,6 +6,7 @@ is a checkpoint folder in the `merged` layout of `constants.LAYOUTS` (all safete
 
     t3_mtl23ls_v2.safetensors (v3 bases: t3_mtl23ls_v3)  s3gen.safetensors  ve.safetensors  grapheme_mtl_...json
     conds.safetensors (the default voice)  config.json (sizes, base, accent, merge check)  README.md (the card)
+    s3gen_meanflow.safetensors (only when the base folder holds one, as the tiny test checkpoint does: unchanged)
 
 A full-size merge also gets upstream's own file names for the files upstream reads as torch pickles (`ve.pt`,
 `s3gen.pt`, `conds.pt`, plain tensor state dicts that load with `weights_only=True`), so
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 from ..config import MERGE_DTYPES
-from ..constants import CONFIG_NAME, LAYOUTS, MERGED_LAYOUTS, MODEL_TYPE
+from ..constants import CONFIG_NAME, LAYOUTS, MEANFLOW_FILE, MERGED_LAYOUTS, MODEL_TYPE
 from ..utils import staged_directory
 from .checkpoint import Checkpoint, resolve_checkpoint
 from .loading import load_chatterbox, save_conditionals
@@ -142,6 +143,8 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
         save_file(_state(tts.s3gen, torch_dtype, "flow."), str(staging / layout.s3gen))
         save_file(_state(tts.ve, torch.float32), str(staging / layout.ve))
         shutil.copyfile(checkpoint.paths["tokenizer"], staging / layout.tokenizer)
+        if (checkpoint.directory / MEANFLOW_FILE).exists():  # a base that ships the meanflow decoder keeps it
+            shutil.copyfile(checkpoint.directory / MEANFLOW_FILE, staging / MEANFLOW_FILE)
         if tts.conds is not None:
             save_conditionals(tts.conds, staging / layout.conds)
         if upstream_layout:

@@ -108,6 +108,8 @@ def runs_alignment(t3) -> bool:
         LLAMA_ALIGNED_HEADS,
     )
 
+    if getattr(t3, "engine", None) is not None:  # an inference engine's backbone exposes no attention maps
+        return False
     return bool(t3.hp.is_multilingual) and len(t3.tfmr.layers) > max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
 
 
@@ -218,27 +220,9 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
                   analyzer) -> Iterator[tuple[int, torch.Tensor, bool]]:
     """The decoding loop. Yields (steps done, generated, finished) after the prefill, at every stop check and at
     the end; `generated` (rows, 1 + steps) starts with the start token and is filled in place."""
-    from transformers import DynamicCache, StaticCache
-
     hp = t3.hp
     device, dtype = embeds.device, embeds.dtype
-    batch, prefix = len(pads), embeds.shape[1]
-    steps_max = max(budgets)
-    total = prefix + steps_max + 1
-    if static_cache and analyzer is None:
-        cache = StaticCache(config=t3.tfmr.config, max_cache_len=total)
-    else:
-        cache = DynamicCache()
-    positions = torch.arange(total, device=device)
-    pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
-    # Left padding: pads are never attended to (a pad attends to itself, so no row is fully masked), and each
-    # row's positions start at its first real token. Without padding no mask is needed (as upstream).
-    causal = positions[None, :prefix] <= positions[:prefix, None]
-    mask = None
-    if any(pads):
-        key_valid = positions[None, :] >= pad
-        mask = (causal[None] & (key_valid[:, None, :prefix] | torch.eye(prefix, dtype=torch.bool, device=device)))
-        mask = nn.functional.pad(mask, (0, total - prefix))[:, None]  # (rows, 1, prefix, cache length)
+    batch, steps_max = len(pads), max(budgets)
     # The position embeddings of every speech step, looked up once.
     step_pos = t3.speech_pos_emb.get_fixed_embedding(torch.arange(1, steps_max + 1, device=device))[0].to(dtype)
     penalty, min_p, top_p = _processors(settings)
@@ -246,13 +230,11 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
     every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
-
-    if analyzer is not None:  # the eager layers need the causal mask spelled out (SDPA alone would skip it)
-        additive = torch.zeros(causal.shape, dtype=dtype, device=device).masked_fill(~causal, torch.finfo(dtype).min)
-        mask = additive[None, None].expand(embeds.shape[0], 1, -1, -1)
-    out = t3.tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
-                  position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True)
-    hidden = out.last_hidden_state[:, -1]
+    engine = getattr(t3, "engine", None)
+    backbone = (_EngineSteps(engine, embeds, pads, steps_max) if engine is not None
+                else _BackboneSteps(t3.tfmr, embeds, pads, steps_max, static_cache and analyzer is None,
+                                    analyzer is not None))
+    hidden = backbone.hidden
     n = 0
     yield n, generated, False
     for step in range(steps_max):
@@ -276,9 +258,58 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
                 break
             yield n, generated, False
         embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(2, dim=0)
-        step_mask = None if not any(pads) else (key_valid & (positions <= prefix + step))[:, None, None]
-        out = t3.tfmr(inputs_embeds=embed, cache=out.cache, attention_mask=step_mask,
-                      position_ids=positions[prefix + step] - pad, use_cache=True, return_dict=True)
-        hidden = out.last_hidden_state[:, -1]
+        hidden = backbone.step(embed, step)
     yield n, generated, True
+
+
+class _BackboneSteps:
+    """T3's own backbone (a transformers Llama) over the CFG rows: the prefill, then one token per row and step.
+    Left padding: pads are never attended to (a pad attends to itself, so no row is fully masked), and each row's
+    positions start at its first real token. Without padding no mask is needed (as upstream)."""
+
+    def __init__(self, tfmr, embeds, pads, steps_max: int, static_cache: bool, eager_mask: bool):
+        from transformers import DynamicCache, StaticCache
+
+        device, dtype = embeds.device, embeds.dtype
+        prefix = embeds.shape[1]
+        total = prefix + steps_max + 1
+        self.tfmr, self.prefix, self.any_pads = tfmr, prefix, any(pads)
+        cache = StaticCache(config=tfmr.config, max_cache_len=total) if static_cache else DynamicCache()
+        self.positions = positions = torch.arange(total, device=device)
+        self.pad = pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
+        causal = positions[None, :prefix] <= positions[:prefix, None]
+        mask = None
+        if self.any_pads:
+            self.key_valid = positions[None, :] >= pad
+            mask = (causal[None] & (self.key_valid[:, None, :prefix]
+                                    | torch.eye(prefix, dtype=torch.bool, device=device)))
+            mask = nn.functional.pad(mask, (0, total - prefix))[:, None]  # (rows, 1, prefix, cache length)
+        if eager_mask:  # the analyzer's eager layers need the causal mask spelled out (SDPA alone would skip it)
+            additive = torch.zeros(causal.shape, dtype=dtype, device=device).masked_fill(~causal,
+                                                                                          torch.finfo(dtype).min)
+            mask = additive[None, None].expand(embeds.shape[0], 1, -1, -1)
+        self.out = tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
+                        position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True)
+        self.hidden = self.out.last_hidden_state[:, -1]
+
+    def step(self, embed: torch.Tensor, step: int) -> torch.Tensor:
+        step_mask = None
+        if self.any_pads:
+            step_mask = (self.key_valid & (self.positions <= self.prefix + step))[:, None, None]
+        self.out = self.tfmr(inputs_embeds=embed, cache=self.out.cache, attention_mask=step_mask,
+                             position_ids=self.positions[self.prefix + step] - self.pad, use_cache=True,
+                             return_dict=True)
+        return self.out.last_hidden_state[:, -1]
+
+
+class _EngineSteps:
+    """The same over an inference engine's backbone (`synthesis.engine`): each CFG row is its own sequence, so
+    pads are left out rather than masked."""
+
+    def __init__(self, engine, embeds, pads, steps_max: int):
+        self.engine, self.device, self.dtype = engine, embeds.device, embeds.dtype
+        self.hidden = engine.prefill(embeds, pads, steps_max).to(self.device, self.dtype)
+
+    def step(self, embed: torch.Tensor, step: int) -> torch.Tensor:
+        return self.engine.step(embed[:, 0]).to(self.device, self.dtype)
 

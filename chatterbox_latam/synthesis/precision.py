@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..constants import CPU_ONLY, MODES
+from ..constants import CPU_ONLY, ENGINE_MODES, MODES
 from .decoding import (
     PREFILL_ROWS,
     SamplingSettings,
@@ -111,6 +111,12 @@ def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
         raise ValueError(f"mode={mode!r}: use one of {MODES}.")
     if mode == "fp32":
         return t3
+    if mode in ENGINE_MODES:
+        if next(t3.parameters()).device.type != "cpu":
+            raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use bf16.")
+        from .engine import engine_t3
+
+        return engine_t3(t3, mode)
     fast = copy.deepcopy(t3)
     if hasattr(fast, "merge_and_unload"):  # LoRA adapters (the active one) folded in before the cast
         fast = fast.merge_and_unload()
@@ -143,7 +149,10 @@ def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tenso
         positions = torch.arange(1, tokens.shape[1] + 1, device=prefix.device)
         steps = model.speech_emb(tokens) + model.speech_pos_emb.get_fixed_embedding(positions)
         embeds = torch.cat([prefix, steps.to(dtype).expand(2, -1, -1)], dim=1)
-        hidden = model.tfmr(inputs_embeds=embeds.to(dtype), use_cache=False, return_dict=True).last_hidden_state
+        if getattr(model, "engine", None) is not None:
+            hidden = model.engine.forward(embeds).to(embeds.device, dtype)
+        else:
+            hidden = model.tfmr(inputs_embeds=embeds.to(dtype), use_cache=False, return_dict=True).last_hidden_state
         logits = model.speech_head(hidden[:, prefix.shape[1] - 1:]).float()
         return (logits[0] + cfg_weight * (logits[0] - logits[1])).argmax(-1)
 
@@ -162,6 +171,14 @@ class ModeReport:
     """Decoding steps the agreement was judged on."""
 
 
+def available_modes(device: str = "cpu") -> tuple[str, ...]:
+    """The modes that can run here: the CPU-only ones on the CPU, llama.cpp's when llama-cpp-python is installed."""
+    from .engine import available
+
+    engine = available()
+    return tuple(m for m in MODES if not (m in CPU_ONLY and device != "cpu") and (engine or m not in ENGINE_MODES))
+
+
 def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
                 min_agreement: float = 0.95, tokens: int = 64) -> tuple[str, list[ModeReport], nn.Module]:
     """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
@@ -170,7 +187,7 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
     import time
 
     device = t3.speech_emb.weight.device.type
-    candidates = candidates or tuple(m for m in MODES if not (m in CPU_ONLY and device != "cpu"))
+    candidates = candidates or available_modes(device)
     settings = SamplingSettings(min_new_tokens=tokens)
     reports, reference, models = [], None, {}
     for mode in ("fp32", *[m for m in candidates if m != "fp32"]):

@@ -108,8 +108,9 @@ class SpeechService:
                 model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
                                                            mode=os.getenv("SYNTHESIS_MODE", "auto"),
                                                            t3_model=os.getenv("T3_MODEL") or None)
-                model.set_s3gen(os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 10),
-                                float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None)
+                model.set_s3gen(os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 0) or None,
+                                float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None,
+                                os.getenv("S3GEN", "standard"), os.getenv("MEANFLOW_MODEL") or None)
                 model.alignment = parse_alignment(os.getenv("ALIGNMENT"))
                 self._model = model
             return self._model
@@ -121,8 +122,10 @@ class SpeechService:
     @property
     def mode(self) -> str:
         """The precision synthesis runs at, said to users. SYNTHESIS_MODE (T3): auto (default: the fastest mode
-        whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo; S3GEN_MODE:
-        fp32 (default) or bf16; CFM_STEPS: S3Gen's flow steps (default 10, upstream's); S3GEN_PROMPT_SECONDS: the
+        whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo; S3GEN: the
+        flow decoder, standard (default) or meanflow (Resemble's 2-step decoder; MEANFLOW_MODEL: where it loads from,
+        default the model's folder or ResembleAI/chatterbox-turbo); S3GEN_MODE: fp32 (default) or bf16; CFM_STEPS:
+        S3Gen's flow steps (default: the decoder's own, 10 or 2); S3GEN_PROMPT_SECONDS: the
         reference's last seconds S3Gen continues from (default: all of it); ALIGNMENT: upstream's alignment
         heuristics, auto (default: as upstream for the model's generation), on or off; T3_MODEL: v2 or v3 when the
         model is ResembleAI/chatterbox itself."""

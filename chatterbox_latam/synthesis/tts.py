@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..constants import S3GEN_MODES, S3GEN_SR, TOKENS_PER_SECOND
+from ..constants import (
+    MEANFLOW_STEPS,
+    S3GEN_DECODERS,
+    S3GEN_MODES,
+    S3GEN_SR,
+    TOKENS_PER_SECOND,
+)
 from ..data.text import split_sentences
 from ..utils import default_device, wav_bytes, write_wav
 from . import decoding
@@ -77,11 +83,17 @@ class ChatterboxLatamTTS:
         voice is taken from it; None (a base model) leaves references as upstream takes them."""
         self.adapted_attention = adapted_attention
         """For a merged model: whether its T3 attention was adapted (config.json says; `alignment_matters`)."""
+        self.s3gen_was_adapted = False
+        """For a merged model: whether its S3Gen was fine-tuned (config.json says; `s3gen_adapted`)."""
         self.mode_guard: dict[str, Any] = {}
         """What the `auto` precision guard judged on: the text T3 read and the steps (empty unless mode='auto')."""
+        self.meanflow_source: str | None = None
+        """Where `set_s3gen(decoder="meanflow")` loads the meanflow S3Gen from when not told: a folder or repo id
+        (`from_pretrained` sets the model's own folder when it holds one; None: `constants.MEANFLOW_REPO`)."""
         self._voices: dict[tuple, Any] = {}
         self._fast: dict[tuple, Any] = {}
         self._flows: dict[tuple, Any] = {}
+        self._decoders: dict[str | None, Any] = {}
         self.set_s3gen()
         self.batch_size = 1
         """Sentences `generate` decodes together (one T3 forward pass per step for all of them): more is faster in
@@ -139,31 +151,67 @@ class ChatterboxLatamTTS:
             raise ValueError(f"s3gen_mode={mode!r}: use one of {S3GEN_MODES}.")
         self._s3gen_mode = mode
 
-    def set_s3gen(self, mode: str = "fp32", cfm_steps: int | None = None, prompt_seconds: float | None = None) -> None:
+    def set_s3gen(self, mode: str = "fp32", cfm_steps: int | None = None, prompt_seconds: float | None = None,
+                  decoder: str = "standard", meanflow_model: str | os.PathLike | None = None) -> None:
         """S3Gen's settings, all upstream's without arguments:
         - `mode`: flow precision (`S3GEN_MODES`; 'bf16' runs the flow on a bf16 copy, `flow_for_mode`);
-        - `cfm_steps`: the flow-matching decoder's steps (None: upstream's 10);
+        - `cfm_steps`: the flow-matching decoder's steps (None: the decoder's own, 10 standard, 2 meanflow);
         - `prompt_seconds`: seconds of the reference the flow continues from (None: all of it, up to upstream's
           10 s). The flow runs over the prompt as well as the new speech, so its time grows with the prompt's
-          length (see the benchmark); the voice embedding still comes from the whole reference."""
+          length (see the benchmark); the voice embedding still comes from the whole reference;
+        - `decoder`: `S3GEN_DECODERS`: 'standard' (this model's S3Gen) or 'meanflow', Resemble's distilled decoder
+          from Chatterbox-Turbo (2 steps, no CFG batch: about a tenth of the flow's work), loaded from
+          `meanflow_model` (a folder holding `s3gen_meanflow.safetensors` or a repo id; default
+          `meanflow_source`). It reads the same speech tokens, so any multilingual T3 feeds it; but it is
+          Resemble's as published: a fine-tuned (LoRA or merged) S3Gen is not used with it (`s3gen_changes` says
+          so), and its quality is for `evaluate.py --s3gen meanflow` to show on real weights."""
+        if decoder not in S3GEN_DECODERS:
+            raise ValueError(f"s3gen={decoder!r}: use one of {S3GEN_DECODERS}.")
+        if mode not in S3GEN_MODES:
+            raise ValueError(f"s3gen_mode={mode!r}: use one of {S3GEN_MODES}.")
+        if decoder == "meanflow":
+            source = str(meanflow_model or self.meanflow_source or "") or None
+            if source not in self._decoders:
+                from ..models.loading import load_meanflow_s3gen
+
+                self._decoders[source] = load_meanflow_s3gen(source, self.device)
+            self._meanflow = self._decoders[source]
+        self.s3gen_decoder = decoder
         self.s3gen_mode, self.cfm_steps, self.s3gen_prompt_seconds = mode, cfm_steps, prompt_seconds
+
+    @property
+    def s3gen(self):
+        """The S3Gen that turns speech tokens into audio at the current settings (this model's, or the meanflow
+        decoder)."""
+        return self._meanflow if self.s3gen_decoder == "meanflow" else self.tts.s3gen
 
     @property
     def s3gen_changes(self) -> str:
         """How S3Gen's settings differ from upstream's, in words ('' when they do not)."""
-        changes = [f"S3Gen {self.s3gen_mode}"] if self.s3gen_mode != "fp32" else []
-        if self.cfm_steps not in (None, 10):
+        changes = []
+        if self.s3gen_decoder == "meanflow":
+            changes.append("meanflow S3Gen decoder" + (" (the fine-tuned S3Gen is not used with it)"
+                                                       if self.s3gen_adapted() else ""))
+        if self.s3gen_mode != "fp32":
+            changes.append(f"S3Gen {self.s3gen_mode}")
+        own_steps = MEANFLOW_STEPS if self.s3gen_decoder == "meanflow" else 10
+        if self.cfm_steps is not None and self.cfm_steps != own_steps:
             changes.append(f"{self.cfm_steps} flow steps")
         if self.s3gen_prompt_seconds:
             changes.append(f"{self.s3gen_prompt_seconds:g} s prompt")
         return ", ".join(changes)
 
+    def s3gen_adapted(self) -> bool:
+        """Whether this model's S3Gen was fine-tuned: a LoRA adapter on it, or a merged model whose config says so."""
+        return self.s3gen_was_adapted or hasattr(self.tts.s3gen.flow, "peft_config")
+
     def _flow(self, adapter: str | None):
+        s3gen = self.s3gen
         if self.s3gen_mode == "fp32":
-            return self.tts.s3gen
-        key = (self.s3gen_mode, adapter)
+            return s3gen
+        key = (self.s3gen_mode, adapter if s3gen is self.tts.s3gen else id(s3gen))
         if key not in self._flows:
-            self._flows[key] = flow_for_mode(self.tts.s3gen, self.s3gen_mode)
+            self._flows[key] = flow_for_mode(s3gen, self.s3gen_mode)
         return self._flows[key]
 
     @property
@@ -179,8 +227,9 @@ class ChatterboxLatamTTS:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu", base_model: str | None = None,
-                        revision: str | None = None, mode: str = "fp32",
-                        t3_model: str | None = None) -> "ChatterboxLatamTTS":
+                        revision: str | None = None, mode: str = "fp32", t3_model: str | None = None,
+                        s3gen: str = "standard",
+                        meanflow_model: str | os.PathLike | None = None) -> "ChatterboxLatamTTS":
         """Loads, from a local folder or a Hub repo id:
         - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint: `ResembleAI/chatterbox`
           (`t3_model="v3"` for its v3 T3), the language packs (`ResembleAI/Chatterbox-Multilingual-es-mx-latam`,
@@ -189,8 +238,15 @@ class ChatterboxLatamTTS:
         - a folder of per-accent adapters (`mx/`, `ar/`, ... each an adapter folder, or holding one in `final/`):
           all load onto one base, and `generate(..., accent=...)` picks one per call.
         Decoding follows the base's generation (`generation`): v2 as chatterbox-tts 0.1.7, v3 and the packs as
-        upstream main.
+        upstream main. `s3gen="meanflow"` decodes speech with Resemble's meanflow S3Gen (`set_s3gen`), from
+        `meanflow_model`, else the model's own folder when it holds one, else `constants.MEANFLOW_REPO`.
         """
+        model = cls._load(name_or_path, device, base_model, revision, mode, t3_model)
+        model.set_s3gen(decoder=s3gen, meanflow_model=meanflow_model)
+        return model
+
+    @classmethod
+    def _load(cls, name_or_path, device, base_model, revision, mode, t3_model) -> "ChatterboxLatamTTS":
         from ..constants import LAYOUTS
         from ..models.checkpoint import resolve_checkpoint
         from ..models.loading import load_chatterbox
@@ -213,11 +269,13 @@ class ChatterboxLatamTTS:
             trained = config.get("adapter_metadata") or {}
             targets = str((trained.get("recipe") or {}).get("T3 target modules", ""))
             attention = "t3" in config.get("adapted", []) and any(t in targets for t in ATTENTION_TARGETS)
-            return cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
-                       mode=mode, generation=checkpoint.generation.name,
-                       normalize_text=trained.get("normalize_text", True),
-                       reference_cleaning=trained.get("reference_cleaning"),
-                       adapted_attention=attention if config.get("adapted") else None)
+            model = cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
+                        mode=mode, generation=checkpoint.generation.name,
+                        normalize_text=trained.get("normalize_text", True),
+                        reference_cleaning=trained.get("reference_cleaning"),
+                        adapted_attention=attention if config.get("adapted") else None)
+            model.s3gen_was_adapted = "s3gen" in config.get("adapted", [])
+            return model.found_in(checkpoint.directory)
         metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
         bases = {(base_model or m.get("base_model"), None if base_model else m.get("model_variant"))
                  for m in metadata.values()}
@@ -236,7 +294,15 @@ class ChatterboxLatamTTS:
         accent = first.get("accent") if len(adapters) == 1 else None
         return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode,
                    generation=checkpoint.generation.name, normalize_text=first.get("normalize_text", True),
-                   reference_cleaning=first.get("reference_cleaning"))
+                   reference_cleaning=first.get("reference_cleaning")).found_in(checkpoint.directory)
+
+    def found_in(self, directory: Path) -> "ChatterboxLatamTTS":
+        """Notes a meanflow decoder shipped in the checkpoint's folder as this model's `meanflow_source`."""
+        from ..constants import MEANFLOW_FILE
+
+        if (Path(directory) / MEANFLOW_FILE).exists():
+            self.meanflow_source = str(directory)
+        return self
 
     # -- voices ----------------------------------------------------------------------------------------------------
     def voice(self, audio_prompt: str | os.PathLike | tuple[np.ndarray, int] | None, exaggeration: float = 0.5):
@@ -255,7 +321,7 @@ class ChatterboxLatamTTS:
             conds = self._conditionals(audio_prompt, exaggeration)
         else:
             stat = os.stat(audio_prompt)
-            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size)
+            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size, id(self.s3gen))
             if key not in self._voices:
                 self._voices = {**dict(list(self._voices.items())[-7:]),
                                 key: self._conditionals(audio_prompt, exaggeration)}
@@ -268,7 +334,15 @@ class ChatterboxLatamTTS:
         return conds
 
     def _conditionals(self, reference, exaggeration: float):
-        return reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning)
+        """Upstream's conditionals; with the meanflow decoder, S3Gen's reference is taken by that decoder's own
+        `embed_ref` (its tokenizer and speaker encoder), as Chatterbox-Turbo takes it. The model's default voice
+        (no reference) keeps the reference its own S3Gen took."""
+        conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning)
+        if self.s3gen is not self.tts.s3gen:
+            decoder_conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning,
+                                                   s3gen=self.s3gen)
+            conds = type(conds)(conds.t3, decoder_conds.gen)
+        return conds
 
     def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
         """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
@@ -369,7 +443,7 @@ class ChatterboxLatamTTS:
             with self._seeded(None if seed is None else seed + i):
                 last = i == len(sentences) - 1
                 if chunk_tokens:
-                    vocoder = ChunkedVocoder(self.tts.s3gen, self.s3gen_reference(conds), self.cfm_steps,
+                    vocoder = ChunkedVocoder(self.s3gen, self.s3gen_reference(conds), self.cfm_steps,
                                              flow=self._flow(adapter),
                                              drop_last_token=self.generation.drop_last_token)
                     for speech, finished in decoding.stream_decode(t3, conds.t3, tokens, budget, settings,
@@ -424,7 +498,9 @@ class ChatterboxLatamTTS:
 
     def runs_alignment(self, alignment: bool | None = None) -> bool:
         """Whether upstream's alignment heuristics run for a call with this `alignment` argument."""
-        return self._alignment(alignment) and decoding.runs_alignment(self.tts.t3)
+        from ..constants import ENGINE_MODES
+
+        return self._alignment(alignment) and decoding.runs_alignment(self.tts.t3) and self.mode not in ENGINE_MODES
 
     def alignment_matters(self) -> bool:
         """Whether the two alignment settings can make this model say different things in ways the base never
@@ -452,7 +528,7 @@ class ChatterboxLatamTTS:
 
     def _wav(self, speech: torch.Tensor, conds, adapter: str | None, watermark: bool = True) -> np.ndarray:
         """S3Gen at this model's settings (flow precision and steps, prompt length) for one utterance's tokens."""
-        return tokens_to_wav(self.tts.s3gen, speech, self.s3gen_reference(conds), watermark=watermark, sample_rate=self.sr,
+        return tokens_to_wav(self.s3gen, speech, self.s3gen_reference(conds), watermark=watermark, sample_rate=self.sr,
                              cfm_steps=self.cfm_steps, flow=self._flow(adapter),
                              drop_last_token=self.generation.drop_last_token)
 
@@ -527,18 +603,20 @@ SENTENCE_PAUSE_SECONDS = 0.25
 
 
 def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray, int], exaggeration: float = 0.5,
-                           cleaning: dict[str, Any] | None = None):
+                           cleaning: dict[str, Any] | None = None, s3gen=None):
     """Upstream `Conditionals` (speaker embedding, prompt tokens, S3Gen reference) of a reference file or
     `(samples, sample_rate)`, taken by upstream's own `prepare_conditionals` after the reference went through
     `cleaning` (the fields of `audio.CleaningConfig` the training clips were cleaned with: trim, loudness; None:
-    as it is). The model's default voice is left as it was."""
-    default = tts.conds
+    as it is). `s3gen`: another S3Gen to take them with (the meanflow decoder). The model's default voice and
+    S3Gen are left as they were."""
+    default, own = tts.conds, tts.s3gen
     with _reference_file(reference, cleaning) as path:
         try:  # upstream stores the result on the model; keep the default voice as it was
+            tts.s3gen = s3gen or own
             tts.prepare_conditionals(str(path), exaggeration=exaggeration)
             return tts.conds
         finally:
-            tts.conds = default
+            tts.conds, tts.s3gen = default, own
 
 
 def voice_from(reference: str | os.PathLike | tuple[np.ndarray, int]):

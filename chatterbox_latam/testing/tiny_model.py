@@ -4,7 +4,9 @@ It is built from the upstream classes and written in the file layout of the `Res
 (`ve.pt`, `t3_mtl23ls_v2.safetensors`, `s3gen.pt`, `grapheme_mtl_merged_expanded_v1.json`), plus a `config.json`
 recording the reduced sizes, so `chatterbox_latam.models.loading` loads it exactly as it loads the real weights.
 T3 keeps width 1024 (the perceiver hard-codes it) with 2 Llama layers; S3Gen gets a one-block flow; the S3
-tokenizer, CAMPPlus and HiFT keep their upstream sizes because their constructors take none.
+tokenizer, CAMPPlus and HiFT keep their upstream sizes because their constructors take none. Beside them lies a
+meanflow S3Gen (`s3gen_meanflow.safetensors`, as `ResembleAI/chatterbox-turbo` ships it) of the same sizes, which
+shares the standard one's tokenizer, speaker encoder and vocoder: only its flow decoder is its own.
 
     python -m chatterbox_latam.testing.tiny_model --output_dir runs/demo/tiny_model
 """
@@ -19,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from ..constants import CONFIG_NAME, LAYOUTS, MODEL_TYPE
+from ..constants import CONFIG_NAME, LAYOUTS, MEANFLOW_FILE, MODEL_TYPE
 from ..models.loading import build_s3gen, build_t3
 from ..utils import staged_directory
 
 # Reduced sizes (see module docstring). Bump TINY_VERSION whenever they or the tokenizer change: caches key on it.
-TINY_VERSION = 1
+TINY_VERSION = 2
 TINY_CONFIG = {
     "model_type": MODEL_TYPE,
     "layout": "multilingual",
@@ -81,7 +83,7 @@ TINY_LAYOUTS = ("multilingual", "multilingual-v3", "es-mx-latam", "es-es")
 
 
 def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: bool = False,
-                          full_size: bool = False, layout: str = "multilingual") -> Path:
+                          full_size: bool = False, layout: str = "multilingual", meanflow: bool = True) -> Path:
     """Writes the tiny checkpoint to `output_dir` and returns it; an existing complete one is reused.
 
     `layout` follows the Hub repos: 'multilingual' is `ResembleAI/chatterbox` as 0.1.7 reads it (v2 T3);
@@ -92,7 +94,8 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
 
     `full_size` builds upstream's sizes instead (T3 30 layers, the whole S3Gen; ~3 GB, random weights): what
     speed measurements and the upstream-compatibility checks need. Its config.json records no reduced sizes, so
-    it loads like the real checkpoint (upstream's `from_local` included).
+    it loads like the real checkpoint (upstream's `from_local` included). `meanflow=False` leaves out the meanflow
+    S3Gen (a full-size one is another 1 GB).
 
     The folder is assembled in a temporary sibling and renamed into place, so an interrupted build never leaves
     a folder that looks complete.
@@ -109,7 +112,8 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
     if not force and config_path.exists():
         existing = json.loads(config_path.read_text())
         if (existing.get("tiny_version") == TINY_VERSION and existing.get("full_size", False) == full_size
-                and existing.get("tiny_layout", "multilingual") == layout):
+                and existing.get("tiny_layout", "multilingual") == layout
+                and (not meanflow or (output_dir / MEANFLOW_FILE).exists())):
             return output_dir
     spec = LAYOUTS[layout]
     config = dict(FULL_SIZE_CONFIG if full_size else TINY_CONFIG)
@@ -135,6 +139,11 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
         if pack:  # saved by a newer S3Gen, as the pack's s3gen_v3.pt is
             state = {k: v for k, v in state.items() if k not in COMPUTED_S3GEN_BUFFERS}
         torch.save(state, staging / spec.s3gen)
+        if meanflow:
+            distilled = build_s3gen(config, meanflow=True)
+            distilled.load_state_dict({k: v for k, v in state.items() if not k.startswith("flow.")}, strict=False)
+            save_file({k: v.contiguous() for k, v in distilled.state_dict().items()}, str(staging / MEANFLOW_FILE))
+            del distilled
         (staging / CONFIG_NAME).write_text(json.dumps({**config, "seed": seed}, indent=2), encoding="utf-8")
     return output_dir
 

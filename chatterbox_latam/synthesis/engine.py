@@ -1,0 +1,243 @@
+"""T3's backbone on llama.cpp (`llama-cpp-python`): the `llamacpp-q4_0` / `llamacpp-q8_0` modes of
+`synthesis.precision`.
+
+T3's Llama backbone is written as a GGUF (`models.gguf`) and run by llama.cpp's CPU kernels, which decode from 4- or
+8-bit blocks at close to the memory bound; everything around it stays upstream's and PyTorch's: the conditioning,
+text and speech embeddings with their learned positions (fed as llama.cpp's embeddings input), the fp32 speech head
+on llama.cpp's final hidden states, CFG and the sampling (`decoding`). The CFG pair, and the utterances decoded
+together, are sequences of one llama.cpp batch, each with its own positions, so left padding is never needed.
+
+llama.cpp exposes no attention maps: upstream's alignment heuristics cannot run on this backbone, and decoding runs
+without them (as v3 and batched decoding do). The GGUF is written once per T3 (keyed by its weights) into
+`cache_dir()`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..constants import ENGINE_MODES
+
+
+def available() -> bool:
+    """Whether llama-cpp-python is installed (`make install` builds it from source for this CPU)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cache_dir() -> Path:
+    """Where converted GGUFs are kept: $CHATTERBOX_LATAM_CACHE, else ~/.cache/chatterbox_latam."""
+    return Path(os.getenv("CHATTERBOX_LATAM_CACHE") or Path.home() / ".cache" / "chatterbox_latam") / "gguf"
+
+
+def weights_key(t3) -> str:
+    """A key for T3's backbone weights (names, shapes and a sample of each tensor's values): a changed weight
+    gets another GGUF."""
+    digest = hashlib.sha256()
+    for name, value in list(t3.tfmr.state_dict().items()) + [("speech_head", t3.speech_head.weight),
+                                                              ("speech_emb", t3.speech_emb.weight)]:
+        flat = value.detach().reshape(-1)
+        sample = torch.cat([flat[:256], flat[flat.numel() // 2: flat.numel() // 2 + 256], flat[-256:]])
+        digest.update(f"{name}:{tuple(value.shape)}:".encode())
+        digest.update(sample.float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+_LOG_LOCK = threading.Lock()
+_QUIET = None
+
+
+def _quiet() -> None:
+    """llama.cpp logs every load to stderr: keep it for errors only."""
+    global _QUIET
+    import llama_cpp
+
+    with _LOG_LOCK:
+        if _QUIET is None:
+            @llama_cpp.llama_log_callback
+            def _log(level, text, _user):
+                if level == 4:  # GGML_LOG_LEVEL_ERROR
+                    os.write(2, text)
+
+            _QUIET = _log
+            llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+
+
+class LlamaCppBackbone:
+    """T3's backbone in a GGUF file, run by llama.cpp: `prefill` a batch of prompts given as embeddings, then `step`
+    one embedding per sequence; both return the final normed hidden states (what T3's speech head reads). `forward`
+    runs whole sequences (teacher forcing) with nothing kept."""
+
+    exposes_attention = False  # upstream's alignment heuristics need attention maps (`decoding.runs_alignment`)
+
+    def __init__(self, path: str | os.PathLike, config, threads: int | None = None):
+        import llama_cpp
+
+        _quiet()
+        self.path, self.config = Path(path), config
+        self.hidden_size = config.hidden_size
+        self.threads = threads or torch.get_num_threads()
+        params = llama_cpp.llama_model_default_params()
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self._model:
+            raise RuntimeError(f"llama.cpp could not load {self.path}.")
+        self._ctx = None
+        self._capacity = (0, 0, 0)  # sequences, tokens per sequence and tokens per batch of the current context
+        self._batch = None
+        self._batch_size = 0
+
+    # -- llama.cpp state ------------------------------------------------------------------------------------------
+    def _context(self, sequences: int, tokens: int, batch_tokens: int) -> None:
+        """A context for `sequences` sequences of up to `tokens` tokens, fed `batch_tokens` at a time; an empty KV
+        cache (the one there is reused when it is big enough)."""
+        import llama_cpp
+
+        if (self._ctx is None or sequences > self._capacity[0] or tokens > self._capacity[1]
+                or batch_tokens > self._capacity[2]):
+            self._free_context()
+            params = llama_cpp.llama_context_default_params()
+            tokens = max(tokens, 256)
+            params.n_ctx = sequences * tokens
+            params.n_batch = max(batch_tokens, 512)
+            params.n_ubatch = 512
+            params.n_seq_max = sequences
+            params.kv_unified = True
+            params.n_threads = params.n_threads_batch = self.threads
+            params.embeddings = True
+            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
+            params.no_perf = True
+            self._ctx = llama_cpp.llama_init_from_model(self._model, params)
+            if not self._ctx:
+                raise RuntimeError(f"llama.cpp could not make a context for {sequences} x {tokens} tokens.")
+            self._capacity = (sequences, tokens, params.n_batch)
+        else:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._ensure_batch(batch_tokens)
+
+    def _ensure_batch(self, tokens: int) -> None:
+        import llama_cpp
+
+        if tokens > self._batch_size:
+            if self._batch is not None:
+                llama_cpp.llama_batch_free(self._batch)
+            self._batch = llama_cpp.llama_batch_init(tokens, self.hidden_size, 1)
+            self._batch_size = tokens
+
+    def _free_context(self) -> None:
+        import llama_cpp
+
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+
+    def __del__(self):
+        try:
+            import llama_cpp
+
+            self._free_context()
+            if self._batch is not None:
+                llama_cpp.llama_batch_free(self._batch)
+            if self._model:
+                llama_cpp.llama_model_free(self._model)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def _decode(self, embeds: np.ndarray, positions: np.ndarray, sequences: np.ndarray,
+                outputs: np.ndarray) -> torch.Tensor:
+        """One llama.cpp batch: token i has embedding `embeds[i]`, position `positions[i]`, sequence `sequences[i]`;
+        returns the hidden states of the tokens flagged in `outputs`, in order, as a float32 tensor."""
+        import llama_cpp
+
+        n = len(embeds)
+        self._ensure_batch(n)
+        batch = self._batch
+        batch.n_tokens = n
+        embeds = np.ascontiguousarray(embeds, dtype=np.float32)
+        ctypes.memmove(batch.embd, embeds.ctypes.data, embeds.nbytes)
+        np.ctypeslib.as_array(batch.pos, shape=(n,))[:] = positions
+        np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1
+        np.ctypeslib.as_array(batch.logits, shape=(n,))[:] = outputs
+        for i, sequence in enumerate(sequences.tolist()):
+            batch.seq_id[i][0] = sequence
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama.cpp failed to decode a batch of {n} tokens (status {status}).")
+        wanted = np.flatnonzero(outputs)
+        if len(wanted) == n:  # every token's: one contiguous block, in batch order
+            pointer, shape = llama_cpp.llama_get_embeddings(self._ctx), (n, self.hidden_size)
+            return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=shape).copy())
+        # (llama.cpp keeps every token's hidden state when embeddings are on: ask for each wanted one by its index)
+        hidden = np.empty((len(wanted), self.hidden_size), dtype=np.float32)
+        for row, i in enumerate(wanted.tolist()):
+            hidden[row] = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_ith(self._ctx, i),
+                                                shape=(self.hidden_size,))
+        return torch.from_numpy(hidden)
+
+    # -- what decoding calls ---------------------------------------------------------------------------------------
+    def prefill(self, embeds: torch.Tensor, pads: list[int], max_new_tokens: int) -> torch.Tensor:
+        """Starts one sequence per row of `embeds` (rows, L, D), leaving out each row's `pads` left-padding tokens,
+        with room for `max_new_tokens` more; returns each row's last hidden state (rows, D)."""
+        rows, length, _ = embeds.shape
+        pads = [pads[row // 2] for row in range(rows)] if len(pads) * 2 == rows else list(pads)
+        self._context(rows, length + max_new_tokens + 1, rows * length)
+        data = embeds.detach().float().cpu().numpy()
+        tokens = [data[row, pads[row]:] for row in range(rows)]
+        positions = np.concatenate([np.arange(len(t), dtype=np.int32) for t in tokens])
+        sequences = np.concatenate([np.full(len(t), row, dtype=np.int32) for row, t in enumerate(tokens)])
+        outputs = np.concatenate([np.eye(1, len(t), len(t) - 1, dtype=np.int8)[0] for t in tokens])
+        self._next = np.asarray([len(t) for t in tokens], dtype=np.int32)
+        return self._decode(np.concatenate(tokens), positions, sequences, outputs)
+
+    def step(self, embeds: torch.Tensor) -> torch.Tensor:
+        """One more token per sequence (`embeds`: (rows, D)); returns the new hidden states (rows, D)."""
+        rows = embeds.shape[0]
+        hidden = self._decode(embeds.detach().float().cpu().numpy().reshape(rows, -1), self._next,
+                              np.arange(rows, dtype=np.int32), np.ones(rows, dtype=np.int8))
+        self._next = self._next + 1
+        return hidden
+
+    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Every position's hidden state for whole sequences (rows, L, D) -> (rows, L, D); the cache is emptied."""
+        rows, length, _ = embeds.shape
+        self._context(rows, length + 1, rows * length)
+        data = embeds.detach().float().cpu().numpy().reshape(rows * length, -1)
+        positions = np.tile(np.arange(length, dtype=np.int32), rows)
+        sequences = np.repeat(np.arange(rows, dtype=np.int32), length)
+        hidden = self._decode(data, positions, sequences, np.ones(rows * length, dtype=np.int8))
+        return hidden.reshape(rows, length, -1)
+
+
+def engine_t3(t3, mode: str, threads: int | None = None):
+    """A copy of T3 whose backbone runs on llama.cpp at `mode`'s weight type (`ENGINE_MODES`). The GGUF is written
+    on first use and kept (`cache_dir()`); LoRA adapters (the active one) are folded in first."""
+    import copy
+
+    from ..models.gguf import write_t3_gguf
+
+    if not available():
+        raise ValueError(f"mode={mode!r} needs llama-cpp-python (`make install` builds it; or `pip install "
+                         "llama-cpp-python`).")
+    fast = copy.copy(t3)
+    if hasattr(t3, "merge_and_unload"):
+        fast = copy.deepcopy(t3).merge_and_unload()
+    weights = ENGINE_MODES[mode]
+    path = cache_dir() / f"t3-{weights_key(fast)}-{weights}.gguf"
+    if not path.exists():
+        write_t3_gguf(fast, path, weights)
+    engine = copy.copy(fast)
+    # a shallow copy shares the upstream modules (embeddings, speech head, conditioning); only the backbone differs
+    object.__setattr__(engine, "_modules", dict(fast._modules))
+    engine._modules["tfmr"] = None
+    object.__setattr__(engine, "engine", LlamaCppBackbone(path, fast.tfmr.config, threads))
+    return engine
