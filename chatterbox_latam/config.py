@@ -21,6 +21,7 @@ import yaml
 
 from .constants import (
     ACCENTS,
+    GGUF_TYPES,
     LAYOUTS,
     MEANFLOW_REPO,
     MODES,
@@ -540,6 +541,9 @@ class MergeConfig:
     upstream_layout: bool | None = field(default=None, metadata={
         "help": "Also write upstream's ve.pt / s3gen.pt / conds.pt (default: for full-size bases; false: never).",
         "nargs": "?", "const": True})
+    gguf: str | None = field(default=None, metadata={
+        "help": "Also write T3's backbone as a GGUF for llama.cpp (t3-TYPE.gguf): q4_0 (bare --gguf), q8_0, f16 or "
+                "f32.", "nargs": "?", "const": "q4_0", "choices": list(GGUF_TYPES)})
 
 
 @dataclass

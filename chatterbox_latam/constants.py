@@ -40,6 +40,8 @@ SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 SAMPLES_PER_TOKEN = S3GEN_SR // TOKENS_PER_SECOND  # 960 (upstream: S3GEN_SR // S3_TOKEN_RATE)
 
 # -- synthesis settings -------------------------------------------------------------------------------------------
+GGUF_TYPES = ("q4_0", "q8_0", "f16", "f32")
+"""Weight types of T3's GGUF (`models.gguf`): q4_0 / q8_0 are llama.cpp's 4 / 8-bit blocks of 32 weights."""
 ENGINE_MODES = {"llamacpp-q4_0": "q4_0", "llamacpp-q8_0": "q8_0"}
 """Modes that run T3's backbone on llama.cpp (`synthesis.engine`), and the GGUF weight type of each."""
 MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo", *ENGINE_MODES)

@@ -3,11 +3,14 @@
     python training/merge.py --adapter runs/demo/checkpoints/final --output_dir runs/demo/merged
     python training/merge.py --base ResembleAI/chatterbox --adapter mx=runs/mx/final --adapter ar=runs/ar/final \
         --output_dir runs/merged --dtype bfloat16
+    python training/merge.py --adapter runs/demo/checkpoints/final --output_dir runs/demo/merged --gguf q4_0
 
 Merged in fp32, then cast to --dtype; safetensors weights (plus upstream's ve.pt / s3gen.pt / conds.pt for a
 full-size base, so `ChatterboxMultilingualTTS.from_local` loads it too). Each `ACCENT=PATH` adapter is merged into
 its own model, in `<output_dir>/<ACCENT>`. The merged model is loaded back and checked against the adapter model
-before it is kept; config.json records the difference.
+before it is kept; config.json records the difference. `--gguf` adds T3's backbone as a GGUF for llama.cpp
+(`t3-q4_0.gguf`: the speech head as its output layer; T3's input embeddings go in through llama.cpp's embeddings
+input, see chatterbox_latam/models/gguf.py).
 """
 
 from __future__ import annotations
@@ -39,10 +42,11 @@ def main(argv: list[str] | None = None) -> None:
         output = config.output_dir if accent is None else f"{config.output_dir.rstrip('/')}/{accent}"
         voice = voice_from(config.default_voice) if config.default_voice else None
         result = merge_adapter(path, output, base_model=config.base, dtype=config.dtype, default_voice=voice,
-                               upstream_layout=config.upstream_layout, accent=accent)
+                               upstream_layout=config.upstream_layout, accent=accent, gguf=config.gguf)
         worst = max(result.check.values())
         print(f"merged {path} -> {result.output_dir} ({config.dtype}; max relative difference to the adapter model "
-              f"{worst:.1e}{'; upstream layout too' if result.upstream_layout else ''}); loaded back and checked")
+              f"{worst:.1e}{'; upstream layout too' if result.upstream_layout else ''}"
+              f"{f'; T3 for llama.cpp in {result.gguf.name}' if result.gguf else ''}); loaded back and checked")
 
 
 if __name__ == "__main__":

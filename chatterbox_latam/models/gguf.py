@@ -21,8 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-GGUF_TYPES = ("f32", "f16", "q8_0", "q4_0")
-"""Weight types of the exported backbone: q4_0 / q8_0 are llama.cpp's 4 / 8-bit blocks of 32 weights."""
+from ..constants import GGUF_TYPES
+
+
+def gguf_name(weights: str) -> str:
+    """The file name of T3's GGUF at `weights` in a merged model folder."""
+    return f"t3-{weights}.gguf"
 
 
 def rope_parameters(config) -> dict:

@@ -7,6 +7,7 @@ is a checkpoint folder in the `merged` layout of `constants.LAYOUTS` (all safete
     t3_mtl23ls_v2.safetensors (v3 bases: t3_mtl23ls_v3)  s3gen.safetensors  ve.safetensors  grapheme_mtl_...json
     conds.safetensors (the default voice)  config.json (sizes, base, accent, merge check)  README.md (the card)
     s3gen_meanflow.safetensors (only when the base folder holds one, as the tiny test checkpoint does: unchanged)
+    t3-q4_0.gguf (with --gguf: T3's backbone for llama.cpp, `models.gguf`)
 
 A full-size merge also gets upstream's own file names for the files upstream reads as torch pickles (`ve.pt`,
 `s3gen.pt`, `conds.pt`, plain tensor state dicts that load with `weights_only=True`), so
@@ -37,6 +38,7 @@ from ..config import MERGE_DTYPES
 from ..constants import CONFIG_NAME, LAYOUTS, MEANFLOW_FILE, MERGED_LAYOUTS, MODEL_TYPE
 from ..utils import staged_directory
 from .checkpoint import Checkpoint, resolve_checkpoint
+from .gguf import GGUF_TYPES, gguf_name, write_t3_gguf
 from .loading import load_chatterbox, save_conditionals
 from .probes import compare_outputs, probe_outputs
 
@@ -60,6 +62,7 @@ class MergeResult:
     accent: str | None
     check: dict[str, float]
     upstream_layout: bool
+    gguf: Path | None = None
 
 
 def _merge_in_place(tts) -> None:
@@ -84,7 +87,8 @@ def is_full_size(checkpoint: Checkpoint) -> bool:
 
 def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike, base_model: str | None = None,
                   dtype: str = "float32", default_voice: Callable[[Any, dict[str, Any]], Any] | None = None,
-                  upstream_layout: bool | None = None, accent: str | None = None) -> MergeResult:
+                  upstream_layout: bool | None = None, accent: str | None = None,
+                  gguf: str | None = None) -> MergeResult:
     """Merges one adapter folder into its base and writes a standalone model folder (see the module docstring).
 
     `base_model` defaults to the base named in the adapter's adapter.json. `default_voice(model, adapter_metadata)`
@@ -92,6 +96,8 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
     recording cleaned as the training clips were. Without it the base's default voice (conds.pt) is kept when it
     has one.
     `upstream_layout` (default: for full-size bases) adds upstream's ve.pt / s3gen.pt / conds.pt.
+    `gguf` (a `models.gguf.GGUF_TYPES` weight type) adds the merged T3's backbone as `t3-<type>.gguf`, for
+    llama.cpp (`models.gguf`; the project's `llamacpp-*` modes write their own from the loaded weights).
     """
     from safetensors.torch import save_file
 
@@ -99,6 +105,8 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES)}.")
+    if gguf is not None and gguf not in GGUF_TYPES:
+        raise ValueError(f"gguf={gguf!r}: use one of {GGUF_TYPES}.")
     adapter_dir = Path(adapter_dir)
     if not is_adapter_dir(adapter_dir):
         raise ValueError(f"{adapter_dir} is not an adapter folder (no t3/ or s3gen/ with adapter_config.json). "
@@ -147,6 +155,9 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
             shutil.copyfile(checkpoint.directory / MEANFLOW_FILE, staging / MEANFLOW_FILE)
         if tts.conds is not None:
             save_conditionals(tts.conds, staging / layout.conds)
+        if gguf:  # from the fp32 merge, whatever --dtype the safetensors get
+            write_t3_gguf(tts.t3, staging / gguf_name(gguf), gguf, name=f"chatterbox-es-latam-t3-{accent or 'es'}")
+            config["gguf"] = gguf_name(gguf)
         if upstream_layout:
             torch.save(_state(tts.ve, torch.float32), staging / UPSTREAM_FILES["ve"])
             torch.save(_state(tts.s3gen, torch_dtype, "flow."), staging / UPSTREAM_FILES["s3gen"])
@@ -165,5 +176,5 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
                              f"nothing was written to {output_dir}.")
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
     logger.info("merged %s into %s (%s): max relative difference %s", adapter_dir, output_dir, dtype, check)
-    return MergeResult(output_dir, accent, check, upstream_layout)
+    return MergeResult(output_dir, accent, check, upstream_layout, output_dir / gguf_name(gguf) if gguf else None)
 

@@ -218,9 +218,10 @@ class LlamaCppBackbone:
         return hidden.reshape(rows, length, -1)
 
 
-def engine_t3(t3, mode: str, threads: int | None = None):
-    """A copy of T3 whose backbone runs on llama.cpp at `mode`'s weight type (`ENGINE_MODES`). The GGUF is written
-    on first use and kept (`cache_dir()`); LoRA adapters (the active one) are folded in first."""
+def engine_t3(t3, mode: str, threads: int | None = None, weights: str | None = None):
+    """A copy of T3 whose backbone runs on llama.cpp at `mode`'s weight type (`ENGINE_MODES`; `weights` overrides
+    it, e.g. 'f32' to check the engine against PyTorch). The GGUF is written on first use and kept (`cache_dir()`);
+    LoRA adapters (the active one) are folded in first."""
     import copy
 
     from ..models.gguf import write_t3_gguf
@@ -231,7 +232,7 @@ def engine_t3(t3, mode: str, threads: int | None = None):
     fast = copy.copy(t3)
     if hasattr(t3, "merge_and_unload"):
         fast = copy.deepcopy(t3).merge_and_unload()
-    weights = ENGINE_MODES[mode]
+    weights = weights or ENGINE_MODES[mode]
     path = cache_dir() / f"t3-{weights_key(fast)}-{weights}.gguf"
     if not path.exists():
         write_t3_gguf(fast, path, weights)

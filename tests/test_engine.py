@@ -1,0 +1,122 @@
+"""T3's backbone on llama.cpp: the GGUF mapping computes what T3 computes, each engine mode's tokens against fp32
+under deterministic sampling, the modes through `ChatterboxLatamTTS`, and the GGUF `merge.py --gguf` exports
+loading back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+from chatterbox_latam.models.gguf import write_t3_gguf
+from chatterbox_latam.models.loading import build_t3
+from chatterbox_latam.synthesis.decoding import SamplingSettings, fast_decode, fast_decode_batch
+from chatterbox_latam.synthesis.engine import LlamaCppBackbone, engine_t3
+from chatterbox_latam.synthesis.precision import teacher_forced_agreement
+from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
+
+TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
+
+
+@pytest.fixture(scope="module")
+def t3():
+    torch.manual_seed(0)
+    return build_t3(TINY_LLAMA, multilingual=False).eval()
+
+
+def _inputs(t3):
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(1, 600, (1, 20), generator=g)
+    text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
+    emb = torch.randn(1, 256, generator=g)
+    prompt = torch.randint(0, 6561, (1, 150), generator=torch.Generator().manual_seed(2))
+
+    def cond():
+        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt,
+                      emotion_adv=0.5 * torch.ones(1, 1, 1))
+
+    return text, cond
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_the_gguf_backbone_computes_what_t3_computes(t3, tmp_path):
+    """f32 weights: llama.cpp's hidden states are PyTorch's (q/k rows permuted to llama.cpp's rotary pairs, the
+    Llama-3 frequency factors), whole sequences, prefill then steps, and a left-padded row alike."""
+    path = write_t3_gguf(t3, tmp_path / "t3.gguf", "f32")
+    engine = LlamaCppBackbone(path, t3.tfmr.config)
+    embeds = torch.randn(2, 40, 1024, generator=torch.Generator().manual_seed(0)) * 0.5
+    with torch.inference_mode():
+        expected = t3.tfmr(inputs_embeds=embeds, use_cache=False, return_dict=True).last_hidden_state
+    assert _relative(engine.forward(embeds), expected) < 1e-3
+    steps = [engine.prefill(embeds[:, :30], [0], 10)] + [engine.step(embeds[:, i]) for i in range(30, 40)]
+    assert _relative(torch.stack(steps, 1), expected[:, 29:]) < 1e-3  # its KV cache holds f16: not exact
+    padded = torch.cat([torch.zeros(2, 5, 1024), embeds[:, :30]], dim=1)
+    assert _relative(engine.prefill(padded, [5], 10), expected[:, 29]) < 1e-3
+    wrong = write_t3_gguf(t3, tmp_path / "q4.gguf", "q4_0")
+    assert _relative(LlamaCppBackbone(wrong, t3.tfmr.config).forward(embeds), expected) > 1e-3  # 4 bits differ
+
+
+def test_engine_modes_against_fp32_under_greedy_sampling(t3):
+    """Greedy (min_p=1: deterministic) tokens: f32 weights give fp32's exactly; 8 and 4 bits are judged by
+    teacher-forced agreement, as the `auto` guard judges them; utterances decoded together keep their own."""
+    text, cond = _inputs(t3)
+    greedy = SamplingSettings(min_p=1.0)
+    reference = fast_decode(t3, cond(), text, 40, greedy)
+    agreements = {}
+    for weights in ("f32", "q8_0", "q4_0"):
+        engine = engine_t3(t3, "llamacpp-q4_0", weights=weights)
+        tokens = fast_decode(engine, cond(), text, 40, greedy)
+        agreements[weights] = teacher_forced_agreement(t3, engine, cond(), text, reference)
+        if weights == "f32":
+            assert torch.equal(tokens, reference)
+    print(f"teacher-forced agreement with fp32: {agreements}")
+    assert agreements["f32"] == 1.0 and agreements["q8_0"] >= 0.95 and agreements["q4_0"] >= 0.75
+    engine = engine_t3(t3, "llamacpp-q8_0")
+    shorter = text[:, :12].clone()
+    shorter[0, -1] = t3.hp.stop_text_token
+    together = fast_decode_batch(engine, cond(), [text, shorter], 30, greedy)
+    alone = [fast_decode(engine, cond(), t, 30, greedy) for t in (text, shorter)]
+    assert all(torch.equal(a, b) for a, b in zip(together, alone))  # sequences, not padding: nothing leaks
+
+
+def test_engine_modes_through_the_model(tiny_checkpoint, corpus):
+    """A model at `llamacpp-q4_0`: speech through generate, generate_batch and stream, without the alignment
+    heuristics (llama.cpp exposes no attention maps), its T3 a copy with the backbone on llama.cpp."""
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="llamacpp-q4_0")
+    assert model._t3(None).engine is not None and model.tts.t3.tfmr is not None
+    assert not model.runs_alignment(True)
+    wav = model.generate("Hola.", reference, seed=0, max_new_tokens=20)
+    [batched] = model.generate_batch(["Hola."], reference, seed=0, max_new_tokens=20)
+    streamed = list(model.stream("Hola.", reference, seed=0, max_new_tokens=20, chunk_tokens=8))
+    assert wav.shape[1] > 0 and torch.equal(batched, wav) and sum(map(len, streamed)) == wav.shape[1]
+
+
+def test_merge_writes_a_gguf_that_loads_back(trained_adapter, tmp_path):
+    """`merge.py --gguf`: t3-q4_0.gguf beside the merged weights; llama.cpp loads it and computes the merged T3's
+    hidden states (within 4-bit rounding); the speech head is its output layer at 8 bits."""
+    import gguf
+
+    out = tmp_path / "merged"
+    run = subprocess.run([sys.executable, str(ROOT / "training" / "merge.py"), "--adapter", str(trained_adapter),
+                          "--output_dir", str(out), "--gguf"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "T3 for llama.cpp in t3-q4_0.gguf" in run.stdout
+    assert json.loads((out / "config.json").read_text())["gguf"] == "t3-q4_0.gguf"
+    tensors = {t.name: t for t in gguf.GGUFReader(out / "t3-q4_0.gguf").tensors}
+    assert tensors["output.weight"].tensor_type.name == "Q8_0" and int(tensors["output.weight"].shape[1]) == 8194
+    assert tensors["blk.0.attn_q.weight"].tensor_type.name == "Q4_0"
+    merged = ChatterboxLatamTTS.from_pretrained(out).tts.t3
+    embeds = torch.randn(2, 30, 1024, generator=torch.Generator().manual_seed(0)) * 0.5
+    with torch.inference_mode():
+        expected = merged.tfmr(inputs_embeds=embeds, use_cache=False, return_dict=True).last_hidden_state
+    assert _relative(LlamaCppBackbone(out / "t3-q4_0.gguf", merged.tfmr.config).forward(embeds), expected) < 0.2
