@@ -3,7 +3,8 @@
     python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40] [--batch 8]
 
 Builds a random-init T3 (upstream's full size with --full-size: 30 layers, 536M parameters; else the tiny one)
-and S3Gen from the upstream classes, then, for upstream and each mode (fp32, bf16, int8, int8-wo, int4-wo on CPU):
+and S3Gen (the standard decoder and the meanflow one) from the upstream classes, then, for upstream and each mode
+(fp32, bf16; on CPU int8, int8-wo, int4-wo and llama.cpp's llamacpp-q4_0 / llamacpp-q8_0):
 - T3 decode tokens/s for one sentence as synthesis runs it (with upstream's alignment heuristics where upstream
   runs them, and without), decoding only (the prompt's prefill is timed on its own), its ratio to upstream,
   whether fp32 gives upstream's tokens, teacher-forced agreement with fp32;
@@ -11,10 +12,12 @@ and S3Gen from the upstream classes, then, for upstream and each mode (fp32, bf1
 - S3Gen: flow time per number of CFM steps, per reference length, in bf16 (with its difference from fp32, beside
   fp32's difference from itself with another noise draw), for up to 4 utterances batched against one by one; the
   vocoder on its own;
+- the meanflow decoder (2 steps, no CFG batch): its flow time, in bf16 and with a shorter prompt;
 - end-to-end real-time factor, and time to first audio for a whole sentence and for audio streamed every
-  --chunk_tokens tokens (`ChunkedVocoder`).
-Random weights never emit the stop token, so every run decodes exactly --tokens. The last line is the best mode's
-T3 decode ratio to upstream, for one sentence and for a batch.
+  --chunk_tokens tokens (`ChunkedVocoder`), with upstream's S3Gen, the fastest standard settings and meanflow;
+- the memory each mode's T3 adds (resident set size after preparing it).
+Random weights never emit the stop token, so every run decodes exactly --tokens (default 100: a 4 s sentence).
+The last line is the best end-to-end real-time factor against upstream's, with its T3 mode and S3Gen settings.
 """
 
 from __future__ import annotations
@@ -24,12 +27,7 @@ import time
 
 import torch
 
-from chatterbox_latam.constants import (
-    CPU_ONLY,
-    MODES,
-    SPEECH_VOCAB_SIZE,
-    TOKENS_PER_SECOND,
-)
+from chatterbox_latam.constants import SPEECH_VOCAB_SIZE, TOKENS_PER_SECOND
 from chatterbox_latam.models.loading import build_s3gen, build_t3
 from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
@@ -37,7 +35,11 @@ from chatterbox_latam.synthesis.decoding import (
     fast_decode_batch,
     runs_alignment,
 )
-from chatterbox_latam.synthesis.precision import t3_for_mode, teacher_forced_agreement
+from chatterbox_latam.synthesis.precision import (
+    available_modes,
+    t3_for_mode,
+    teacher_forced_agreement,
+)
 from chatterbox_latam.synthesis.streaming import ChunkedVocoder
 from chatterbox_latam.synthesis.vocoder import flow_for_mode, flow_mels
 from chatterbox_latam.testing.tiny_model import TINY_CONFIG
@@ -73,6 +75,13 @@ def _timed(function, device):
     return result, time.perf_counter() - start
 
 
+def _resident() -> float:
+    """This process's resident memory in GB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e9
+
+
 def _reset_attention(t3):
     # Upstream's alignment analyzer leaves the backbone in eager attention with attention outputs on.
     t3.tfmr.config._attn_implementation = "sdpa"
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="Upstream's sizes (the figures README quotes).")
     parser.add_argument("--device", default=default_device(), choices=["cpu", "cuda"])
-    parser.add_argument("--tokens", type=int, default=40, help="Speech tokens per run (25 per second of audio).")
+    parser.add_argument("--tokens", type=int, default=100, help="Speech tokens per run (25 per second of audio).")
     parser.add_argument("--cfm_steps", type=int, nargs="+", default=[10, 5], help="S3Gen CFM steps to time.")
     parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],
                         help="Reference lengths to time S3Gen's flow with (the first is used for the rest).")
@@ -122,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     upstream_tokens, upstream_rate, upstream_prefill = rates(upstream)
     rows = [("upstream", upstream_rate, 1.0, "-", "-", upstream_prefill)]
 
-    modes = [m for m in MODES if not (m in CPU_ONLY and device != "cpu")]
+    modes = list(available_modes(device))
+    memory = {}
     reference_tokens = None
     results, batched, unaligned = {}, {}, {}
     aligned = runs_alignment(t3)
@@ -130,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(len(texts)):
         texts[i][0, -1] = t3.hp.stop_text_token
     for mode in modes:
-        fast = t3_for_mode(t3, mode)
+        before = _resident()
+        fast, prepare_time = _timed(lambda: t3_for_mode(t3, mode), device)
+        memory[mode] = (_resident() - before, prepare_time)
 
         def decode(tokens=n, alignment=None, model=fast):  # None: as synthesis runs it
             torch.manual_seed(0)
@@ -157,23 +169,23 @@ def main(argv: list[str] | None = None) -> None:
     if aligned:
         print("(one sentence: with upstream's alignment heuristics, as upstream and synthesis run them for this T3; "
               "without them in the next column; several sentences together go without them)")
-    print(f"{'T3 decode':<10} {'tokens/s':>9} {'x upstream':>11} {'same tokens':>12} {'teacher-forced':>15} "
+    print(f"{'T3 decode':<14} {'tokens/s':>9} {'x upstream':>11} {'same tokens':>12} {'teacher-forced':>15} "
           f"{'prefill (s)':>12} {'without heuristics':>19} {f'{args.batch} sentences: tokens/s':>26} "
-          f"{'x upstream':>11}")
+          f"{'x upstream':>11} {'+memory (GB)':>13} {'prepared in (s)':>16}")
     for name, rate, ratio, identical, agreement, prefill in rows:
         together, bare = batched.get(name), unaligned.get(name)
         extra = (f" {bare:>12.1f} ({bare / upstream_rate:.2f}x) {together:>19.1f} {together / upstream_rate:>10.2f}x"
-                 if together else "")
-        print(f"{name:<10} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15} {prefill:>12.2f}{extra}")
+                 f" {memory[name][0]:>13.2f} {memory[name][1]:>16.1f}" if together else "")
+        print(f"{name:<14} {rate:>9.1f} {ratio:>10.2f}x {identical:>12} {agreement:>15} {prefill:>12.2f}{extra}")
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
     s3gen = build_s3gen(config).to(device).eval()
     speech = upstream_tokens[0][upstream_tokens[0] < SPEECH_VOCAB_SIZE].to(device)
     audio_seconds = len(speech) / TOKENS_PER_SECOND
 
-    def reference(seconds: int) -> dict:
+    def reference(seconds: int, model=s3gen) -> dict:
         wav = torch.randn(24_000 * seconds, generator=torch.Generator().manual_seed(3)) * 0.1
-        return s3gen.embed_ref(wav, 24_000, device=device)
+        return model.embed_ref(wav, 24_000, device=device)
 
     def flow(tokens, ref, steps, model=s3gen, lengths=None, seed=0):
         torch.manual_seed(seed)  # the CFM's starting noise
@@ -226,6 +238,29 @@ def main(argv: list[str] | None = None) -> None:
           f"{min(args.prompt_seconds)} s prompt): "
           f"{fastest_flow:.2f} s")
 
+    # The meanflow decoder: 2 steps without the CFG batch, at fp32 and the 6 s prompt (as Resemble runs it), in bf16,
+    # and with the short prompt.
+    meanflow = build_s3gen(config, meanflow=True).to(device).eval()
+    meanflow_half = flow_for_mode(meanflow, "bf16")
+    meanflow_ref, meanflow_short = reference(args.prompt_seconds[0], meanflow), reference(min(args.prompt_seconds),
+                                                                                          meanflow)
+
+    def meanflow_flow(model, ref_dict):
+        torch.manual_seed(0)
+        return flow_mels(model, speech, ref_dict, None)
+
+    meanflow_times = {}
+    for label, model, ref_dict in (("fp32", meanflow, meanflow_ref), ("bf16", meanflow_half, meanflow_ref),
+                                   (f"fp32, {min(args.prompt_seconds)} s prompt", meanflow, meanflow_short),
+                                   (f"bf16, {min(args.prompt_seconds)} s prompt", meanflow_half, meanflow_short)):
+        meanflow_flow(model, ref_dict)  # warm-up
+        _, meanflow_times[label] = _timed(lambda: meanflow_flow(model, ref_dict), device)
+    print("S3Gen meanflow decoder (2 steps, no CFG batch): "
+          + ", ".join(f"{label} {t:.2f} s" for label, t in meanflow_times.items())
+          + f" (the standard decoder, {default_steps} steps: {flow_times[default_steps]:.2f} s; "
+          f"{flow_times[default_steps] / meanflow_times['fp32']:.1f}x)")
+    meanflow_fastest_label = min(meanflow_times, key=meanflow_times.get)
+
     # Streaming: the first chunk's audio (its tokens, then the flow over the prompt and them, then HiFT).
     vocoder = ChunkedVocoder(s3gen, ref, default_steps)
     chunk = args.chunk_tokens
@@ -237,27 +272,51 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Streaming every {chunk} tokens: first chunk's S3Gen {first_chunk_audio:.2f} s ({first_chunk_fastest:.2f} s "
           f"at the fastest settings); S3Gen for the whole {first_chunk_audio + rest_audio:.2f} s in chunks, "
           f"{whole_audio:.2f} s in one pass")
+    meanflow_vocoder = ChunkedVocoder(meanflow, meanflow_ref, None)
+    _, first_chunk_meanflow = _timed(lambda: meanflow_vocoder(speech[:chunk], False), device)
+    chunked_meanflow = first_chunk_meanflow
+    for start in range(chunk, len(speech), chunk):
+        finished = start + chunk >= len(speech)
+        chunked_meanflow += _timed(lambda: meanflow_vocoder(speech[start: start + chunk], finished), device)[1]
+    print(f"Streaming every {chunk} tokens with the meanflow decoder: first chunk's S3Gen {first_chunk_meanflow:.2f} s; "
+          f"the whole in chunks {chunked_meanflow:.2f} s, in one pass {meanflow_times['fp32'] + vocoder_time:.2f} s")
 
-    print(f"{'end to end':<10} {'RTF':>6} {'first audio (s)':>16} {f'streamed every {chunk} (s)':>22} "
-          f"{'RTF, fastest S3Gen':>19} {'streamed, fastest (s)':>22}   (T3 + S3Gen with {default_steps} CFM steps, "
-          f"{audio_seconds:.1f} s of audio)")
+    print(f"{'end to end':<14} {'RTF':>6} {'first audio (s)':>16} {f'streamed every {chunk} (s)':>22} "
+          f"{'RTF, fastest standard S3Gen':>28} {'streamed (s)':>13} {'RTF, meanflow':>14} {'streamed (s)':>13} "
+          f"{'RTF, meanflow ' + meanflow_fastest_label:>32}   (T3 + S3Gen, {audio_seconds:.1f} s of audio; "
+          f"first: upstream's S3Gen, {default_steps} CFM steps)")
     fastest_audio = fastest_flow + vocoder_time
+    meanflow_audio = meanflow_times["fp32"] + vocoder_time
+    meanflow_fastest_audio = meanflow_times[meanflow_fastest_label] + vocoder_time
+    candidates = {}  # (T3 mode, S3Gen settings) -> end-to-end seconds
     for name, rate, _, _, _, prefill in rows:
-        total = prefill + (n - 1) / rate + whole_audio
+        t3_seconds = prefill + (n - 1) / rate
+        total = t3_seconds + whole_audio
         streamed = prefill + (chunk - 1) / rate + first_chunk_audio
-        fastest = (prefill + (n - 1) / rate + fastest_audio) / audio_seconds
         streamed_fastest = prefill + (chunk - 1) / rate + first_chunk_fastest
-        print(f"{name:<10} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f} {fastest:>19.2f} "
-              f"{streamed_fastest:>22.2f}")
+        streamed_meanflow = prefill + (chunk - 1) / rate + first_chunk_meanflow
+        candidates[(name, f"{default_steps} CFM steps")] = total
+        candidates[(name, f"bf16, {fastest_steps} CFM steps, {min(args.prompt_seconds)} s prompt")] = (
+            t3_seconds + fastest_audio)
+        candidates[(name, "meanflow")] = t3_seconds + meanflow_audio
+        candidates[(name, f"meanflow, {meanflow_fastest_label}")] = t3_seconds + meanflow_fastest_audio
+        print(f"{name:<14} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f} "
+              f"{(t3_seconds + fastest_audio) / audio_seconds:>28.2f} {streamed_fastest:>13.2f} "
+              f"{(t3_seconds + meanflow_audio) / audio_seconds:>14.2f} {streamed_meanflow:>13.2f} "
+              f"{(t3_seconds + meanflow_fastest_audio) / audio_seconds:>32.2f}")
     best_batched = max(batched, key=batched.get)
     per_second = TOKENS_PER_SECOND / batched[best_batched]
     print(f"{args.batch} sentences together ({best_batched}): RTF {per_second + whole_audio / audio_seconds:.2f}, "
           f"{per_second + fastest_audio / audio_seconds:.2f} with the fastest S3Gen settings (T3 "
           f"{per_second:.2f} s per second of audio)")
     best = max(results, key=results.get)
-    print(f"best mode {best}: T3 decode {results[best] / upstream_rate:.2f}x upstream for one sentence; "
-          f"{best_batched} with {args.batch} sentences together: {batched[best_batched] / upstream_rate:.2f}x "
-          f"upstream's throughput")
+    print(f"best mode {best}: T3 decode {results[best]:.1f} tokens/s, {results[best] / upstream_rate:.2f}x upstream "
+          f"for one sentence; {best_batched} with {args.batch} sentences together: "
+          f"{batched[best_batched] / upstream_rate:.2f}x upstream's throughput")
+    upstream_rtf = candidates[("upstream", f"{default_steps} CFM steps")] / audio_seconds
+    (mode, settings), seconds = min(candidates.items(), key=lambda item: item[1])
+    print(f"end-to-end RTF {seconds / audio_seconds:.2f} (upstream {upstream_rtf:.2f}, "
+          f"{upstream_rtf * audio_seconds / seconds:.1f}x faster): T3 {mode}, S3Gen {settings}")
 
 
 if __name__ == "__main__":

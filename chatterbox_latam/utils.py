@@ -4,6 +4,7 @@ folder that looks complete), WAV encoding, and the default device. No torch impo
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -85,12 +86,21 @@ def default_device() -> str:
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-def cpu_description() -> str:
-    """The CPU in one line, for benchmark headers: model, cores PyTorch uses, its kernel dispatch level, and which
-    of `CPU_FLAGS` it has (read from /proc/cpuinfo; on other systems only what PyTorch reports)."""
-    import platform
+def cache_dir() -> Path:
+    """Where the project keeps what it derives once per model or machine (llama.cpp GGUFs, the `auto` mode's
+    measurements): $CHATTERBOX_LATAM_CACHE, else ~/.cache/chatterbox_latam."""
+    return Path(os.getenv("CHATTERBOX_LATAM_CACHE") or Path.home() / ".cache" / "chatterbox_latam")
 
-    import torch
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+"""CPU flags of bf16 arithmetic (x86: AVX512-BF16, AMX; Arm: the BF16 extension). Without one, PyTorch emulates
+bf16 matrix products, several times slower than fp32's."""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """(model name, flags) of this machine's CPU, from /proc/cpuinfo (elsewhere: the platform's name, no flags)."""
+    import platform
 
     model, flags = platform.processor() or platform.machine(), set()
     try:
@@ -103,6 +113,21 @@ def cpu_description() -> str:
                     flags = set(value.split())
     except OSError:
         pass
+    return model, frozenset(flags)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (`BF16_FLAGS`); without /proc/cpuinfo, whether it is an Apple or
+    other Arm CPU recent enough for PyTorch to dispatch bf16 kernels is not known: False."""
+    return any(flag in cpu_info()[1] for flag in BF16_FLAGS)
+
+
+def cpu_description() -> str:
+    """The CPU in one line, for benchmark headers: model, cores PyTorch uses, its kernel dispatch level, and which
+    of `CPU_FLAGS` it has (read from /proc/cpuinfo; on other systems only what PyTorch reports)."""
+    import torch
+
+    model, flags = cpu_info()
     shown = [flag for flag in CPU_FLAGS if flag in flags]
     return (f"{model}, {torch.get_num_threads()} threads, PyTorch dispatch {torch.backends.cpu.get_cpu_capability()}"
             f"{', ' + ' '.join(shown) if shown else ''}")

@@ -220,3 +220,34 @@ def test_quality_guard_picks_the_fastest_mode_that_holds_up(t3):
     assert prepared is not t3 or mode == "fp32"
     strict, _, prepared = choose_mode(t3, cond(), text, min_agreement=1.01, tokens=8)
     assert strict == "fp32" and prepared is t3  # nothing else holds up: the exact mode, T3 itself
+
+
+def test_auto_remembers_its_choice_per_machine(t3, tmp_path, monkeypatch):
+    """`cache=True`: the second question on the same machine, model and text gets the first one's measurements back
+    (not measured again: the same figures), and another text is measured anew."""
+    from chatterbox_latam.synthesis.precision import AUTO_CACHE, choose_mode
+
+    monkeypatch.setenv("CHATTERBOX_LATAM_CACHE", str(tmp_path))
+    text, cond = _inputs(t3)
+    first = choose_mode(t3, cond(), text, candidates=("fp32", "int8"), tokens=8, cache=True)
+    again = choose_mode(t3, cond(), text, candidates=("fp32", "int8"), tokens=8, cache=True)
+    assert (tmp_path / AUTO_CACHE).exists() and again[0] == first[0] and again[1] == first[1]
+    other = choose_mode(t3, cond(), text[:, :10], candidates=("fp32", "int8"), tokens=8, cache=True)
+    assert other[1] != first[1]
+
+
+def test_a_cpu_without_bf16_arithmetic_gets_fp32_prefills_and_no_bf16_choice(t3, monkeypatch):
+    """On a CPU that only emulates bf16 (an AVX2-only EPYC, say) `auto` does not consider bf16, and the weight-only
+    modes compute the prompt's prefill from an fp32 copy; with AVX512-BF16 they use bf16."""
+    from chatterbox_latam import utils
+    from chatterbox_latam.synthesis.precision import auto_candidates, t3_for_mode
+
+    monkeypatch.setattr(utils, "cpu_info", lambda: ("AMD EPYC 7B12", frozenset({"avx2", "fma"})))
+    assert "bf16" not in auto_candidates("cpu") and "int4-wo" in auto_candidates("cpu")
+    layer = t3_for_mode(t3, "int4-wo").tfmr.layers[0].mlp.up_proj
+    assert layer.prefill_weight.dtype == torch.float32
+    text, cond = _inputs(t3)
+    assert fast_decode(t3_for_mode(t3, "int4-wo"), cond(), text, 4, SamplingSettings()).shape[1] == 4
+    monkeypatch.setattr(utils, "cpu_info", lambda: ("AMD EPYC 9B14", frozenset({"avx2", "avx512_bf16"})))
+    assert "bf16" in auto_candidates("cpu")
+    assert t3_for_mode(t3, "int4-wo").tfmr.layers[0].mlp.up_proj.prefill_weight.dtype == torch.bfloat16

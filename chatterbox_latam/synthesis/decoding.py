@@ -9,17 +9,19 @@ every step to test for the stop token. This decoder
   tokens on the same weights, inputs and seed;
 - looks at the generated tokens on the host only every `stop_check_every` steps (tokens after the stop token are
   dropped, so the result is unchanged);
-- runs T3 in one of five precisions (`MODES`): fp32 (exact), bf16 weights, dynamic int8 Linear layers
-  (`torch.ao.quantization.quantize_dynamic`, CPU only), or int8 / int4 weights with bf16 activations (`int8-wo`,
-  `int4-wo`, CPU). On CPU, fp32 decoding is bound by reading the weights (see the README's figures): the bytes per
-  weight, not loop overhead, are the lever there.
+- runs T3 in one of the `MODES`: fp32 (exact), bf16 weights, dynamic int8 Linear layers
+  (`torch.ao.quantization.quantize_dynamic`, CPU only), int8 / int4 weights with bf16 activations (`int8-wo`,
+  `int4-wo`, CPU), or the backbone on llama.cpp (`llamacpp-q4_0` / `llamacpp-q8_0`, CPU: `synthesis.engine`, fed
+  the same embeddings, read by the same speech head and sampling). On CPU, fp32 decoding is bound by reading the
+  weights (see the README's figures): the bytes per weight, not loop overhead, are the lever there.
 
 Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
 has been read, force it on a long tail or repetition) run, as upstream runs them, for a multilingual T3 that has
 the layers they watch (`runs_alignment`), whenever one utterance is decoded (`alignment=False` turns them off).
 They read attention maps of layers 9, 12 and 13: those three layers run eager attention (upstream switches all of
 them), and the analyzer looks at every step on the host (see the README for the cost). They follow one
-utterance, so utterances decoded together (`fast_decode_batch`) go without them.
+utterance, so utterances decoded together (`fast_decode_batch`) go without them, and so does llama.cpp's backbone,
+which exposes no attention maps.
 """
 
 from __future__ import annotations
@@ -232,13 +234,13 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
     engine = getattr(t3, "engine", None)
     backbone = (_EngineSteps(engine, embeds, pads, steps_max) if engine is not None
-                else _BackboneSteps(t3.tfmr, embeds, pads, steps_max, static_cache and analyzer is None,
-                                    analyzer is not None))
-    hidden = backbone.hidden
+                else _BackboneSteps(t3.tfmr, t3.speech_head, embeds, pads, steps_max,
+                                    static_cache and analyzer is None, analyzer is not None))
+    logits_all = backbone.logits
     n = 0
     yield n, generated, False
     for step in range(steps_max):
-        logits = t3.speech_head(hidden).float().view(batch, 2, -1)
+        logits = logits_all.view(batch, 2, -1)
         logits = logits[:, 0] + cfg * (logits[:, 0] - logits[:, 1])
         seen = generated[:, : step + 1]
         if analyzer is not None:
@@ -258,22 +260,23 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
                 break
             yield n, generated, False
         embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(2, dim=0)
-        hidden = backbone.step(embed, step)
+        logits_all = backbone.step(embed, step)
     yield n, generated, True
 
 
 class _BackboneSteps:
-    """T3's own backbone (a transformers Llama) over the CFG rows: the prefill, then one token per row and step.
+    """T3's own backbone (a transformers Llama) and speech head over the CFG rows: the prefill, then one token per
+    row and step; each gives the rows' next-token logits (fp32).
     Left padding: pads are never attended to (a pad attends to itself, so no row is fully masked), and each row's
     positions start at its first real token. Without padding no mask is needed (as upstream)."""
 
-    def __init__(self, tfmr, embeds, pads, steps_max: int, static_cache: bool, eager_mask: bool):
+    def __init__(self, tfmr, head, embeds, pads, steps_max: int, static_cache: bool, eager_mask: bool):
         from transformers import DynamicCache, StaticCache
 
         device, dtype = embeds.device, embeds.dtype
         prefix = embeds.shape[1]
         total = prefix + steps_max + 1
-        self.tfmr, self.prefix, self.any_pads = tfmr, prefix, any(pads)
+        self.tfmr, self.head, self.prefix, self.any_pads = tfmr, head, prefix, any(pads)
         cache = StaticCache(config=tfmr.config, max_cache_len=total) if static_cache else DynamicCache()
         self.positions = positions = torch.arange(total, device=device)
         self.pad = pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
@@ -290,7 +293,7 @@ class _BackboneSteps:
             mask = additive[None, None].expand(embeds.shape[0], 1, -1, -1)
         self.out = tfmr(inputs_embeds=embeds, cache=cache, attention_mask=mask,
                         position_ids=(positions[None, :prefix] - pad).clamp_min(0), use_cache=True, return_dict=True)
-        self.hidden = self.out.last_hidden_state[:, -1]
+        self.logits = head(self.out.last_hidden_state[:, -1]).float()
 
     def step(self, embed: torch.Tensor, step: int) -> torch.Tensor:
         step_mask = None
@@ -299,17 +302,17 @@ class _BackboneSteps:
         self.out = self.tfmr(inputs_embeds=embed, cache=self.out.cache, attention_mask=step_mask,
                              position_ids=self.positions[self.prefix + step] - self.pad, use_cache=True,
                              return_dict=True)
-        return self.out.last_hidden_state[:, -1]
+        return self.head(self.out.last_hidden_state[:, -1]).float()
 
 
 class _EngineSteps:
-    """The same over an inference engine's backbone (`synthesis.engine`): each CFG row is its own sequence, so
-    pads are left out rather than masked."""
+    """The same on an inference engine (`synthesis.engine`), which computes the logits itself: each CFG row is its
+    own sequence, so pads are left out rather than masked."""
 
     def __init__(self, engine, embeds, pads, steps_max: int):
-        self.engine, self.device, self.dtype = engine, embeds.device, embeds.dtype
-        self.hidden = engine.prefill(embeds, pads, steps_max).to(self.device, self.dtype)
+        self.engine, self.device = engine, embeds.device
+        self.logits = engine.prefill(embeds, pads, steps_max).to(self.device)
 
     def step(self, embed: torch.Tensor, step: int) -> torch.Tensor:
-        return self.engine.step(embed[:, 0]).to(self.device, self.dtype)
+        return self.engine.step(embed[:, 0]).to(self.device)
 

@@ -1,15 +1,16 @@
 """T3's backbone on llama.cpp (`llama-cpp-python`): the `llamacpp-q4_0` / `llamacpp-q8_0` modes of
 `synthesis.precision`.
 
-T3's Llama backbone is written as a GGUF (`models.gguf`) and run by llama.cpp's CPU kernels, which decode from 4- or
-8-bit blocks at close to the memory bound; everything around it stays upstream's and PyTorch's: the conditioning,
-text and speech embeddings with their learned positions (fed as llama.cpp's embeddings input), the fp32 speech head
-on llama.cpp's final hidden states, CFG and the sampling (`decoding`). The CFG pair, and the utterances decoded
+T3's Llama backbone and speech head are written as a GGUF (`models.gguf`) and run by llama.cpp's CPU kernels, which
+decode from 4- or 8-bit blocks at close to the memory bound; everything around them stays upstream's and PyTorch's:
+the conditioning, text and speech embeddings with their learned positions (fed as llama.cpp's embeddings input),
+CFG and the sampling (`decoding`), on the speech logits llama.cpp computes (its output layer is the speech head, at
+8 bits in the 4-bit file: PyTorch's fp32 head on llama.cpp's hidden states would read 33 MB more per step). The CFG pair, and the utterances decoded
 together, are sequences of one llama.cpp batch, each with its own positions, so left padding is never needed.
 
 llama.cpp exposes no attention maps: upstream's alignment heuristics cannot run on this backbone, and decoding runs
 without them (as v3 and batched decoding do). The GGUF is written once per T3 (keyed by its weights) into
-`cache_dir()`.
+`utils.cache_dir()`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ..constants import ENGINE_MODES
+from ..utils import cache_dir
 
 
 def available() -> bool:
@@ -33,11 +35,6 @@ def available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def cache_dir() -> Path:
-    """Where converted GGUFs are kept: $CHATTERBOX_LATAM_CACHE, else ~/.cache/chatterbox_latam."""
-    return Path(os.getenv("CHATTERBOX_LATAM_CACHE") or Path.home() / ".cache" / "chatterbox_latam") / "gguf"
 
 
 def weights_key(t3) -> str:
@@ -76,22 +73,27 @@ def _quiet() -> None:
 
 class LlamaCppBackbone:
     """T3's backbone in a GGUF file, run by llama.cpp: `prefill` a batch of prompts given as embeddings, then `step`
-    one embedding per sequence; both return the final normed hidden states (what T3's speech head reads). `forward`
-    runs whole sequences (teacher forcing) with nothing kept."""
+    one embedding per sequence; both return the speech logits (`logits=True`) or the final normed hidden states
+    (what T3's speech head reads). `forward` runs whole sequences (teacher forcing) with nothing kept."""
 
     exposes_attention = False  # upstream's alignment heuristics need attention maps (`decoding.runs_alignment`)
 
-    def __init__(self, path: str | os.PathLike, config, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, config, threads: int | None = None, kv_f32: bool = False,
+                 logits: bool = False):
         import llama_cpp
 
         _quiet()
         self.path, self.config = Path(path), config
         self.hidden_size = config.hidden_size
         self.threads = threads or torch.get_num_threads()
+        self.kv_f32 = kv_f32  # llama.cpp's KV cache holds f16 by default
+        self.logits = logits
         params = llama_cpp.llama_model_default_params()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {self.path}.")
+        self.width = (llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self._model)) if logits
+                      else self.hidden_size)
         self._ctx = None
         self._capacity = (0, 0, 0)  # sequences, tokens per sequence and tokens per batch of the current context
         self._batch = None
@@ -111,12 +113,15 @@ class LlamaCppBackbone:
             params.n_ctx = sequences * tokens
             params.n_batch = max(batch_tokens, 512)
             params.n_ubatch = 512
+            params.n_outputs_max = params.n_batch  # teacher forcing reads every token's output
             params.n_seq_max = sequences
             params.kv_unified = True
             params.n_threads = params.n_threads_batch = self.threads
-            params.embeddings = True
+            params.embeddings = not self.logits
             params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
             params.no_perf = True
+            if self.kv_f32:
+                params.type_k = params.type_v = llama_cpp.GGML_TYPE_F32
             self._ctx = llama_cpp.llama_init_from_model(self._model, params)
             if not self._ctx:
                 raise RuntimeError(f"llama.cpp could not make a context for {sequences} x {tokens} tokens.")
@@ -156,7 +161,7 @@ class LlamaCppBackbone:
     def _decode(self, embeds: np.ndarray, positions: np.ndarray, sequences: np.ndarray,
                 outputs: np.ndarray) -> torch.Tensor:
         """One llama.cpp batch: token i has embedding `embeds[i]`, position `positions[i]`, sequence `sequences[i]`;
-        returns the hidden states of the tokens flagged in `outputs`, in order, as a float32 tensor."""
+        returns the logits or hidden states of the tokens flagged in `outputs`, in order, as a float32 tensor."""
         import llama_cpp
 
         n = len(embeds)
@@ -173,21 +178,21 @@ class LlamaCppBackbone:
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama.cpp failed to decode a batch of {n} tokens (status {status}).")
+        every, ith = ((llama_cpp.llama_get_logits, llama_cpp.llama_get_logits_ith) if self.logits
+                      else (llama_cpp.llama_get_embeddings, llama_cpp.llama_get_embeddings_ith))
         wanted = np.flatnonzero(outputs)
         if len(wanted) == n:  # every token's: one contiguous block, in batch order
-            pointer, shape = llama_cpp.llama_get_embeddings(self._ctx), (n, self.hidden_size)
-            return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=shape).copy())
+            return torch.from_numpy(np.ctypeslib.as_array(every(self._ctx), shape=(n, self.width)).copy())
         # (llama.cpp keeps every token's hidden state when embeddings are on: ask for each wanted one by its index)
-        hidden = np.empty((len(wanted), self.hidden_size), dtype=np.float32)
+        out = np.empty((len(wanted), self.width), dtype=np.float32)
         for row, i in enumerate(wanted.tolist()):
-            hidden[row] = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_ith(self._ctx, i),
-                                                shape=(self.hidden_size,))
-        return torch.from_numpy(hidden)
+            out[row] = np.ctypeslib.as_array(ith(self._ctx, i), shape=(self.width,))
+        return torch.from_numpy(out)
 
     # -- what decoding calls ---------------------------------------------------------------------------------------
     def prefill(self, embeds: torch.Tensor, pads: list[int], max_new_tokens: int) -> torch.Tensor:
         """Starts one sequence per row of `embeds` (rows, L, D), leaving out each row's `pads` left-padding tokens,
-        with room for `max_new_tokens` more; returns each row's last hidden state (rows, D)."""
+        with room for `max_new_tokens` more; returns each row's last logits or hidden state (rows, V or D)."""
         rows, length, _ = embeds.shape
         pads = [pads[row // 2] for row in range(rows)] if len(pads) * 2 == rows else list(pads)
         self._context(rows, length + max_new_tokens + 1, rows * length)
@@ -200,7 +205,7 @@ class LlamaCppBackbone:
         return self._decode(np.concatenate(tokens), positions, sequences, outputs)
 
     def step(self, embeds: torch.Tensor) -> torch.Tensor:
-        """One more token per sequence (`embeds`: (rows, D)); returns the new hidden states (rows, D)."""
+        """One more token per sequence (`embeds`: (rows, D)); returns the new logits or hidden states."""
         rows = embeds.shape[0]
         hidden = self._decode(embeds.detach().float().cpu().numpy().reshape(rows, -1), self._next,
                               np.arange(rows, dtype=np.int32), np.ones(rows, dtype=np.int8))
@@ -208,7 +213,8 @@ class LlamaCppBackbone:
         return hidden
 
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
-        """Every position's hidden state for whole sequences (rows, L, D) -> (rows, L, D); the cache is emptied."""
+        """Every position's logits or hidden state for whole sequences (rows, L, D) -> (rows, L, V or D); the cache is
+        emptied."""
         rows, length, _ = embeds.shape
         self._context(rows, length + 1, rows * length)
         data = embeds.detach().float().cpu().numpy().reshape(rows * length, -1)
@@ -233,12 +239,12 @@ def engine_t3(t3, mode: str, threads: int | None = None, weights: str | None = N
     if hasattr(t3, "merge_and_unload"):
         fast = copy.deepcopy(t3).merge_and_unload()
     weights = weights or ENGINE_MODES[mode]
-    path = cache_dir() / f"t3-{weights_key(fast)}-{weights}.gguf"
+    path = cache_dir() / "gguf" / f"t3-{weights_key(fast)}-{weights}.gguf"
     if not path.exists():
         write_t3_gguf(fast, path, weights)
     engine = copy.copy(fast)
     # a shallow copy shares the upstream modules (embeddings, speech head, conditioning); only the backbone differs
     object.__setattr__(engine, "_modules", dict(fast._modules))
     engine._modules["tfmr"] = None
-    object.__setattr__(engine, "engine", LlamaCppBackbone(path, fast.tfmr.config, threads))
+    object.__setattr__(engine, "engine", LlamaCppBackbone(path, fast.tfmr.config, threads, logits=True))
     return engine

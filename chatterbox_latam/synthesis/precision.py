@@ -1,6 +1,6 @@
 """T3 at a chosen precision (`MODES`): bf16 weights, dynamic int8 Linear layers, or int8 / int4 weights with bf16
-activations on the CPU, and the `auto` guard that picks the fastest mode whose teacher-forced agreement with fp32
-holds up on the model at hand (`choose_mode`).
+activations on the CPU, or the backbone on llama.cpp at 4 or 8 bits (`synthesis.engine`), and the `auto` guard that
+picks the fastest mode whose teacher-forced agreement with fp32 holds up on the model at hand (`choose_mode`).
 
 The int8 / int4 weight-only layers call PyTorch's CPU kernels directly, and dynamic int8 is
 `torch.ao.quantization.quantize_dynamic`, rather than torchao's configs through `quantize_`: on two CPU cores
@@ -27,14 +27,23 @@ from .decoding import (
 )
 
 
+def prefill_dtype() -> torch.dtype:
+    """The precision a prompt's many rows are computed in: bf16 where the CPU computes it natively, fp32 elsewhere
+    (an AVX2-only CPU emulates bf16 matrix products: a full-size prefill took 18.5 s in bf16 against 3.4 s in fp32)."""
+    from ..utils import cpu_has_bf16
+
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
 class _WeightOnlyLinear(nn.Module, metaclass=abc.ABCMeta):
     """A Linear layer whose weight is stored quantised, with bf16 activations; decoding's few rows go through
-    `_matmul` (the subclass's kernel), a prompt's many rows through a bf16 copy of the weight (`PREFILL_ROWS`)."""
+    `_matmul` (the subclass's kernel), a prompt's many rows through a copy of the weight in `prefill_dtype()`
+    (`PREFILL_ROWS`)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
-        self.register_buffer("prefill_weight", linear.weight.detach().to(torch.bfloat16))
+        self.register_buffer("prefill_weight", linear.weight.detach().to(prefill_dtype()))
         self.out_features = linear.out_features
 
     @abc.abstractmethod
@@ -44,7 +53,9 @@ class _WeightOnlyLinear(nn.Module, metaclass=abc.ABCMeta):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         if x.numel() // shape[-1] > PREFILL_ROWS:
-            return nn.functional.linear(x.to(torch.bfloat16), self.prefill_weight, self.bias)
+            weight = self.prefill_weight
+            bias = None if self.bias is None else self.bias.to(weight.dtype)
+            return nn.functional.linear(x.to(weight.dtype), weight, bias).to(torch.bfloat16)
         out = self._matmul(x.reshape(-1, shape[-1]).to(torch.bfloat16))
         if self.bias is not None:
             out = out + self.bias
@@ -149,11 +160,11 @@ def teacher_forced_agreement(reference_t3, t3, t3_cond, text_tokens: torch.Tenso
         positions = torch.arange(1, tokens.shape[1] + 1, device=prefix.device)
         steps = model.speech_emb(tokens) + model.speech_pos_emb.get_fixed_embedding(positions)
         embeds = torch.cat([prefix, steps.to(dtype).expand(2, -1, -1)], dim=1)
-        if getattr(model, "engine", None) is not None:
-            hidden = model.engine.forward(embeds).to(embeds.device, dtype)
+        if getattr(model, "engine", None) is not None:  # it computes the speech logits itself
+            logits = model.engine.forward(embeds)[:, prefix.shape[1] - 1:].to(embeds.device)
         else:
             hidden = model.tfmr(inputs_embeds=embeds.to(dtype), use_cache=False, return_dict=True).last_hidden_state
-        logits = model.speech_head(hidden[:, prefix.shape[1] - 1:]).float()
+            logits = model.speech_head(hidden[:, prefix.shape[1] - 1:]).float()
         return (logits[0] + cfg_weight * (logits[0] - logits[1])).argmax(-1)
 
     return float((argmaxes(reference_t3) == argmaxes(t3)).float().mean())
@@ -179,19 +190,37 @@ def available_modes(device: str = "cpu") -> tuple[str, ...]:
     return tuple(m for m in MODES if not (m in CPU_ONLY and device != "cpu") and (engine or m not in ENGINE_MODES))
 
 
+def auto_candidates(device: str = "cpu") -> tuple[str, ...]:
+    """The modes `auto` chooses among: the available ones, without bf16 on a CPU that only emulates it
+    (`utils.cpu_has_bf16`)."""
+    from ..utils import cpu_has_bf16
+
+    bf16 = device != "cpu" or cpu_has_bf16()
+    return tuple(m for m in available_modes(device) if bf16 or m != "bf16")
+
+
 def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
-                min_agreement: float = 0.95, tokens: int = 64) -> tuple[str, list[ModeReport], nn.Module]:
+                min_agreement: float = 0.95, tokens: int = 64,
+                cache: bool = False) -> tuple[str, list[ModeReport], nn.Module]:
     """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
     given conditioning and text (exactly `tokens` steps decoded per mode: the stop token is held back until then);
-    fp32 when none holds up. Returns (mode, reports, that mode's prepared T3)."""
+    fp32 when none holds up. Returns (mode, reports, that mode's prepared T3).
+
+    A mode's speed is the time of the whole sentence's T3 work (the prompt's prefill and the decoding, as synthesis
+    runs them); S3Gen's share does not depend on T3's mode, so this is also the end-to-end ranking. With `cache`,
+    the choice is kept per machine, model and question (`utils.cache_dir()`/auto-modes.json) and reused: the
+    measurement takes a minute or two at full size."""
     import time
 
     device = t3.speech_emb.weight.device.type
-    candidates = candidates or available_modes(device)
+    candidates = candidates or auto_candidates(device)
+    key = _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens) if cache else None
+    if key is not None and (known := _known_choices().get(key)):
+        return known["mode"], [ModeReport(**r) for r in known["reports"]], t3_for_mode(t3, known["mode"])
     settings = SamplingSettings(min_new_tokens=tokens)
-    reports, reference, models = [], None, {}
+    reports, reference, best = [], None, None
     for mode in ("fp32", *[m for m in candidates if m != "fp32"]):
-        model = models[mode] = t3_for_mode(t3, mode)
+        model = t3_for_mode(t3, mode)
         fast_decode(model, t3_cond, text_tokens, 2, settings)  # warm-up
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -202,6 +231,58 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
         agreement = 1.0 if mode == "fp32" else teacher_forced_agreement(t3, model, t3_cond, text_tokens, reference)
         holds_up = mode == "fp32" or agreement >= min_agreement  # fp32 is the reference: always available
         reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up, reference.shape[1]))
-    best = max((r for r in reports if r.holds_up), key=lambda r: r.tokens_per_second)
-    return best.mode, reports, models[best.mode]
+        if holds_up and (best is None or reports[-1].tokens_per_second > best[0].tokens_per_second):
+            best = (reports[-1], model)  # only the best so far is kept: each copy costs memory
+        del model
+    if key is not None:
+        _remember_choice(key, best[0].mode, reports)
+    return best[0].mode, reports, best[1]
+
+
+AUTO_CACHE = "auto-modes.json"
+
+
+def _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens) -> str:
+    """What a measured choice depends on: the machine (CPU, flags, threads), the libraries, the weights, the
+    question (text, voice, candidates, threshold, steps)."""
+    import hashlib
+    import json
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..utils import cpu_info
+    from .engine import weights_key
+
+    try:
+        engine = version("llama_cpp_python")
+    except PackageNotFoundError:
+        engine = None
+    model, flags = cpu_info()
+    facts = [model, sorted(flags), torch.get_num_threads(), torch.__version__, engine, weights_key(t3),
+             text_tokens.flatten().tolist(), t3_cond.speaker_emb.flatten()[:32].tolist(), list(candidates),
+             min_agreement, tokens,
+             str(t3.speech_emb.weight.device)]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:24]
+
+
+def _known_choices() -> dict:
+    import json
+
+    from ..utils import cache_dir
+
+    path = cache_dir() / AUTO_CACHE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_choice(key: str, mode: str, reports: list[ModeReport]) -> None:
+    import json
+    from dataclasses import asdict
+
+    from ..utils import cache_dir, write_atomic
+
+    known = _known_choices()
+    known[key] = {"mode": mode, "reports": [asdict(r) for r in reports]}
+    write_atomic(cache_dir() / AUTO_CACHE, json.dumps(known, indent=1).encode())
 

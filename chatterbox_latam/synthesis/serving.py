@@ -9,6 +9,7 @@ when more than `queue_size` requests are already waiting.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -20,8 +21,11 @@ import numpy as np
 
 from ..config import parse_alignment
 from ..data.text import split_sentences
+from ..models.checkpoint import CheckpointNotFoundError
 from ..utils import default_device
 from .tts import ChatterboxLatamTTS
+
+logger = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -34,6 +38,12 @@ class InputError(ValueError):
 
 class Busy(RuntimeError):
     """More requests are waiting than the queue holds; retry later (HTTP 503)."""
+
+
+def default_decoder(device: str) -> str:
+    """S3Gen's decoder when S3GEN is auto (the default): on a CPU the meanflow one (a tenth of the flow's work: what
+    makes real time reachable on two cores), on a GPU the model's own."""
+    return "meanflow" if str(device).startswith("cpu") else "standard"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -108,9 +118,17 @@ class SpeechService:
                 model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
                                                            mode=os.getenv("SYNTHESIS_MODE", "auto"),
                                                            t3_model=os.getenv("T3_MODEL") or None)
-                model.set_s3gen(os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 0) or None,
-                                float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None,
-                                os.getenv("S3GEN", "standard"), os.getenv("MEANFLOW_MODEL") or None)
+                settings = (os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 0) or None,
+                            float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None)
+                decoder = os.getenv("S3GEN", "auto")
+                try:
+                    model.set_s3gen(*settings, default_decoder(device) if decoder == "auto" else decoder,
+                                    os.getenv("MEANFLOW_MODEL") or None)
+                except CheckpointNotFoundError as error:
+                    if decoder != "auto":
+                        raise
+                    logger.warning("the meanflow S3Gen decoder is not available (%s): the standard one is used", error)
+                    model.set_s3gen(*settings)
                 model.alignment = parse_alignment(os.getenv("ALIGNMENT"))
                 self._model = model
             return self._model
@@ -122,9 +140,11 @@ class SpeechService:
     @property
     def mode(self) -> str:
         """The precision synthesis runs at, said to users. SYNTHESIS_MODE (T3): auto (default: the fastest mode
-        whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo or int4-wo; S3GEN: the
-        flow decoder, standard (default) or meanflow (Resemble's 2-step decoder; MEANFLOW_MODEL: where it loads from,
-        default the model's folder or ResembleAI/chatterbox-turbo); S3GEN_MODE: fp32 (default) or bf16; CFM_STEPS:
+        whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo, int4-wo, llamacpp-q4_0 or
+        llamacpp-q8_0; S3GEN: the flow decoder, auto (default: meanflow on a CPU, `default_decoder`, the standard one
+        when it cannot be loaded; standard on a GPU), standard or meanflow (Resemble's 2-step decoder;
+        MEANFLOW_MODEL: where it loads from, default the model's folder or ResembleAI/chatterbox-turbo); S3GEN_MODE:
+        fp32 (default) or bf16; CFM_STEPS:
         S3Gen's flow steps (default: the decoder's own, 10 or 2); S3GEN_PROMPT_SECONDS: the
         reference's last seconds S3Gen continues from (default: all of it); ALIGNMENT: upstream's alignment
         heuristics, auto (default: as upstream for the model's generation), on or off; T3_MODEL: v2 or v3 when the

@@ -102,9 +102,10 @@ class ChatterboxLatamTTS:
 
     def set_mode(self, mode: str) -> None:
         """T3's precision for synthesis: 'fp32' (exact: upstream's tokens), 'bf16', 'int8' (CPU; dynamic
-        quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), or 'auto': the fastest
-        mode whose teacher-forced agreement with fp32 holds up on this model (`precision.choose_mode`;
-        `mode_reports` keeps the measurements). See `synthesis.precision`."""
+        quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), 'llamacpp-q4_0' /
+        'llamacpp-q8_0' (CPU; the backbone on llama.cpp, without the alignment heuristics), or 'auto': the fastest
+        mode whose teacher-forced agreement with fp32 holds up on this model, measured on this machine once and
+        remembered (`precision.choose_mode`; `mode_reports` keeps the measurements). See `synthesis.precision`."""
         from ..constants import CPU_ONLY, MODES
 
         self.mode_reports = []
@@ -128,7 +129,7 @@ class ChatterboxLatamTTS:
         cond = self.tts.conds.t3 if self.tts.conds is not None else probe_inputs(t3)["t3_cond"]
         text = self._text_tokens(GUARD_TEXT, self.accent, t3)
         self.mode_guard = {"text": self.model_text(GUARD_TEXT, self.accent), "steps": GUARD_STEPS}
-        return choose_mode(t3, cond, text, tokens=GUARD_STEPS)
+        return choose_mode(t3, cond, text, tokens=GUARD_STEPS, cache=True)
 
     def _t3(self, adapter: str | None):
         from .precision import t3_for_mode
