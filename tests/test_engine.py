@@ -14,7 +14,11 @@ from conftest import ROOT
 
 from chatterbox_latam.models.gguf import write_t3_gguf
 from chatterbox_latam.models.loading import build_t3
-from chatterbox_latam.synthesis.decoding import SamplingSettings, fast_decode, fast_decode_batch
+from chatterbox_latam.synthesis.decoding import (
+    SamplingSettings,
+    fast_decode,
+    fast_decode_batch,
+)
 from chatterbox_latam.synthesis.engine import LlamaCppBackbone, engine_t3
 from chatterbox_latam.synthesis.precision import teacher_forced_agreement
 from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
