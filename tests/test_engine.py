@@ -129,3 +129,21 @@ def test_merge_writes_a_gguf_that_loads_back(trained_adapter, tmp_path):
     with torch.inference_mode():
         expected = merged.tfmr(inputs_embeds=embeds, use_cache=False, return_dict=True).last_hidden_state
     assert _relative(LlamaCppBackbone(out / "t3-q4_0.gguf", merged.tfmr.config).forward(embeds), expected) < 0.2
+
+
+def test_the_conditioning_is_computed_once_per_voice(t3, tmp_path):
+    """Rows that start with the same conditioning: it is computed once, kept, and copied into each row's sequence;
+    the logits are those of the whole prompt computed afresh, and another voice's conditioning is computed anew."""
+    engine = LlamaCppBackbone(write_t3_gguf(t3, tmp_path / "t3.gguf", "f32"), t3.tfmr.config, logits=True)
+    generator = torch.Generator().manual_seed(4)
+    voice, other = torch.randn(1, 12, 1024, generator=generator), torch.randn(1, 12, 1024, generator=generator)
+    texts = torch.randn(2, 8, 1024, generator=generator)
+    rows = torch.cat([voice.expand(2, -1, -1), texts], dim=1) * 0.5
+    step = texts[:, 0] * 0.5
+    fresh = [engine.prefill(rows, [0], 5)] + [engine.step(step) for _ in range(2)]
+    shared = [engine.prefill(rows, [0], 5, shared=12)] + [engine.step(step) for _ in range(2)]
+    again = [engine.prefill(rows, [0], 5, shared=12)] + [engine.step(step) for _ in range(2)]
+    assert engine.prefixes_computed == 1
+    assert max(_relative(a, b) for a, b in zip(shared + again, fresh + fresh)) < 1e-4
+    engine.prefill(torch.cat([other.expand(2, -1, -1), texts], dim=1) * 0.5, [0], 5, shared=12)
+    assert engine.prefixes_computed == 2

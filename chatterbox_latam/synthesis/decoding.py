@@ -130,8 +130,9 @@ def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: in
     budgets = [max_new_tokens] * len(texts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(budgets) != len(texts) or not texts:
         raise ValueError(f"{len(texts)} texts and {len(budgets)} token budgets: give one budget or one per text.")
-    embeds, _, pads = _prefix(t3, t3_cond, texts, settings)
-    for n, generated, _ in _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, None):
+    embeds, len_cond, pads = _prefix(t3, t3_cond, texts, settings)
+    for n, generated, _ in _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, None,
+                                         len_cond):
         pass
     return [_cut(generated[row: row + 1, 1: min(n, budget) + 1], t3.hp.stop_speech_token)
             for row, budget in enumerate(budgets)]
@@ -206,7 +207,7 @@ def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 
             text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
             analyzer = stack.enter_context(_upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token))
         yield from _handed_over(t3, _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every,
-                                                  static_cache, analyzer), max_new_tokens, chunk_tokens)
+                                                  static_cache, analyzer, len_cond), max_new_tokens, chunk_tokens)
 
 
 def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int) -> Iterator[tuple[torch.Tensor, bool]]:
@@ -218,10 +219,11 @@ def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int) -> Iterator[
     yield _cut(generated[:, 1: min(n, max_new_tokens) + 1], t3.hp.stop_speech_token)[:, handed:], True
 
 
-def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache,
-                  analyzer) -> Iterator[tuple[int, torch.Tensor, bool]]:
+def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_cache, analyzer,
+                  len_cond: int = 0) -> Iterator[tuple[int, torch.Tensor, bool]]:
     """The decoding loop. Yields (steps done, generated, finished) after the prefill, at every stop check and at
-    the end; `generated` (rows, 1 + steps) starts with the start token and is filled in place."""
+    the end; `generated` (rows, 1 + steps) starts with the start token and is filled in place. `len_cond`: the
+    conditioning's length at the start of every row (an engine computes it once per voice)."""
     hp = t3.hp
     device, dtype = embeds.device, embeds.dtype
     batch, steps_max = len(pads), max(budgets)
@@ -233,7 +235,7 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     cfg = torch.as_tensor(settings.cfg_weight, device=device, dtype=torch.float32)
     every = 1 if analyzer is not None else stop_check_every  # the analyzer syncs every step anyway
     engine = getattr(t3, "engine", None)
-    backbone = (_EngineSteps(engine, embeds, pads, steps_max) if engine is not None
+    backbone = (_EngineSteps(engine, embeds, pads, steps_max, len_cond) if engine is not None
                 else _BackboneSteps(t3.tfmr, t3.speech_head, embeds, pads, steps_max,
                                     static_cache and analyzer is None, analyzer is not None))
     logits_all = backbone.logits
@@ -309,9 +311,9 @@ class _EngineSteps:
     """The same on an inference engine (`synthesis.engine`), which computes the logits itself: each CFG row is its
     own sequence, so pads are left out rather than masked."""
 
-    def __init__(self, engine, embeds, pads, steps_max: int):
+    def __init__(self, engine, embeds, pads, steps_max: int, shared: int):
         self.engine, self.device = engine, embeds.device
-        self.logits = engine.prefill(embeds, pads, steps_max).to(self.device)
+        self.logits = engine.prefill(embeds, pads, steps_max, shared).to(self.device)
 
     def step(self, embed: torch.Tensor, step: int) -> torch.Tensor:
         return self.engine.step(embed[:, 0]).to(self.device)

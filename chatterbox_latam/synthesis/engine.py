@@ -5,8 +5,9 @@ T3's Llama backbone and speech head are written as a GGUF (`models.gguf`) and ru
 decode from 4- or 8-bit blocks at close to the memory bound; everything around them stays upstream's and PyTorch's:
 the conditioning, text and speech embeddings with their learned positions (fed as llama.cpp's embeddings input),
 CFG and the sampling (`decoding`), on the speech logits llama.cpp computes (its output layer is the speech head, at
-8 bits in the 4-bit file: PyTorch's fp32 head on llama.cpp's hidden states would read 33 MB more per step). The CFG pair, and the utterances decoded
-together, are sequences of one llama.cpp batch, each with its own positions, so left padding is never needed.
+8 bits in the 4-bit file: PyTorch's fp32 head on llama.cpp's hidden states would read 33 MB more per step). The CFG
+pair, and the utterances decoded together, are sequences of one llama.cpp batch, each with its own positions, so
+left padding is never needed; the conditioning they all start with is computed once per voice (`prefill`).
 
 llama.cpp exposes no attention maps: upstream's alignment heuristics cannot run on this backbone, and decoding runs
 without them (as v3 and batched decoding do). The GGUF is written once per T3 (keyed by its weights) into
@@ -98,11 +99,14 @@ class LlamaCppBackbone:
         self._capacity = (0, 0, 0)  # sequences, tokens per sequence and tokens per batch of the current context
         self._batch = None
         self._batch_size = 0
+        self._prefix: bytes | None = None  # the shared prefix whose KV cache the spare sequence holds
+        self.prefixes_computed = 0
 
     # -- llama.cpp state ------------------------------------------------------------------------------------------
-    def _context(self, sequences: int, tokens: int, batch_tokens: int) -> None:
-        """A context for `sequences` sequences of up to `tokens` tokens, fed `batch_tokens` at a time; an empty KV
-        cache (the one there is reused when it is big enough)."""
+    def _context(self, sequences: int, tokens: int, batch_tokens: int, keep_prefix: bool = False) -> None:
+        """A context for `sequences` sequences of up to `tokens` tokens, fed `batch_tokens` at a time, plus a spare
+        sequence that holds a shared prefix (`prefill`); an empty KV cache but for that prefix when `keep_prefix`
+        (the context there is reused when it is big enough)."""
         import llama_cpp
 
         if (self._ctx is None or sequences > self._capacity[0] or tokens > self._capacity[1]
@@ -110,11 +114,11 @@ class LlamaCppBackbone:
             self._free_context()
             params = llama_cpp.llama_context_default_params()
             tokens = max(tokens, 256)
-            params.n_ctx = sequences * tokens
+            params.n_ctx = (sequences + 1) * tokens
             params.n_batch = max(batch_tokens, 512)
             params.n_ubatch = 512
             params.n_outputs_max = params.n_batch  # teacher forcing reads every token's output
-            params.n_seq_max = sequences
+            params.n_seq_max = sequences + 1
             params.kv_unified = True
             params.n_threads = params.n_threads_batch = self.threads
             params.embeddings = not self.logits
@@ -126,8 +130,14 @@ class LlamaCppBackbone:
             if not self._ctx:
                 raise RuntimeError(f"llama.cpp could not make a context for {sequences} x {tokens} tokens.")
             self._capacity = (sequences, tokens, params.n_batch)
+            self._prefix = None
+        elif keep_prefix:
+            memory = llama_cpp.llama_get_memory(self._ctx)
+            for sequence in range(self._capacity[0]):
+                llama_cpp.llama_memory_seq_rm(memory, sequence, -1, -1)
         else:
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+            self._prefix = None
         self._ensure_batch(batch_tokens)
 
     def _ensure_batch(self, tokens: int) -> None:
@@ -190,19 +200,42 @@ class LlamaCppBackbone:
         return torch.from_numpy(out)
 
     # -- what decoding calls ---------------------------------------------------------------------------------------
-    def prefill(self, embeds: torch.Tensor, pads: list[int], max_new_tokens: int) -> torch.Tensor:
+    def prefill(self, embeds: torch.Tensor, pads: list[int], max_new_tokens: int, shared: int = 0) -> torch.Tensor:
         """Starts one sequence per row of `embeds` (rows, L, D), leaving out each row's `pads` left-padding tokens,
-        with room for `max_new_tokens` more; returns each row's last logits or hidden state (rows, V or D)."""
+        with room for `max_new_tokens` more; returns each row's last logits or hidden state (rows, V or D).
+
+        `shared`: every row starts with the same `shared` embeddings (T3's conditioning: a voice's speaker
+        embedding and prompt, the same for every sentence and both CFG rows). They are computed once, kept in a
+        spare sequence and copied into each row's (llama.cpp shares the cells), and computed again only when they
+        change: a voice's later sentences pay for their text alone."""
+        import llama_cpp
+
         rows, length, _ = embeds.shape
         pads = [pads[row // 2] for row in range(rows)] if len(pads) * 2 == rows else list(pads)
-        self._context(rows, length + max_new_tokens + 1, rows * length)
         data = embeds.detach().float().cpu().numpy()
-        tokens = [data[row, pads[row]:] for row in range(rows)]
-        positions = np.concatenate([np.arange(len(t), dtype=np.int32) for t in tokens])
+        self._context(rows, length + max_new_tokens + 1, rows * length, keep_prefix=shared > 0)
+        if shared:
+            prefix = data[0, pads[0]: pads[0] + shared]
+            key = hashlib.sha256(prefix.tobytes()).digest()
+            memory, spare = llama_cpp.llama_get_memory(self._ctx), self._capacity[0]
+            if key != self._prefix:
+                llama_cpp.llama_memory_seq_rm(memory, spare, -1, -1)
+                self._decode(prefix, np.arange(shared, dtype=np.int32), np.full(shared, spare, dtype=np.int32),
+                             np.zeros(shared, dtype=np.int8))
+                self._prefix = key
+                self.prefixes_computed += 1
+            for row in range(rows):
+                llama_cpp.llama_memory_seq_cp(memory, spare, row, -1, -1)
+        tokens = [data[row, pads[row] + shared:] for row in range(rows)]
+        positions = np.concatenate([np.arange(shared, shared + len(t), dtype=np.int32) for t in tokens])
         sequences = np.concatenate([np.full(len(t), row, dtype=np.int32) for row, t in enumerate(tokens)])
         outputs = np.concatenate([np.eye(1, len(t), len(t) - 1, dtype=np.int8)[0] for t in tokens])
-        self._next = np.asarray([len(t) for t in tokens], dtype=np.int32)
+        self._next = np.asarray([shared + len(t) for t in tokens], dtype=np.int32)
         return self._decode(np.concatenate(tokens), positions, sequences, outputs)
+
+    def forget_prefix(self) -> None:
+        """Drops the kept shared prefix: the next `prefill` computes it again (a new voice's first sentence)."""
+        self._prefix = None
 
     def step(self, embeds: torch.Tensor) -> torch.Tensor:
         """One more token per sequence (`embeds`: (rows, D)); returns the new logits or hidden states."""
@@ -213,8 +246,8 @@ class LlamaCppBackbone:
         return hidden
 
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
-        """Every position's logits or hidden state for whole sequences (rows, L, D) -> (rows, L, V or D); the cache is
-        emptied."""
+        """Every position's logits or hidden state for whole sequences (rows, L, D) -> (rows, L, V or D); the cache
+        is emptied, the shared prefix's included."""
         rows, length, _ = embeds.shape
         self._context(rows, length + 1, rows * length)
         data = embeds.detach().float().cpu().numpy().reshape(rows * length, -1)

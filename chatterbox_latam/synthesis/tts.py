@@ -329,8 +329,9 @@ class ChatterboxLatamTTS:
             conds = self._voices[key]
         if float(conds.t3.emotion_adv.flatten()[0]) != float(exaggeration):
             t3 = conds.t3
-            conds = type(conds)(T3Cond(speaker_emb=t3.speaker_emb, cond_prompt_speech_tokens=t3.cond_prompt_speech_tokens,
-                                       emotion_adv=exaggeration * torch.ones(1, 1, 1, device=t3.speaker_emb.device)),
+            emotion = exaggeration * torch.ones(1, 1, 1, device=t3.speaker_emb.device)
+            conds = type(conds)(T3Cond(speaker_emb=t3.speaker_emb,
+                                       cond_prompt_speech_tokens=t3.cond_prompt_speech_tokens, emotion_adv=emotion),
                                 conds.gen)
         return conds
 
