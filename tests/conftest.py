@@ -46,6 +46,42 @@ def pytest_unconfigure(config):
     shutil.rmtree(getattr(config, "_hf_home", ""), ignore_errors=True)
 
 
+TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
+"""A 2-layer T3 backbone: small enough to decode hundreds of steps in a test."""
+
+
+@pytest.fixture(scope="module")
+def t3():
+    """A small random T3. Upstream's multilingual inference hooks layers 9-13 (alignment heuristics), so a 2-layer
+    T3 is compared with upstream at the English configuration, whose inference has no such hook; the decoding is
+    the same."""
+    import torch
+
+    from chatterbox_latam.models.loading import build_t3
+
+    torch.manual_seed(0)
+    return build_t3(TINY_LLAMA, multilingual=False).eval()
+
+
+def t3_inputs(t3):
+    """Seeded text tokens and a conditioning factory for `t3` (a fresh T3Cond per call: upstream caches the prompt
+    embedding on it)."""
+    import torch
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(1, 600, (1, 20), generator=g)
+    text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
+    emb = torch.randn(1, 256, generator=g)
+    prompt = torch.randint(0, 6561, (1, 150), generator=torch.Generator().manual_seed(2))
+
+    def cond():
+        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt,
+                      emotion_adv=0.5 * torch.ones(1, 1, 1))
+
+    return text, cond
+
+
 @pytest.fixture(scope="session")
 def hub() -> LocalHub:
     return _HUB

@@ -8,12 +8,10 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, t3_inputs
 
 from chatterbox_latam.models.gguf import write_t3_gguf
-from chatterbox_latam.models.loading import build_t3
 from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
     fast_decode,
@@ -22,30 +20,6 @@ from chatterbox_latam.synthesis.decoding import (
 from chatterbox_latam.synthesis.engine import LlamaCppBackbone, engine_t3
 from chatterbox_latam.synthesis.precision import teacher_forced_agreement
 from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
-
-TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
-
-
-@pytest.fixture(scope="module")
-def t3():
-    torch.manual_seed(0)
-    return build_t3(TINY_LLAMA, multilingual=False).eval()
-
-
-def _inputs(t3):
-    from chatterbox.models.t3.modules.cond_enc import T3Cond
-
-    g = torch.Generator().manual_seed(1)
-    text = torch.randint(1, 600, (1, 20), generator=g)
-    text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
-    emb = torch.randn(1, 256, generator=g)
-    prompt = torch.randint(0, 6561, (1, 150), generator=torch.Generator().manual_seed(2))
-
-    def cond():
-        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt,
-                      emotion_adv=0.5 * torch.ones(1, 1, 1))
-
-    return text, cond
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -73,7 +47,7 @@ def test_engine_modes_against_fp32_under_greedy_sampling(t3):
     """Greedy (min_p=1: deterministic) tokens: f32 weights give fp32's exactly; 8 and 4 bits are judged by
     teacher-forced agreement, as the `auto` guard judges them; utterances decoded together are separate sequences
     (a left-padded one computes what it computes alone) and each gets its budget's worth of tokens."""
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     greedy = SamplingSettings(min_p=1.0)
     reference = fast_decode(t3, cond(), text, 40, greedy)
     agreements = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import t3_inputs
 
 from chatterbox_latam.models.loading import build_t3
 from chatterbox_latam.synthesis.decoding import (
@@ -15,31 +16,6 @@ from chatterbox_latam.synthesis.decoding import (
     stream_decode,
 )
 from chatterbox_latam.synthesis.precision import t3_for_mode, teacher_forced_agreement
-
-TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
-
-
-@pytest.fixture(scope="module")
-def t3():
-    # Upstream's multilingual inference hooks layers 9-13 (alignment heuristics), so a 2-layer T3 is compared
-    # with upstream at the English configuration, whose inference has no such hook; the decoding is the same.
-    torch.manual_seed(0)
-    return build_t3(TINY_LLAMA, multilingual=False).eval()
-
-
-def _inputs(t3):
-    from chatterbox.models.t3.modules.cond_enc import T3Cond
-
-    g = torch.Generator().manual_seed(1)
-    text = torch.randint(1, 600, (1, 20), generator=g)
-    text[0, 0], text[0, -1] = t3.hp.start_text_token, t3.hp.stop_text_token
-    emb = torch.randn(1, 256, generator=g)
-    prompt = torch.randint(0, 6561, (1, 150), generator=torch.Generator().manual_seed(2))
-
-    def cond():  # a fresh T3Cond per call: upstream caches the prompt embedding on it
-        return T3Cond(speaker_emb=emb / emb.norm(), cond_prompt_speech_tokens=prompt, emotion_adv=0.5 * torch.ones(1, 1, 1))
-
-    return text, cond
 
 
 def _upstream(t3, cond, text, seed, settings, max_new_tokens=40):
@@ -57,7 +33,7 @@ def _ours(t3, cond, text, seed, settings, max_new_tokens=40):
 @pytest.mark.parametrize("settings", [SamplingSettings(), SamplingSettings(temperature=0.3, cfg_weight=0.0,
                                                                            repetition_penalty=1.2, top_p=0.9)])
 def test_fp32_tokens_are_upstreams(t3, settings):
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     for seed in range(3):
         upstream, ours = _upstream(t3, cond, text, seed, settings), _ours(t3, cond, text, seed, settings)
         assert upstream.shape == (1, 40) and torch.equal(upstream, ours), seed
@@ -65,7 +41,7 @@ def test_fp32_tokens_are_upstreams(t3, settings):
 
 def test_fp32_stops_where_upstream_stops(t3):
     """A stop token made likely (its head row scaled): both stop at the same step, whatever the check interval."""
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     settings = SamplingSettings()
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
     try:
@@ -101,7 +77,7 @@ def test_multilingual_tokens_are_upstreams_with_its_alignment_heuristics(multili
 
     model = multilingual_t3
     assert runs_alignment(model) and not runs_alignment(t3)
-    text, cond = _inputs(model)
+    text, cond = t3_inputs(model)
     settings = SamplingSettings()
     row = model.speech_head.weight[model.hp.stop_speech_token].clone()
     try:
@@ -141,7 +117,7 @@ def _texts(t3, lengths):
 def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale):
     """Texts of different lengths decoded together (left-padded, masked) give the tokens each gets alone, under
     deterministic sampling (min_p=1 keeps only the most likely token), with each its own budget and stop."""
-    _, cond = _inputs(t3)
+    _, cond = t3_inputs(t3)
     greedy = SamplingSettings(min_p=1.0)
     texts, budgets = _texts(t3, [20, 7, 33]), [40, 12, 25]
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
@@ -166,7 +142,7 @@ def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale):
 @pytest.mark.parametrize("chunk_tokens", [8, 25])
 def test_streamed_tokens_are_the_decoders(t3, chunk_tokens):
     """Tokens handed over while decoding, joined, are `fast_decode`'s, with and without an early stop."""
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     settings = SamplingSettings()
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
     stopped = []
@@ -191,7 +167,7 @@ def test_streamed_tokens_are_the_decoders(t3, chunk_tokens):
 
 @pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8), ("int8-wo", 0.8), ("int4-wo", 0.6)])
 def test_lower_precision_agrees_teacher_forced(t3, mode, floor):
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     reference = _ours(t3, cond, text, 0, SamplingSettings())
     fast = t3_for_mode(t3, mode)
     assert teacher_forced_agreement(t3, fast, cond(), text, reference) >= floor
@@ -214,7 +190,7 @@ def test_synthesis_uses_the_chosen_mode(tiny_checkpoint, corpus):
 def test_quality_guard_picks_the_fastest_mode_that_holds_up(t3):
     from chatterbox_latam.synthesis.precision import MODES, choose_mode
 
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     mode, reports, prepared = choose_mode(t3, cond(), text, min_agreement=0.0, tokens=8)
     assert [r.mode for r in reports] == list(MODES) and mode == max(reports, key=lambda r: r.tokens_per_second).mode
     assert prepared is not t3 or mode == "fp32"
@@ -228,7 +204,7 @@ def test_auto_remembers_its_choice_per_machine(t3, tmp_path, monkeypatch):
     from chatterbox_latam.synthesis.precision import AUTO_CACHE, choose_mode
 
     monkeypatch.setenv("CHATTERBOX_LATAM_CACHE", str(tmp_path))
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     first = choose_mode(t3, cond(), text, candidates=("fp32", "int8"), tokens=8, cache=True)
     again = choose_mode(t3, cond(), text, candidates=("fp32", "int8"), tokens=8, cache=True)
     assert (tmp_path / AUTO_CACHE).exists() and again[0] == first[0] and again[1] == first[1]
@@ -246,7 +222,7 @@ def test_a_cpu_without_bf16_arithmetic_gets_fp32_prefills_and_no_bf16_choice(t3,
     assert "bf16" not in auto_candidates("cpu") and "int4-wo" in auto_candidates("cpu")
     layer = t3_for_mode(t3, "int4-wo").tfmr.layers[0].mlp.up_proj
     assert layer.prefill_weight.dtype == torch.float32
-    text, cond = _inputs(t3)
+    text, cond = t3_inputs(t3)
     assert fast_decode(t3_for_mode(t3, "int4-wo"), cond(), text, 4, SamplingSettings()).shape[1] == 4
     monkeypatch.setattr(utils, "cpu_info", lambda: ("AMD EPYC 9B14", frozenset({"avx2", "avx512_bf16"})))
     assert "bf16" in auto_candidates("cpu")

@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_LLAMA
 
 from chatterbox_latam.data.collator import ChatterboxCollator, PromptPool
 from chatterbox_latam.models.loading import build_t3
 from chatterbox_latam.synthesis.decoding import prefix_embeds
 from chatterbox_latam.training.model import ChatterboxForTraining
-
-TINY_LLAMA = {"t3": {"llama": {"num_hidden_layers": 2, "intermediate_size": 1024}}}
 
 
 @pytest.fixture(scope="module")
