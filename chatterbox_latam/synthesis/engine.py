@@ -77,17 +77,13 @@ class LlamaCppBackbone:
     one embedding per sequence; both return the speech logits (`logits=True`) or the final normed hidden states
     (what T3's speech head reads). `forward` runs whole sequences (teacher forcing) with nothing kept."""
 
-    exposes_attention = False  # upstream's alignment heuristics need attention maps (`decoding.runs_alignment`)
-
-    def __init__(self, path: str | os.PathLike, config, threads: int | None = None, kv_f32: bool = False,
-                 logits: bool = False):
+    def __init__(self, path: str | os.PathLike, config, threads: int | None = None, logits: bool = False):
         import llama_cpp
 
         _quiet()
         self.path, self.config = Path(path), config
         self.hidden_size = config.hidden_size
         self.threads = threads or torch.get_num_threads()
-        self.kv_f32 = kv_f32  # llama.cpp's KV cache holds f16 by default
         self.logits = logits
         params = llama_cpp.llama_model_default_params()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
@@ -124,8 +120,6 @@ class LlamaCppBackbone:
             params.embeddings = not self.logits
             params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
             params.no_perf = True
-            if self.kv_f32:
-                params.type_k = params.type_v = llama_cpp.GGML_TYPE_F32
             self._ctx = llama_cpp.llama_init_from_model(self._model, params)
             if not self._ctx:
                 raise RuntimeError(f"llama.cpp could not make a context for {sequences} x {tokens} tokens.")
@@ -268,9 +262,7 @@ def engine_t3(t3, mode: str, threads: int | None = None, weights: str | None = N
     if not available():
         raise ValueError(f"mode={mode!r} needs llama-cpp-python (`make install` builds it; or `pip install "
                          "llama-cpp-python`).")
-    fast = copy.copy(t3)
-    if hasattr(t3, "merge_and_unload"):
-        fast = copy.deepcopy(t3).merge_and_unload()
+    fast = copy.deepcopy(t3).merge_and_unload() if hasattr(t3, "merge_and_unload") else t3
     weights = weights or ENGINE_MODES[mode]
     path = cache_dir() / "gguf" / f"t3-{weights_key(fast)}-{weights}.gguf"
     if not path.exists():
