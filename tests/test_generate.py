@@ -91,6 +91,7 @@ def test_meanflow_decoder_through_generate_batch_and_stream(tiny_checkpoint, tra
     import torch
 
     from chatterbox_latam.models.checkpoint import CheckpointNotFoundError
+    from chatterbox_latam.synthesis.serving import default_decoder
 
     reference = sorted((corpus / "audio").rglob("*.wav"))[0]
     model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
@@ -110,6 +111,9 @@ def test_meanflow_decoder_through_generate_batch_and_stream(tiny_checkpoint, tra
 
     adapted = ChatterboxLatamTTS.from_pretrained(trained_adapter, s3gen="meanflow")
     assert adapted.s3gen_changes == "meanflow S3Gen decoder (the fine-tuned S3Gen is not used with it)"
+    # the Space's default keeps a fine-tuned S3Gen; a base's is replaced by the meanflow decoder on a CPU
+    assert default_decoder("cpu", adapted.s3gen_adapted()) == "standard"
+    assert default_decoder("cpu", model.s3gen_adapted()) == "meanflow" != default_decoder("cuda", False)
     with pytest.raises(CheckpointNotFoundError, match="holds no s3gen_meanflow.safetensors"):
         model.set_s3gen(decoder="meanflow", meanflow_model=tmp_path)
     with pytest.raises(ValueError, match="use one of"):

@@ -40,10 +40,11 @@ class Busy(RuntimeError):
     """More requests are waiting than the queue holds; retry later (HTTP 503)."""
 
 
-def default_decoder(device: str) -> str:
+def default_decoder(device: str, s3gen_adapted: bool) -> str:
     """S3Gen's decoder when S3GEN is auto (the default): on a CPU the meanflow one (a tenth of the flow's work: what
-    makes real time reachable on two cores), on a GPU the model's own."""
-    return "meanflow" if str(device).startswith("cpu") else "standard"
+    makes real time reachable on two cores), unless the model's own S3Gen was fine-tuned (the meanflow decoder would
+    leave that training unused: S3GEN=meanflow asks for it anyway); on a GPU the model's own."""
+    return "meanflow" if str(device).startswith("cpu") and not s3gen_adapted else "standard"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -122,7 +123,8 @@ class SpeechService:
                             float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None)
                 decoder = os.getenv("S3GEN", "auto")
                 try:
-                    model.set_s3gen(*settings, default_decoder(device) if decoder == "auto" else decoder,
+                    model.set_s3gen(*settings,
+                                    default_decoder(device, model.s3gen_adapted()) if decoder == "auto" else decoder,
                                     os.getenv("MEANFLOW_MODEL") or None)
                 except CheckpointNotFoundError as error:
                     if decoder != "auto":
@@ -141,8 +143,9 @@ class SpeechService:
     def mode(self) -> str:
         """The precision synthesis runs at, said to users. SYNTHESIS_MODE (T3): auto (default: the fastest mode
         whose agreement with fp32 holds up, measured at start), fp32, bf16, int8, int8-wo, int4-wo, llamacpp-q4_0 or
-        llamacpp-q8_0; S3GEN: the flow decoder, auto (default: meanflow on a CPU, `default_decoder`, the standard one
-        when it cannot be loaded; standard on a GPU), standard or meanflow (Resemble's 2-step decoder;
+        llamacpp-q8_0; S3GEN: the flow decoder, auto (default: meanflow on a CPU unless the model's S3Gen was
+        fine-tuned, `default_decoder`, the standard one when it cannot be loaded; standard on a GPU), standard or
+        meanflow (Resemble's 2-step decoder;
         MEANFLOW_MODEL: where it loads from, default the model's folder or ResembleAI/chatterbox-turbo); S3GEN_MODE:
         fp32 (default) or bf16; CFM_STEPS:
         S3Gen's flow steps (default: the decoder's own, 10 or 2); S3GEN_PROMPT_SECONDS: the
