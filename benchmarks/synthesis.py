@@ -13,8 +13,11 @@ and S3Gen (the standard decoder and the meanflow one) from the upstream classes,
   fp32's difference from itself with another noise draw), for up to 4 utterances batched against one by one; the
   vocoder on its own;
 - the meanflow decoder (2 steps, no CFG batch): its flow time, in bf16 and with a shorter prompt;
-- end-to-end real-time factor, and time to first audio for a whole sentence and for audio streamed every
-  --chunk_tokens tokens (`ChunkedVocoder`), with upstream's S3Gen, the fastest standard settings and meanflow;
+- streaming (`ChunkedVocoder`, a first chunk of --first_chunk_tokens, then every --chunk_tokens): S3Gen's time
+  for the first chunk, and for the whole utterance in chunks, with the flow over the whole prompt at every chunk
+  and with the rolling context `stream` uses, beside one pass;
+- end-to-end real-time factor, and time to first audio for a whole sentence and streamed, with upstream's S3Gen,
+  the fastest standard settings, meanflow and meanflow at its fastest;
 - the memory each mode's T3 adds (resident set size after preparing it).
 Random weights never emit the stop token, so every run decodes exactly --tokens (default 100: a 4 s sentence).
 The last line is the best end-to-end real-time factor against upstream's, with its T3 mode and S3Gen settings.
@@ -27,7 +30,7 @@ import time
 
 import torch
 
-from chatterbox_latam.constants import SPEECH_VOCAB_SIZE, TOKENS_PER_SECOND
+from chatterbox_latam.constants import SPEECH_VOCAB_SIZE, STREAM_CONTEXT_SECONDS, TOKENS_PER_SECOND
 from chatterbox_latam.models.loading import build_s3gen, build_t3
 from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
@@ -97,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],
                         help="Reference lengths to time S3Gen's flow with (the first is used for the rest).")
     parser.add_argument("--batch", type=int, default=8, help="Sentences decoded together for the throughput figure.")
-    parser.add_argument("--chunk_tokens", type=int, default=25, help="Streaming chunk for time to first audio.")
+    parser.add_argument("--chunk_tokens", type=int, default=25, help="Streaming: tokens per chunk after the first.")
+    parser.add_argument("--first_chunk_tokens", type=int, default=16, help="Streaming: tokens of the first chunk.")
+    parser.add_argument("--context_seconds", type=float, default=STREAM_CONTEXT_SECONDS,
+                        help="Streaming: the rolling context the flow continues from after the first chunk.")
     args = parser.parse_args(argv)
     device, n = args.device, args.tokens
     config = {} if args.full_size else TINY_CONFIG
@@ -267,50 +273,63 @@ def main(argv: list[str] | None = None) -> None:
           f"{flow_times[default_steps] / meanflow_times['fp32']:.1f}x)")
     meanflow_fastest_label = min(meanflow_times, key=meanflow_times.get)
 
-    # Streaming: the first chunk's audio (its tokens, then the flow over the prompt and them, then HiFT).
-    vocoder = ChunkedVocoder(s3gen, ref, default_steps)
-    chunk = args.chunk_tokens
-    _, first_chunk_audio = _timed(lambda: vocoder(speech[:chunk], False), device)
-    _, rest_audio = _timed(lambda: vocoder(speech[chunk:], True), device)
-    whole_audio = flow_times[default_steps] + vocoder_time
-    fast_vocoder = ChunkedVocoder(s3gen, short_ref, fastest_steps, flow=half)
-    _, first_chunk_fastest = _timed(lambda: fast_vocoder(speech[:chunk], False), device)
-    print(f"Streaming every {chunk} tokens: first chunk's S3Gen {first_chunk_audio:.2f} s ({first_chunk_fastest:.2f} s "
-          f"at the fastest settings); S3Gen for the whole {first_chunk_audio + rest_audio:.2f} s in chunks, "
-          f"{whole_audio:.2f} s in one pass")
-    meanflow_vocoder = ChunkedVocoder(meanflow, meanflow_ref, None)
-    _, first_chunk_meanflow = _timed(lambda: meanflow_vocoder(speech[:chunk], False), device)
-    chunked_meanflow = first_chunk_meanflow
-    for start in range(chunk, len(speech), chunk):
-        piece, finished = speech[start: start + chunk], start + chunk >= len(speech)
-        chunked_meanflow += _timed(lambda: meanflow_vocoder(piece, finished), device)[1]
-    print(f"Streaming every {chunk} tokens with the meanflow decoder: first chunk's S3Gen "
-          f"{first_chunk_meanflow:.2f} s; the whole in chunks {chunked_meanflow:.2f} s, in one pass "
-          f"{meanflow_times['fp32'] + vocoder_time:.2f} s")
+    # Streaming: S3Gen for a first chunk of --first_chunk_tokens, then every --chunk_tokens, with the flow over the
+    # whole prompt and all tokens at every chunk (CosyVoice2's way) and with the rolling context `stream` uses.
+    chunk, first_chunk = args.chunk_tokens, args.first_chunk_tokens
+    context = round(args.context_seconds * TOKENS_PER_SECOND)
+    pieces = [speech[:first_chunk]] + [speech[start: start + chunk] for start in range(first_chunk, len(speech), chunk)]
 
-    print(f"{'end to end':<14} {'RTF':>6} {'first audio (s)':>16} {f'streamed every {chunk} (s)':>22} "
+    def streamed(model, ref_dict, steps, flow=None, context_tokens=None) -> tuple[float, float]:
+        """S3Gen seconds for the first chunk's audio, and for the whole utterance in chunks."""
+        torch.manual_seed(0)
+        vocoder = ChunkedVocoder(model, ref_dict, steps, flow=flow, context_tokens=context_tokens)
+        times = [_timed(lambda: vocoder(piece, i == len(pieces) - 1), device)[1] for i, piece in enumerate(pieces)]
+        return times[0], sum(times)
+
+    meanflow_fastest_flow = meanflow_half if "bf16" in meanflow_fastest_label else meanflow
+    meanflow_fastest_ref = meanflow_short if "prompt" in meanflow_fastest_label else meanflow_ref
+    stream_settings = {  # S3Gen settings -> (model, reference, steps, flow copy)
+        f"{default_steps} CFM steps": (s3gen, ref, default_steps, None),
+        f"bf16, {fastest_steps} CFM steps, {min(args.prompt_seconds)} s prompt": (s3gen, short_ref, fastest_steps,
+                                                                                  half),
+        "meanflow": (meanflow, meanflow_ref, None, None),
+        f"meanflow, {meanflow_fastest_label}": (meanflow, meanflow_fastest_ref, None, meanflow_fastest_flow),
+    }
+    one_pass = {f"{default_steps} CFM steps": flow_times[default_steps] + vocoder_time,
+                f"bf16, {fastest_steps} CFM steps, {min(args.prompt_seconds)} s prompt": fastest_flow + vocoder_time,
+                "meanflow": meanflow_times["fp32"] + vocoder_time,
+                f"meanflow, {meanflow_fastest_label}": meanflow_times[meanflow_fastest_label] + vocoder_time}
+    whole_audio, fastest_audio = list(one_pass.values())[:2]
+    first_chunk_s3gen = {}
+    print(f"Streaming (S3Gen only; first chunk {first_chunk} tokens, then every {chunk}): first chunk's audio, and "
+          f"the whole {audio_seconds:.1f} s in chunks with the flow over the whole prompt and all tokens at every "
+          f"chunk / with a rolling context of {args.context_seconds:g} s (as `stream` runs it) / in one pass:")
+    for label, (model, ref_dict, steps, flow_copy) in stream_settings.items():
+        streamed(model, ref_dict, steps, flow_copy, context)  # warm-up
+        _, whole = streamed(model, ref_dict, steps, flow_copy)
+        first_rolling, rolling = streamed(model, ref_dict, steps, flow_copy, context)
+        first_chunk_s3gen[label] = first_rolling
+        print(f"  {label:<40} first {first_rolling:.2f} s; whole {whole:.2f} s / {rolling:.2f} s / "
+              f"{one_pass[label]:.2f} s")
+
+    print(f"{'end to end':<14} {'RTF':>6} {'first audio (s)':>16} {'streamed (s)':>13} "
           f"{'RTF, fastest standard S3Gen':>28} {'streamed (s)':>13} {'RTF, meanflow':>14} {'streamed (s)':>13} "
-          f"{'RTF, meanflow ' + meanflow_fastest_label:>32}   (T3 + S3Gen, {audio_seconds:.1f} s of audio; "
-          f"first: upstream's S3Gen, {default_steps} CFM steps)")
-    fastest_audio = fastest_flow + vocoder_time
-    meanflow_audio = meanflow_times["fp32"] + vocoder_time
-    meanflow_fastest_audio = meanflow_times[meanflow_fastest_label] + vocoder_time
-    candidates = {}  # (T3 mode, S3Gen settings) -> end-to-end seconds
+          f"{'RTF, meanflow ' + meanflow_fastest_label:>32} {'streamed (s)':>13}   (T3 + S3Gen, {audio_seconds:.1f} s "
+          f"of audio; first: upstream's S3Gen, {default_steps} CFM steps; streamed: first audio with a first chunk "
+          f"of {first_chunk} tokens)")
+    candidates = {}  # (T3 mode, S3Gen settings) -> (end-to-end seconds, first streamed audio)
     for name, rate, _, _, _, prefill in rows:
         t3_seconds = prefill + (n - 1) / rate
-        total = t3_seconds + whole_audio
-        streamed = prefill + (chunk - 1) / rate + first_chunk_audio
-        streamed_fastest = prefill + (chunk - 1) / rate + first_chunk_fastest
-        streamed_meanflow = prefill + (chunk - 1) / rate + first_chunk_meanflow
-        candidates[(name, f"{default_steps} CFM steps")] = total
-        candidates[(name, f"bf16, {fastest_steps} CFM steps, {min(args.prompt_seconds)} s prompt")] = (
-            t3_seconds + fastest_audio)
-        candidates[(name, "meanflow")] = t3_seconds + meanflow_audio
-        candidates[(name, f"meanflow, {meanflow_fastest_label}")] = t3_seconds + meanflow_fastest_audio
-        print(f"{name:<14} {total / audio_seconds:>6.2f} {total:>16.2f} {streamed:>22.2f} "
-              f"{(t3_seconds + fastest_audio) / audio_seconds:>28.2f} {streamed_fastest:>13.2f} "
-              f"{(t3_seconds + meanflow_audio) / audio_seconds:>14.2f} {streamed_meanflow:>13.2f} "
-              f"{(t3_seconds + meanflow_fastest_audio) / audio_seconds:>32.2f}")
+        first_tokens = prefill + (first_chunk - 1) / rate
+        cells = []
+        for label, audio in one_pass.items():
+            candidates[(name, label)] = (t3_seconds + audio, first_tokens + first_chunk_s3gen[label])
+            cells.append(candidates[(name, label)])
+        (total, first), rest = cells[0], cells[1:]
+        line = f"{name:<14} {total / audio_seconds:>6.2f} {total:>16.2f} {first:>13.2f}"
+        for (total, first), width in zip(rest, (28, 14, 32)):
+            line += f" {total / audio_seconds:>{width}.2f} {first:>13.2f}"
+        print(line)
     best_batched = max(batched, key=batched.get)
     per_second = TOKENS_PER_SECOND / batched[best_batched]
     print(f"{args.batch} sentences together ({best_batched}): RTF {per_second + whole_audio / audio_seconds:.2f}, "
@@ -320,10 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"best mode {best}: T3 decode {results[best]:.1f} tokens/s, {results[best] / upstream_rate:.2f}x upstream "
           f"for one sentence; {best_batched} with {args.batch} sentences together: "
           f"{batched[best_batched] / upstream_rate:.2f}x upstream's throughput")
-    upstream_rtf = candidates[("upstream", f"{default_steps} CFM steps")] / audio_seconds
-    (mode, settings), seconds = min(candidates.items(), key=lambda item: item[1])
+    upstream_rtf = candidates[("upstream", f"{default_steps} CFM steps")][0] / audio_seconds
+    (mode, settings), (seconds, first_audio) = min(candidates.items(), key=lambda item: item[1][0])
     print(f"end-to-end RTF {seconds / audio_seconds:.2f} (upstream {upstream_rtf:.2f}, "
-          f"{upstream_rtf * audio_seconds / seconds:.1f}x faster): T3 {mode}, S3Gen {settings}")
+          f"{upstream_rtf * audio_seconds / seconds:.1f}x faster): T3 {mode}, S3Gen {settings}; first streamed audio "
+          f"{first_audio:.2f} s")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ TOKENS_PER_SECOND = 25  # S3 speech tokens per second of speech
 PROMPT_TOKENS = 150  # T3Config.speech_cond_prompt_len: 6 s at 25 Hz
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 SAMPLES_PER_TOKEN = S3GEN_SR // TOKENS_PER_SECOND  # 960 (upstream: S3GEN_SR // S3_TOKEN_RATE)
+# Streaming: after a sentence's first chunk, S3Gen's flow continues from this much of the speech before (see
+# synthesis/streaming.py; benchmarks/synthesis.py measures the cost per chunk).
+STREAM_CONTEXT_SECONDS = 3.0
 
 # -- synthesis settings -------------------------------------------------------------------------------------------
 GGUF_TYPES = ("q4_0", "q8_0", "f16", "f32")

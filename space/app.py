@@ -67,8 +67,8 @@ def _settings(exaggeration, cfg_weight, temperature, seed, accent) -> Settings:
 @GPU
 def speak(text, reference, accent, exaggeration, cfg_weight, temperature, seed, streaming):
     """Speaks `text` in the voice of the uploaded or recorded `reference`; streams audio while T3 decodes (every
-    STREAM_CHUNK_TOKENS speech tokens, or sentence by sentence) when `streaming` is on. Yields (full audio,
-    streamed chunk, settings for feedback, status)."""
+    STREAM_CHUNK_TOKENS speech tokens after the first STREAM_FIRST_CHUNK_TOKENS, or sentence by sentence) when
+    `streaming` is on. Yields (full audio, streamed chunk, settings for feedback, status)."""
     try:
         settings = _settings(exaggeration, cfg_weight, temperature, seed, accent)
         voice = SERVICE.load_reference(SERVICE.read_upload(reference, _upload_root()))

@@ -17,7 +17,7 @@ from chatterbox_latam.synthesis.decoding import (
     fast_decode,
     fast_decode_batch,
 )
-from chatterbox_latam.synthesis.engine import LlamaCppBackbone, engine_t3
+from chatterbox_latam.synthesis.engine import LlamaCppBackbone, cpu_buffer_types, engine_t3
 from chatterbox_latam.synthesis.precision import teacher_forced_agreement
 from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
 
@@ -28,9 +28,11 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_the_gguf_backbone_computes_what_t3_computes(t3, tmp_path):
     """f32 weights: llama.cpp's hidden states are PyTorch's (q/k rows permuted to llama.cpp's rotary pairs, the
-    Llama-3 frequency factors), whole sequences, prefill then steps, and a left-padded row alike."""
+    Llama-3 frequency factors), whole sequences, prefill then steps, and a left-padded row alike. On a CPU with
+    AMX the 4-bit weights are kept out of llama.cpp's AMX buffers, whose matrix product crashes the process."""
     path = write_t3_gguf(t3, tmp_path / "t3.gguf", "f32")
     engine = LlamaCppBackbone(path, t3.tfmr.config)
+    assert "CPU" in cpu_buffer_types() and (engine.buffer_overrides is not None) == ("AMX" in cpu_buffer_types())
     embeds = torch.randn(2, 40, 1024, generator=torch.Generator().manual_seed(0)) * 0.5
     with torch.inference_mode():
         expected = t3.tfmr(inputs_embeds=embeds, use_cache=False, return_dict=True).last_hidden_state

@@ -139,6 +139,18 @@ def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale):
         fast_decode_batch(t3, cond(), texts, [10, 10], greedy)
 
 
+def test_a_small_first_chunk_comes_first(t3):
+    """`first_chunk_tokens`: the first chunk is handed over at the first stop check past it, the later ones every
+    `chunk_tokens`; joined, the tokens are still `fast_decode`'s."""
+    text, cond = t3_inputs(t3)
+    settings = SamplingSettings()
+    whole = _ours(t3, cond, text, 0, settings, max_new_tokens=60)
+    torch.manual_seed(0)
+    chunks = list(stream_decode(t3, cond(), text, 60, settings, chunk_tokens=25, first_chunk_tokens=8))
+    assert torch.equal(torch.cat([c for c, _ in chunks], dim=1), whole)
+    assert chunks[0][0].shape[1] == 8 and all(c.shape[1] >= 25 for c, _ in chunks[1:-1])
+
+
 @pytest.mark.parametrize("chunk_tokens", [8, 25])
 def test_streamed_tokens_are_the_decoders(t3, chunk_tokens):
     """Tokens handed over while decoding, joined, are `fast_decode`'s, with and without an early stop."""

@@ -63,6 +63,38 @@ def test_streaming_in_token_chunks_gives_the_sentences_audio(tiny_checkpoint, co
     assert np.isfinite(joined).all() and np.abs(joined).max() > 1e-3
 
 
+def test_streaming_pays_the_reference_prompt_once(tiny_checkpoint, corpus, monkeypatch):
+    """After a sentence's first chunk, the flow continues from a rolling context (the end of the reference, then
+    the speech made so far) instead of running over the whole prompt and every earlier token again: every later
+    chunk's flow sees at most the context and the new tokens, and the audio is as long as without the context, the
+    first chunk the same sample for sample."""
+    import numpy as np
+
+    reference = sorted((corpus / "audio").rglob("*.wav"))[0]
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    model.set_s3gen(decoder="meanflow")
+    flow = model.s3gen.flow
+    seen = []  # (prompt tokens, new tokens) of every flow call
+
+    def recording(**kwargs):
+        seen.append((kwargs["prompt_token"].shape[1], kwargs["token"].shape[1]))
+        assert kwargs["prompt_feat"].shape[1] == 2 * kwargs["prompt_token"].shape[1] or len(seen) == 1
+        return upstream(**kwargs)
+
+    upstream = flow.inference
+    monkeypatch.setattr(flow, "inference", recording)
+    prompt = model.s3gen_reference(model.voice(reference)).get("prompt_token").shape[1]
+    settings = dict(seed=0, max_new_tokens=60, chunk_tokens=16, first_chunk_tokens=8)
+    whole = list(model.stream("Hola.", reference, context_seconds=None, **settings))
+    growing, seen[:] = list(seen), []
+    rolling = list(model.stream("Hola.", reference, context_seconds=0.8, **settings))  # 20 tokens
+    assert len(rolling) == len(whole) >= 4 and sum(map(len, rolling)) == sum(map(len, whole))
+    assert np.array_equal(rolling[0], whole[0]) and not np.array_equal(np.concatenate(rolling), np.concatenate(whole))
+    assert all(p == prompt for p, _ in growing)  # the old way: the whole prompt and all tokens, every time
+    assert [n for _, n in growing] == sorted({n for _, n in growing}) and growing[-1][1] > max(n for _, n in seen)
+    assert seen[0] == growing[0] and all(p <= 20 and n <= 16 + 8 + 3 for p, n in seen[1:])
+
+
 def test_s3gen_flow_in_bf16_speaks_the_same_tokens(tiny_checkpoint, corpus):
     """S3Gen's flow on a bf16 copy (the vocoder stays fp32): same seed, same tokens, so the same length of audio,
     streamed or whole; the fp32 S3Gen is left as it was."""

@@ -195,10 +195,12 @@ def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
 @torch.inference_mode()
 def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
                   settings: SamplingSettings | None = None, chunk_tokens: int = 25, stop_check_every: int = 8,
-                  static_cache: bool = True, alignment: bool | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
+                  static_cache: bool = True, alignment: bool | None = None,
+                  first_chunk_tokens: int | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
     """One utterance's tokens, handed over while it decodes: yields (new tokens (1, k), finished) once at least
-    `chunk_tokens` new ones are there (at the next stop check), and the rest with finished=True. Joined, they are
-    `fast_decode`'s (which is this with one chunk)."""
+    `chunk_tokens` new ones are there (`first_chunk_tokens` for the first chunk, default `chunk_tokens`: a small
+    first chunk brings the first audio sooner), at the next stop check, and the rest with finished=True. Joined,
+    they are `fast_decode`'s (which is this with one chunk)."""
     settings = settings or SamplingSettings()
     embeds, len_cond, pads = _prefix(t3, t3_cond, [text_tokens], settings)
     with contextlib.ExitStack() as stack:
@@ -207,13 +209,16 @@ def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 
             text_slice = (len_cond, len_cond + torch.atleast_2d(text_tokens).size(-1))
             analyzer = stack.enter_context(_upstream_alignment(t3.tfmr, text_slice, t3.hp.stop_speech_token))
         yield from _handed_over(t3, _decode_steps(t3, embeds, pads, [max_new_tokens], settings, stop_check_every,
-                                                  static_cache, analyzer, len_cond), max_new_tokens, chunk_tokens)
+                                                  static_cache, analyzer, len_cond), max_new_tokens, chunk_tokens,
+                                first_chunk_tokens or chunk_tokens)
 
 
-def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int) -> Iterator[tuple[torch.Tensor, bool]]:
+def _handed_over(t3, steps, max_new_tokens: int, chunk_tokens: int,
+                 first_chunk_tokens: int) -> Iterator[tuple[torch.Tensor, bool]]:
     handed = 0
     for n, generated, finished in steps:
-        if not finished and n - handed >= chunk_tokens:  # (a stop token ends the loop: its window comes last)
+        # (a stop token ends the loop: its window comes last)
+        if not finished and n - handed >= (chunk_tokens if handed else first_chunk_tokens):
             yield generated[:, handed + 1: n + 1], False
             handed = n
     yield _cut(generated[:, 1: min(n, max_new_tokens) + 1], t3.hp.stop_speech_token)[:, handed:], True

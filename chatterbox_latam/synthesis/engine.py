@@ -12,6 +12,10 @@ left padding is never needed; the conditioning they all start with is computed o
 llama.cpp exposes no attention maps: upstream's alignment heuristics cannot run on this backbone, and decoding runs
 without them (as v3 and batched decoding do). The GGUF is written once per T3 (keyed by its weights) into
 `utils.cache_dir()`.
+
+On a CPU with AMX, llama.cpp would put the weights into its AMX buffers, whose matrix product crashes the process
+(ggml-org/llama.cpp#20824; here on a Xeon with AMX, at every size and weight type). The weights go into the
+CPU_REPACK buffers instead: the kernels every other x86 CPU runs (`_weight_buffers`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,58 @@ def _quiet() -> None:
             llama_cpp.llama_backend_init()
 
 
+class _BufferOverride(ctypes.Structure):
+    """llama.h's `llama_model_tensor_buft_override` (llama-cpp-python's binding of it is out of date)."""
+
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+def cpu_buffer_types() -> dict[str, int]:
+    """The CPU device's weight buffer types by name: its own ('CPU') and its extra ones (e.g. 'AMX',
+    'CPU_REPACK'), through ggml's device registry."""
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    ggml, base = ctypes.CDLL(str(lib / "libggml.so")), ctypes.CDLL(str(lib / "libggml-base.so"))
+    pointer, name = ctypes.c_void_p, ctypes.c_char_p
+    ggml.ggml_backend_dev_by_type.restype, ggml.ggml_backend_dev_by_type.argtypes = pointer, [ctypes.c_int]
+    base.ggml_backend_dev_backend_reg.restype, base.ggml_backend_dev_backend_reg.argtypes = pointer, [pointer]
+    base.ggml_backend_dev_buffer_type.restype, base.ggml_backend_dev_buffer_type.argtypes = pointer, [pointer]
+    base.ggml_backend_reg_get_proc_address.restype = pointer
+    base.ggml_backend_reg_get_proc_address.argtypes = [pointer, name]
+    base.ggml_backend_buft_name.restype, base.ggml_backend_buft_name.argtypes = name, [pointer]
+    device = ggml.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+    if not device:
+        return {}
+    found = [base.ggml_backend_dev_buffer_type(device)]
+    get = base.ggml_backend_reg_get_proc_address(base.ggml_backend_dev_backend_reg(device),
+                                                 b"ggml_backend_dev_get_extra_bufts")
+    extra = ctypes.CFUNCTYPE(ctypes.POINTER(pointer), pointer)(get)(device) if get else None
+    while extra and extra[len(found) - 1]:
+        found.append(extra[len(found) - 1])
+    return {base.ggml_backend_buft_name(buffer_type).decode(): buffer_type for buffer_type in found}
+
+
+# The block weights llama.cpp multiplies by; CPU_REPACK cannot take the others (embeddings, norms, the speech head
+# with its 8194 rows), and a tensor forced into a buffer type that cannot take it crashes the load.
+_BLOCK_MATMUL_WEIGHTS = rb"^blk\.[0-9]+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$"
+
+
+def _weight_buffers(params) -> object | None:
+    """Keeps every weight out of llama.cpp's AMX buffers (see the module docstring): the blocks' matrices go to
+    CPU_REPACK, the rest to plain CPU memory. Returns what must stay alive while the model loads."""
+    types = cpu_buffer_types()
+    if "AMX" not in types:
+        return None
+    if "CPU_REPACK" not in types or "CPU" not in types:
+        params.use_extra_bufts = False
+        return None
+    overrides = (_BufferOverride * 3)(_BufferOverride(_BLOCK_MATMUL_WEIGHTS, types["CPU_REPACK"]),
+                                      _BufferOverride(rb".", types["CPU"]), _BufferOverride(None, None))
+    params.tensor_buft_overrides = ctypes.cast(overrides, ctypes.c_void_p)
+    return overrides
+
+
 class LlamaCppBackbone:
     """T3's backbone in a GGUF file, run by llama.cpp: `prefill` a batch of prompts given as embeddings, then `step`
     one embedding per sequence; both return the speech logits (`logits=True`) or the final normed hidden states
@@ -86,6 +142,7 @@ class LlamaCppBackbone:
         self.threads = threads or torch.get_num_threads()
         self.logits = logits
         params = llama_cpp.llama_model_default_params()
+        self.buffer_overrides = _weight_buffers(params)  # None where llama.cpp places the weights itself
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {self.path}.")

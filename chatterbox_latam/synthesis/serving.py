@@ -67,6 +67,9 @@ class Limits:
     stream_chunk_tokens: int = field(default_factory=lambda: _env_int("STREAM_CHUNK_TOKENS", 50),
                                      metadata={"help": "Streaming sends audio every this many speech tokens (25 "
                                                "per second of speech) while T3 decodes; 0: once per sentence."})
+    stream_first_chunk_tokens: int = field(default_factory=lambda: _env_int("STREAM_FIRST_CHUNK_TOKENS", 16),
+                                           metadata={"help": "Speech tokens of a sentence's first streamed chunk: "
+                                                     "fewer bring the first audio sooner."})
 
 
 @dataclass
@@ -235,12 +238,13 @@ class SpeechService:
         return Slot()
 
     def stream(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> Iterator[np.ndarray]:
-        """Checked inputs -> watermarked 24 kHz chunks, every `limits.stream_chunk_tokens` speech tokens (or one
-        per sentence): the Space's streaming mode."""
+        """Checked inputs -> watermarked 24 kHz chunks, the first after `limits.stream_first_chunk_tokens` speech
+        tokens, then every `limits.stream_chunk_tokens` (or one per sentence): the Space's streaming mode."""
         text, accent = self.check_text(text), self.check_accent(settings.accent)
         with self._slot():
             yield from self.model.stream(text, audio_prompt_path=reference, accent=accent, **settings.sampling(),
-                                         chunk_tokens=self.limits.stream_chunk_tokens or None)
+                                         chunk_tokens=self.limits.stream_chunk_tokens or None,
+                                         first_chunk_tokens=self.limits.stream_first_chunk_tokens or None)
 
     def synthesize(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> np.ndarray:
         """Checked inputs -> the whole utterance, as `ChatterboxLatamTTS.generate` makes it."""

@@ -22,12 +22,13 @@ from ..constants import (
     S3GEN_DECODERS,
     S3GEN_MODES,
     S3GEN_SR,
+    STREAM_CONTEXT_SECONDS,
     TOKENS_PER_SECOND,
 )
 from ..data.text import split_sentences
 from ..utils import default_device, wav_bytes, write_wav
 from . import decoding
-from .vocoder import apply_watermark, flow_for_mode, tokens_to_wav
+from .vocoder import apply_watermark, cut_prompt, flow_for_mode, tokens_to_wav
 
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -426,11 +427,15 @@ class ChatterboxLatamTTS:
                cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
                seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
                top_p: float = 1.0, max_new_tokens: int | None = None, chunk_tokens: int | None = None,
-               alignment: bool | None = None) -> Iterator[np.ndarray]:
+               alignment: bool | None = None, first_chunk_tokens: int | None = None,
+               context_seconds: float | None = STREAM_CONTEXT_SECONDS) -> Iterator[np.ndarray]:
         """`generate` piece by piece, so playback can start early: yields 1-D float32 chunks at `self.sr`, each
         watermarked. Without `chunk_tokens`, one chunk per sentence (followed by its pause); with it, audio every
         `chunk_tokens` speech tokens (25 per second of speech) while T3 is still decoding
-        (`streaming.ChunkedVocoder`): the first audio comes sooner, the whole costs more S3Gen time."""
+        (`streaming.ChunkedVocoder`), the first after `first_chunk_tokens` (default `chunk_tokens`; fewer bring the
+        first audio sooner). After a sentence's first chunk, S3Gen's flow continues from the last
+        `context_seconds` of the reference and the speech so far, so each chunk costs the same and the reference
+        prompt is paid once; None runs the flow over the whole prompt and all earlier tokens at every chunk."""
         from .streaming import ChunkedVocoder
 
         sentences = self._sentences(text)
@@ -439,6 +444,7 @@ class ChatterboxLatamTTS:
         accent, adapter = self._use_adapter(accent)
         t3 = self._t3(adapter)
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sr), dtype=np.float32)
+        context_tokens = None if context_seconds is None else max(1, round(context_seconds * TOKENS_PER_SECOND))
         for i, sentence in enumerate(sentences):
             tokens = self._text_tokens(sentence, accent, t3)
             budget = max_new_tokens or self.token_budget(sentence, accent)
@@ -447,9 +453,11 @@ class ChatterboxLatamTTS:
                 if chunk_tokens:
                     vocoder = ChunkedVocoder(self.s3gen, self.s3gen_reference(conds), self.cfm_steps,
                                              flow=self._flow(adapter),
-                                             drop_last_token=self.generation.drop_last_token)
+                                             drop_last_token=self.generation.drop_last_token,
+                                             context_tokens=context_tokens)
                     for speech, finished in decoding.stream_decode(t3, conds.t3, tokens, budget, settings,
-                                                                  chunk_tokens, alignment=self._alignment(alignment)):
+                                                                  chunk_tokens, alignment=self._alignment(alignment),
+                                                                  first_chunk_tokens=first_chunk_tokens):
                         wav = vocoder(speech, finished)
                         if wav.size:
                             wav = apply_watermark(wav, self.sr)
@@ -539,15 +547,7 @@ class ChatterboxLatamTTS:
         continued by the new speech, so its end is kept)."""
         if not self.s3gen_prompt_seconds:
             return conds.gen
-        tokens = max(1, int(self.s3gen_prompt_seconds * TOKENS_PER_SECOND))
-        ref = dict(conds.gen)
-        if ref["prompt_token"].shape[1] > tokens:
-            ref["prompt_token"] = ref["prompt_token"][:, -tokens:]
-            ref["prompt_token_len"] = torch.full_like(ref["prompt_token_len"], tokens)
-            ref["prompt_feat"] = ref["prompt_feat"][:, -2 * tokens:]
-            ref["prompt_feat_len"] = None if ref.get("prompt_feat_len") is None else torch.full_like(
-                ref["prompt_feat_len"], 2 * tokens)
-        return ref
+        return cut_prompt(conds.gen, max(1, int(self.s3gen_prompt_seconds * TOKENS_PER_SECOND)))
 
     @staticmethod
     def _sentences(text: str) -> list[str]:

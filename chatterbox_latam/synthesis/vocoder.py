@@ -42,6 +42,25 @@ def flow_mels(flow, speech_tokens: torch.Tensor, ref_dict: dict, cfm_steps: int 
                                finalize=True).float()
 
 
+def with_prompt(ref_dict: dict, tokens: torch.Tensor, mels: torch.Tensor) -> dict:
+    """`ref_dict` (`S3Gen.embed_ref`'s) with another prompt for the flow to continue: speech tokens (1, n) and
+    their mel frames (1, 2n, 80); the speaker embedding stays."""
+    ref = dict(ref_dict)
+    ref["prompt_token"], ref["prompt_feat"] = tokens, mels
+    ref["prompt_token_len"] = torch.full_like(ref_dict["prompt_token_len"], tokens.shape[1])
+    if ref_dict.get("prompt_feat_len") is not None:
+        ref["prompt_feat_len"] = torch.full_like(ref_dict["prompt_feat_len"], mels.shape[1])
+    return ref
+
+
+def cut_prompt(ref_dict: dict, tokens: int) -> dict:
+    """`ref_dict` with its prompt cut to the last `tokens` speech tokens (the new speech continues the prompt, so
+    its end is kept)."""
+    if ref_dict["prompt_token"].shape[1] <= tokens:
+        return ref_dict
+    return with_prompt(ref_dict, ref_dict["prompt_token"][:, -tokens:], ref_dict["prompt_feat"][:, -2 * tokens:])
+
+
 def flow_for_mode(s3gen, mode: str):
     """The S3Gen to run the flow with: `s3gen` itself for 'fp32'; for 'bf16' a bf16 copy with any LoRA adapter
     (the active one) folded in. About 2x faster on a CPU with bf16 matrix units (see the benchmark); its effect on
