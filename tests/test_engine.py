@@ -32,7 +32,7 @@ def test_the_gguf_backbone_computes_what_t3_computes(t3, tmp_path):
     AMX the 4-bit weights are kept out of llama.cpp's AMX buffers, whose matrix product crashes the process."""
     path = write_t3_gguf(t3, tmp_path / "t3.gguf", "f32")
     engine = LlamaCppBackbone(path, t3.tfmr.config)
-    assert "CPU" in cpu_buffer_types() and (engine.buffer_overrides is not None) == ("AMX" in cpu_buffer_types())
+    assert "CPU" in cpu_buffer_types() and engine.amx_avoided == ("AMX" in cpu_buffer_types())
     embeds = torch.randn(2, 40, 1024, generator=torch.Generator().manual_seed(0)) * 0.5
     with torch.inference_mode():
         expected = t3.tfmr(inputs_embeds=embeds, use_cache=False, return_dict=True).last_hidden_state
