@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"bf16, {fastest_steps} CFM steps, {min(args.prompt_seconds)} s prompt": fastest_flow + vocoder_time,
                 "meanflow": meanflow_times["fp32"] + vocoder_time,
                 f"meanflow, {meanflow_fastest_label}": meanflow_times[meanflow_fastest_label] + vocoder_time}
-    whole_audio, fastest_audio = list(one_pass.values())[:2]
+    whole_audio = one_pass[f"{default_steps} CFM steps"]
+    fastest_audio = one_pass[f"bf16, {fastest_steps} CFM steps, {min(args.prompt_seconds)} s prompt"]
     first_chunk_s3gen = {}
     print(f"Streaming (S3Gen only; first chunk {first_chunk} tokens, then every {chunk}): first chunk's audio, and "
           f"the whole {audio_seconds:.1f} s in chunks with the flow over the whole prompt and all tokens at every "

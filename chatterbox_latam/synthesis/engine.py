@@ -78,8 +78,8 @@ def _quiet() -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_buffer_types() -> dict[str, int]:
-    """The CPU device's weight buffer types by name: its own ('CPU') and its extra ones (e.g. 'AMX',
+def cpu_buffer_types() -> tuple[str, ...]:
+    """The names of the CPU device's weight buffer types: its own ('CPU') and its extra ones (e.g. 'AMX',
     'CPU_REPACK'), through ggml's device registry."""
     import llama_cpp
 
@@ -94,14 +94,14 @@ def cpu_buffer_types() -> dict[str, int]:
     base.ggml_backend_buft_name.restype, base.ggml_backend_buft_name.argtypes = name, [pointer]
     device = ggml.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
     if not device:
-        return {}
+        return ()
     found = [base.ggml_backend_dev_buffer_type(device)]
     get = base.ggml_backend_reg_get_proc_address(base.ggml_backend_dev_backend_reg(device),
                                                  b"ggml_backend_dev_get_extra_bufts")
     extra = ctypes.CFUNCTYPE(ctypes.POINTER(pointer), pointer)(get)(device) if get else None
     while extra and extra[len(found) - 1]:
         found.append(extra[len(found) - 1])
-    return {base.ggml_backend_buft_name(buffer_type).decode(): buffer_type for buffer_type in found}
+    return tuple(base.ggml_backend_buft_name(buffer_type).decode() for buffer_type in found)
 
 
 def _weight_buffers(params) -> bool:
