@@ -29,8 +29,10 @@ system:
 	fi
 
 # llama-cpp-python is built from source (a few minutes on 2 cores) for the CPU it runs on, without its multimodal
-# library, which nothing here uses.
-LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
+# library, which nothing here uses. -fno-dse: GCC 12's dead-store elimination drops the AMX tile configuration that
+# ggml's AMX matrix product loads, which then crashes on a CPU with AMX (see synthesis/engine.py).
+LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=-fno-dse -DCMAKE_CXX_FLAGS=-fno-dse" \
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
 # The lock file is installed with --no-deps: it is the complete, resolved set (see requirements.in for why).
 $(STAMP): requirements.lock setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

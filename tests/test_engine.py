@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import ROOT, t3_inputs
 
@@ -17,7 +18,7 @@ from chatterbox_latam.synthesis.decoding import (
     fast_decode,
     fast_decode_batch,
 )
-from chatterbox_latam.synthesis.engine import LlamaCppBackbone, cpu_buffer_types, engine_t3
+from chatterbox_latam.synthesis.engine import LlamaCppBackbone, amx_runs, cpu_buffer_types, engine_t3
 from chatterbox_latam.synthesis.precision import teacher_forced_agreement
 from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
 
@@ -28,11 +29,10 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_the_gguf_backbone_computes_what_t3_computes(t3, tmp_path):
     """f32 weights: llama.cpp's hidden states are PyTorch's (q/k rows permuted to llama.cpp's rotary pairs, the
-    Llama-3 frequency factors), whole sequences, prefill then steps, and a left-padded row alike. On a CPU with
-    AMX the 4-bit weights are kept out of llama.cpp's AMX buffers, whose matrix product crashes the process."""
+    Llama-3 frequency factors), whole sequences, prefill then steps, and a left-padded row alike."""
     path = write_t3_gguf(t3, tmp_path / "t3.gguf", "f32")
     engine = LlamaCppBackbone(path, t3.tfmr.config)
-    assert "CPU" in cpu_buffer_types() and engine.amx_avoided == ("AMX" in cpu_buffer_types())
+    assert "CPU" in cpu_buffer_types() and not engine.amx_avoided  # f32 weights never go into AMX buffers
     embeds = torch.randn(2, 40, 1024, generator=torch.Generator().manual_seed(0)) * 0.5
     with torch.inference_mode():
         expected = t3.tfmr(inputs_embeds=embeds, use_cache=False, return_dict=True).last_hidden_state
@@ -43,6 +43,22 @@ def test_the_gguf_backbone_computes_what_t3_computes(t3, tmp_path):
     assert _relative(engine.prefill(padded, [5], 10), expected[:, 29]) < 1e-3
     wrong = write_t3_gguf(t3, tmp_path / "q4.gguf", "q4_0")
     assert _relative(LlamaCppBackbone(wrong, t3.tfmr.config).forward(embeds), expected) > 1e-3  # 4 bits differ
+
+
+def test_amx_buffers_run_where_the_cpu_offers_them(t3, tmp_path):
+    """On a CPU with AMX, `make install`'s llama.cpp runs its AMX matrix product (the probe's subprocess decodes a
+    CFG pair with it), so 4-bit weights go into the AMX buffers, and compute what they compute without them. (A
+    library compiled without -fno-dse by GCC 12 crashes there: the probe answers False and the weights stay out.)"""
+    if "AMX" not in cpu_buffer_types():
+        pytest.skip("this CPU offers no AMX buffers")
+    path = write_t3_gguf(t3, tmp_path / "q4.gguf", "q4_0")
+    assert amx_runs(path)
+    amx, plain = LlamaCppBackbone(path, t3.tfmr.config), LlamaCppBackbone(path, t3.tfmr.config, amx=False)
+    assert not amx.amx_avoided and plain.amx_avoided
+    embeds = torch.randn(2, 40, 1024, generator=torch.Generator().manual_seed(0)) * 0.5
+    steps = {name: [backbone.prefill(embeds[:, :30], [0], 10)] + [backbone.step(embeds[:, i]) for i in range(30, 40)]
+             for name, backbone in (("amx", amx), ("plain", plain))}
+    assert _relative(torch.stack(steps["amx"], 1), torch.stack(steps["plain"], 1)) < 0.05
 
 
 def test_engine_modes_against_fp32_under_greedy_sampling(t3):

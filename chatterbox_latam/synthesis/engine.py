@@ -13,9 +13,12 @@ llama.cpp exposes no attention maps: upstream's alignment heuristics cannot run 
 without them (as v3 and batched decoding do). The GGUF is written once per T3 (keyed by its weights) into
 `utils.cache_dir()`.
 
-On a CPU with AMX, llama.cpp would put the weights into its AMX buffers, whose matrix product crashes the process
-(ggml-org/llama.cpp#20824; here on a Xeon with AMX, for Q4_0 and Q8_0 weights at every size). There the weights
-are loaded without llama.cpp's extra buffer types (`_weight_buffers`), and its AVX-512 kernels run on them.
+On a CPU with AMX, llama.cpp puts 4- and 8-bit weights into its AMX buffers. Its AMX matrix product crashes the
+process when the library was compiled by a GCC (12 here) whose dead-store elimination drops the tile configuration's
+stores before `ldtilecfg` (ggml-org/llama.cpp#20824 is this crash); `make install` compiles it with `-fno-dse`. Since a
+llama.cpp built elsewhere may carry the bug, whether AMX runs is probed once per library in a subprocess
+(`amx_runs`); where it does not, the weights are loaded without llama.cpp's extra buffer types and its AVX-512
+kernels run on them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -31,7 +37,7 @@ import numpy as np
 import torch
 
 from ..constants import ENGINE_MODES
-from ..utils import cache_dir
+from ..utils import cache_dir, write_atomic
 
 
 def available() -> bool:
@@ -104,11 +110,66 @@ def cpu_buffer_types() -> tuple[str, ...]:
     return tuple(base.ggml_backend_buft_name(buffer_type).decode() for buffer_type in found)
 
 
-def _weight_buffers(params) -> bool:
-    """Keeps the weights out of llama.cpp's AMX buffers (see the module docstring) by loading them without extra
-    buffer types, where the CPU backend offers AMX; returns whether it did. (Forcing them into CPU_REPACK instead
-    crashes the load for a weight type it cannot take, and was no faster here: 18.8 against 19.1 steps/s.)"""
-    if "AMX" not in cpu_buffer_types():
+AMX_PROBES = "llamacpp-amx.json"
+"""Where `amx_runs` keeps its answers, in `cache_dir()`: one per llama.cpp library and weight type."""
+
+
+def _library() -> Path:
+    import llama_cpp
+
+    return (Path(llama_cpp.__file__).parent / "lib" / "libggml-cpu.so").resolve()
+
+
+def _file_type(path: str | os.PathLike) -> int:
+    """The GGUF's `general.file_type` (llama.cpp's LlamaFileType: 0 all f32, 1 mostly f16, 2 q4_0, 7 q8_0)."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).get_field("general.file_type")
+    return int(field.contents()) if field is not None else 0
+
+
+def amx_runs(path: str | os.PathLike) -> bool:
+    """Whether llama.cpp's AMX matrix product runs on the quantised weights of the GGUF at `path` with this
+    llama.cpp library (see the module docstring): a subprocess loads the file with the AMX buffers and decodes a
+    pair of sequences, which a miscompiled library answers by crashing. Asked once per library (its path, size and
+    time) and weight type; the answer is kept in `cache_dir()`/`AMX_PROBES`."""
+    library = _library()
+    stat = library.stat()
+    key = f"{library}:{stat.st_size}:{int(stat.st_mtime)}:{_file_type(path)}"
+    known_path = cache_dir() / AMX_PROBES
+    try:
+        known = json.loads(known_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        probe = ("import sys; from chatterbox_latam.synthesis.engine import _decode_with_amx; "
+                 "_decode_with_amx(sys.argv[1])")
+        try:
+            done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, timeout=600)
+            known[key] = done.returncode == 0
+        except subprocess.TimeoutExpired:
+            known[key] = False
+        write_atomic(known_path, json.dumps(known, indent=1).encode())
+    return known[key]
+
+
+def _decode_with_amx(path: str) -> None:
+    """`amx_runs`'s subprocess: a prompt and one step for two sequences (the CFG pair: llama.cpp's AMX tile
+    kernels serve batches of more than one row), the weights in the AMX buffers."""
+    import gguf
+
+    hidden = int(gguf.GGUFReader(path).get_field("llama.embedding_length").contents())
+    backbone = LlamaCppBackbone(path, type("Config", (), {"hidden_size": hidden}), threads=1, amx=True)
+    backbone.prefill(torch.randn(2, 4, hidden), [0, 0], 2)
+    backbone.step(torch.randn(2, hidden))
+
+
+def _weight_buffers(params, path: str | os.PathLike, amx: bool | None) -> bool:
+    """Keeps the weights out of llama.cpp's AMX buffers, where the CPU backend offers them but they do not run
+    (`amx_runs`; `amx` True or False decides without asking), by loading them without extra buffer types; returns
+    whether it did. f32 and f16 weights never go into AMX buffers."""
+    if "AMX" not in cpu_buffer_types() or amx is True or (amx is None and (_file_type(path) in (0, 1)
+                                                                         or amx_runs(path))):
         return False
     params.use_extra_bufts = False
     return True
@@ -117,9 +178,11 @@ def _weight_buffers(params) -> bool:
 class LlamaCppBackbone:
     """T3's backbone in a GGUF file, run by llama.cpp: `prefill` a batch of prompts given as embeddings, then `step`
     one embedding per sequence; both return the speech logits (`logits=True`) or the final normed hidden states
-    (what T3's speech head reads). `forward` runs whole sequences (teacher forcing) with nothing kept."""
+    (what T3's speech head reads). `forward` runs whole sequences (teacher forcing) with nothing kept. `amx`: put the
+    weights into llama.cpp's AMX buffers (True), keep them out (False), or where they run (None: `amx_runs`)."""
 
-    def __init__(self, path: str | os.PathLike, config, threads: int | None = None, logits: bool = False):
+    def __init__(self, path: str | os.PathLike, config, threads: int | None = None, logits: bool = False,
+                 amx: bool | None = None):
         import llama_cpp
 
         _quiet()
@@ -128,7 +191,7 @@ class LlamaCppBackbone:
         self.threads = threads or torch.get_num_threads()
         self.logits = logits
         params = llama_cpp.llama_model_default_params()
-        self.amx_avoided = _weight_buffers(params)
+        self.amx_avoided = _weight_buffers(params, self.path, amx)
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {self.path}.")
