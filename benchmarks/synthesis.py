@@ -1,6 +1,6 @@
 """Synthesis speed: upstream `T3.inference` against the fast decoder's modes, on the same weights and inputs.
 
-    python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40] [--batch 8]
+    python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40] [--batch 8] [--t3_only]
 
 Builds a random-init T3 (upstream's full size with --full-size: 30 layers, 536M parameters; else the tiny one)
 and S3Gen (the standard decoder and the meanflow one) from the upstream classes, then, for upstream and each mode
@@ -18,7 +18,8 @@ and S3Gen (the standard decoder and the meanflow one) from the upstream classes,
   and with the rolling context `stream` uses, beside one pass;
 - end-to-end real-time factor, and time to first audio for a whole sentence and streamed, with upstream's S3Gen,
   the fastest standard settings, meanflow and meanflow at its fastest;
-- the memory each mode's T3 adds (resident set size after preparing it).
+- the memory each mode's T3 adds (resident set size after preparing it);
+- the mode `auto` picks (its own timing) against the fastest here among the modes whose agreement holds up.
 Random weights never emit the stop token, so every run decodes exactly --tokens (default 100: a 4 s sentence).
 The last line is the best end-to-end real-time factor against upstream's, with its T3 mode and S3Gen settings.
 """
@@ -39,7 +40,10 @@ from chatterbox_latam.synthesis.decoding import (
     runs_alignment,
 )
 from chatterbox_latam.synthesis.precision import (
+    AUTO_MIN_AGREEMENT,
+    auto_candidates,
     available_modes,
+    choose_mode,
     t3_for_mode,
     teacher_forced_agreement,
 )
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8, help="Sentences decoded together for the throughput figure.")
     parser.add_argument("--chunk_tokens", type=int, default=25, help="Streaming: tokens per chunk after the first.")
     parser.add_argument("--first_chunk_tokens", type=int, default=16, help="Streaming: tokens of the first chunk.")
+    parser.add_argument("--t3_only", action="store_true",
+                        help="T3's modes and `auto`'s choice only (S3Gen's share does not depend on T3's mode).")
     parser.add_argument("--context_seconds", type=float, default=STREAM_CONTEXT_SECONDS,
                         help="Streaming: the rolling context the flow continues from after the first chunk.")
     args = parser.parse_args(argv)
@@ -189,6 +195,27 @@ def main(argv: list[str] | None = None) -> None:
     for name, seconds in new_voice.items():
         print(f"{name}: the prefill above is a voice's later sentences' (its conditioning is kept); a new voice's "
               f"first sentence: {seconds:.2f} s")
+
+    # `auto`: its own short timing (prefill and 64 steps per mode) against this run's T3 seconds per sentence, among
+    # the modes whose agreement holds up (the guard's threshold).
+    chosen, reports, _ = choose_mode(t3, cond(), text, candidates=auto_candidates(device))
+    holding = {name: prefill + (n - 1) / rate for name, rate, _, _, agreement, prefill in rows
+               if agreement != "-" and float(agreement) >= AUTO_MIN_AGREEMENT
+               and name in {r.mode for r in reports}}
+    fastest_holding = min(holding, key=holding.get)
+    print(f"auto picks {chosen} (its timing: " + ", ".join(f"{r.mode} {r.tokens_per_second:.1f}" for r in reports)
+          + f" tokens/s); the fastest T3 for the whole sentence here among the modes agreeing at "
+          f"{AUTO_MIN_AGREEMENT:.0%}: {fastest_holding} ({holding[fastest_holding]:.2f} s; {chosen} "
+          f"{holding.get(chosen, float('nan')):.2f} s)")
+    if args.t3_only:  # S3Gen's share does not depend on T3's mode: T3's seconds rank the modes end to end
+        seconds = {name: prefill + (n - 1) / rate for name, rate, _, _, _, prefill in rows}
+        print(f"T3 for one sentence ({n} tokens, prefill and decoding): "
+              + ", ".join(f"{name} {t:.2f} s" for name, t in seconds.items()))
+        slower = [name for name, t in seconds.items() if name not in ("upstream", "fp32") and t > seconds["fp32"]]
+        fastest = min(seconds, key=seconds.get)
+        print(f"T3 for one sentence: fastest {fastest} {seconds[fastest]:.2f} s, fp32 {seconds['fp32']:.2f} s, "
+              f"upstream {seconds['upstream']:.2f} s; slower than fp32: {', '.join(slower) or 'none'}")
+        return
 
     # S3Gen: flow (CFM) and vocoder timed on their own, for the same tokens.
     s3gen = build_s3gen(config).to(device).eval()

@@ -116,9 +116,18 @@ def cpu_info() -> tuple[str, frozenset[str]]:
     return model, frozenset(flags)
 
 
+ONEDNN_BF16_ISAS = ("BF16", "FP16", "AMX", "AVX10", "ALL", "DEFAULT")
+"""oneDNN ISA names (the `ONEDNN_MAX_CPU_ISA` setting) that include bf16 arithmetic: a lower one (e.g. AVX2, or
+AVX512_CORE_VNNI) makes PyTorch's CPU matrix products emulate bf16 even on a CPU that has it."""
+
+
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (`BF16_FLAGS`); without /proc/cpuinfo, whether it is an Apple or
-    other Arm CPU recent enough for PyTorch to dispatch bf16 kernels is not known: False."""
+    """Whether PyTorch computes bf16 matrix products natively here: the CPU has it (`BF16_FLAGS`) and oneDNN is not
+    held below it (`ONEDNN_BF16_ISAS`). Without /proc/cpuinfo, whether it is an Apple or other Arm CPU recent enough
+    for PyTorch to dispatch bf16 kernels is not known: False."""
+    limit = os.getenv("ONEDNN_MAX_CPU_ISA") or os.getenv("DNNL_MAX_CPU_ISA")
+    if limit and not any(name in limit.upper() for name in ONEDNN_BF16_ISAS):
+        return False
     return any(flag in cpu_info()[1] for flag in BF16_FLAGS)
 
 

@@ -61,6 +61,31 @@ def test_amx_buffers_run_where_the_cpu_offers_them(t3, tmp_path):
     assert _relative(torch.stack(steps["amx"], 1), torch.stack(steps["plain"], 1)) < 0.05
 
 
+INTERLEAVED = """
+import sys, torch
+from types import SimpleNamespace
+from chatterbox_latam.synthesis.engine import LlamaCppBackbone
+backbone = LlamaCppBackbone(sys.argv[1], SimpleNamespace(hidden_size=1024))
+a = torch.randn(256, 1024, dtype=torch.bfloat16)
+for _ in range(3):  # oneDNN's bf16 kernels (AMX where the CPU has it) on PyTorch's threads, then llama.cpp's
+    a @ a.T
+    backbone.prefill(torch.randn(2, 40, 1024), [0], 4)
+    backbone.step(torch.randn(2, 1024))
+print(backbone.amx_avoided)
+"""
+
+
+def test_llamacpp_and_pytorch_take_turns_in_one_process(t3, tmp_path):
+    """PyTorch's bf16 matrix products and llama.cpp's 4-bit ones alternate, as in `auto`'s timing and in synthesis
+    (oneDNN releases the AMX tiles that ggml configured once per thread: llama.cpp's calls keep a thread of their
+    own). In a subprocess: the failure is a crash."""
+    path = write_t3_gguf(t3, tmp_path / "q4.gguf", "q4_0")
+    done = subprocess.run([sys.executable, "-c", INTERLEAVED, str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str("AMX" in cpu_buffer_types() and not amx_runs(path))
+
+
 def test_engine_modes_against_fp32_under_greedy_sampling(t3):
     """Greedy (min_p=1: deterministic) tokens: f32 weights give fp32's exactly; 8 and 4 bits are judged by
     teacher-forced agreement, as the `auto` guard judges them; utterances decoded together are separate sequences

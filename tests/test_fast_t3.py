@@ -226,7 +226,8 @@ def test_auto_remembers_its_choice_per_machine(t3, tmp_path, monkeypatch):
 
 def test_a_cpu_without_bf16_arithmetic_gets_fp32_prefills_and_no_bf16_choice(t3, monkeypatch):
     """On a CPU that only emulates bf16 (an AVX2-only EPYC, say) `auto` does not consider bf16, and the weight-only
-    modes compute the prompt's prefill from an fp32 copy; with AVX512-BF16 they use bf16."""
+    modes compute the prompt's prefill from an fp32 copy; with AVX512-BF16 they use bf16, unless oneDNN is held
+    below it (`ONEDNN_MAX_CPU_ISA`)."""
     from chatterbox_latam import utils
     from chatterbox_latam.synthesis.precision import auto_candidates, t3_for_mode
 
@@ -236,6 +237,18 @@ def test_a_cpu_without_bf16_arithmetic_gets_fp32_prefills_and_no_bf16_choice(t3,
     assert layer.prefill_weight.dtype == torch.float32
     text, cond = t3_inputs(t3)
     assert fast_decode(t3_for_mode(t3, "int4-wo"), cond(), text, 4, SamplingSettings()).shape[1] == 4
+    half = t3_for_mode(t3, "bf16")  # chosen by hand: decodes from bf16 weights, prefills from fp32 ones
+    layer = half.tfmr.layers[0].mlp.up_proj
+    assert layer.weight.dtype == torch.bfloat16 and layer.prefill_weight.dtype == torch.float32
+    x = torch.randn(80, layer.prefill_weight.shape[1])  # more than PREFILL_ROWS
+    wide = torch.nn.functional.linear(x, layer.prefill_weight).to(torch.bfloat16)
+    assert torch.equal(layer(x), wide)  # a prompt's rows: fp32 arithmetic
+    assert torch.equal(layer(x[:2]), torch.nn.functional.linear(x[:2].to(torch.bfloat16), layer.weight))
+    assert fast_decode(half, cond(), text, 4, SamplingSettings()).shape[1] == 4
     monkeypatch.setattr(utils, "cpu_info", lambda: ("AMD EPYC 9B14", frozenset({"avx2", "avx512_bf16"})))
     assert "bf16" in auto_candidates("cpu")
     assert t3_for_mode(t3, "int4-wo").tfmr.layers[0].mlp.up_proj.prefill_weight.dtype == torch.bfloat16
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held below bf16: emulated again
+    assert "bf16" not in auto_candidates("cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")
+    assert "bf16" in auto_candidates("cpu")

@@ -13,12 +13,14 @@ llama.cpp exposes no attention maps: upstream's alignment heuristics cannot run 
 without them (as v3 and batched decoding do). The GGUF is written once per T3 (keyed by its weights) into
 `utils.cache_dir()`.
 
-On a CPU with AMX, llama.cpp puts 4- and 8-bit weights into its AMX buffers. Its AMX matrix product crashes the
-process when the library was compiled by a GCC (12 here) whose dead-store elimination drops the tile configuration's
-stores before `ldtilecfg` (ggml-org/llama.cpp#20824 is this crash); `make install` compiles it with `-fno-dse`. Since a
-llama.cpp built elsewhere may carry the bug, whether AMX runs is probed once per library in a subprocess
-(`amx_runs`); where it does not, the weights are loaded without llama.cpp's extra buffer types and its AVX-512
-kernels run on them.
+On a CPU with AMX, llama.cpp puts 4- and 8-bit weights into its AMX buffers, and two things crash its AMX matrix
+product. A GCC (12 here) whose dead-store elimination drops the tile configuration's stores before `ldtilecfg`
+(ggml-org/llama.cpp#20824 is this crash): `make install` compiles llama.cpp with `-fno-dse`. And PyTorch's oneDNN,
+which releases the AMX tile state after its own AMX kernels on the threads it runs on, while ggml configures the
+tiles once per thread: on a thread both use (the caller's, which computes its share of both), ggml's next tile
+instruction is illegal. So every llama.cpp call here runs on a thread of its own (`_on_llama_thread`), whose
+OpenMP team is its own too. Whether AMX runs is probed once per library in a subprocess (`amx_runs`); where it
+does not, the weights are loaded without llama.cpp's extra buffer types and its AVX-512 kernels run on them.
 """
 
 from __future__ import annotations
@@ -126,6 +128,22 @@ def _file_type(path: str | os.PathLike) -> int:
 
     field = gguf.GGUFReader(str(path)).get_field("general.file_type")
     return int(field.contents()) if field is not None else 0
+
+
+_LLAMA_THREAD: tuple[int, object] | None = None  # (process id, executor): a forked child makes its own
+_THREAD_LOCK = threading.Lock()
+
+
+def _on_llama_thread(function, *args):
+    """Runs `function(*args)` on the one thread that makes llama.cpp's calls in this process (PyTorch never runs
+    there: see the module docstring), and returns its result."""
+    global _LLAMA_THREAD
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _THREAD_LOCK:
+        if _LLAMA_THREAD is None or _LLAMA_THREAD[0] != os.getpid():
+            _LLAMA_THREAD = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp"))
+    return _LLAMA_THREAD[1].submit(function, *args).result()
 
 
 def amx_runs(path: str | os.PathLike) -> bool:
@@ -285,7 +303,7 @@ class LlamaCppBackbone:
         np.ctypeslib.as_array(batch.logits, shape=(n,))[:] = outputs
         for i, sequence in enumerate(sequences.tolist()):
             batch.seq_id[i][0] = sequence
-        status = llama_cpp.llama_decode(self._ctx, batch)
+        status = _on_llama_thread(llama_cpp.llama_decode, self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama.cpp failed to decode a batch of {n} tokens (status {status}).")
         every, ith = ((llama_cpp.llama_get_logits, llama_cpp.llama_get_logits_ith) if self.logits

@@ -103,6 +103,19 @@ class WeightOnlyInt4Linear(_WeightOnlyLinear):
         return torch._weight_int4pack_mm_for_cpu(x, self.weight_int4, self.group_size, self.scales_and_offsets)
 
 
+class Bf16Linear(_WeightOnlyLinear):
+    """bf16 weights for decoding's few rows, and the prompt's prefill from a copy in `prefill_dtype()`: the `bf16`
+    mode's layers on a CPU that only emulates bf16, where decoding still gains from reading half the bytes but a
+    prompt's many rows would take several times fp32's time."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight)
+
+
 WEIGHT_ONLY = {"int8-wo": WeightOnlyInt8Linear, "int4-wo": WeightOnlyInt4Linear}
 
 
@@ -132,7 +145,10 @@ def t3_for_mode(t3: nn.Module, mode: str) -> nn.Module:
     if hasattr(fast, "merge_and_unload"):  # LoRA adapters (the active one) folded in before the cast
         fast = fast.merge_and_unload()
     if mode == "bf16":
-        return fast.to(torch.bfloat16)
+        fast = fast.to(torch.bfloat16)
+        if next(t3.parameters()).device.type == "cpu" and prefill_dtype() != torch.bfloat16:
+            _replace_linears(fast.tfmr, Bf16Linear)
+        return fast
     if mode in CPU_ONLY and next(t3.parameters()).device.type != "cpu":
         raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use bf16.")
     if mode in WEIGHT_ONLY:
@@ -199,8 +215,12 @@ def auto_candidates(device: str = "cpu") -> tuple[str, ...]:
     return tuple(m for m in available_modes(device) if bf16 or m != "bf16")
 
 
+AUTO_MIN_AGREEMENT = 0.95
+"""The teacher-forced agreement with fp32 a mode needs for `auto` to choose it."""
+
+
 def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
-                min_agreement: float = 0.95, tokens: int = 64,
+                min_agreement: float = AUTO_MIN_AGREEMENT, tokens: int = 64,
                 cache: bool = False) -> tuple[str, list[ModeReport], nn.Module]:
     """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
     given conditioning and text (exactly `tokens` steps decoded per mode: the stop token is held back until then);
