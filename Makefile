@@ -30,8 +30,11 @@ system:
 
 # llama-cpp-python is built from source (a few minutes on 2 cores) for the CPU it runs on, without its multimodal
 # library, which nothing here uses. -fno-dse: GCC 12's dead-store elimination drops the AMX tile configuration that
-# ggml's AMX matrix product loads, which then crashes on a CPU with AMX (see synthesis/engine.py).
-LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=-fno-dse -DCMAKE_CXX_FLAGS=-fno-dse" \
+# ggml's AMX matrix product loads, which then crashes on a CPU with AMX (see synthesis/engine.py). GGML_OPENMP=OFF:
+# llama.cpp's calls run on a thread of their own, and an OpenMP team of its own there contends with PyTorch's on
+# two cores (17 against 29 tokens/s at full size); ggml's own threads do not.
+LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=-fno-dse \
+	-DCMAKE_CXX_FLAGS=-fno-dse" \
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
 # The lock file is installed with --no-deps: it is the complete, resolved set (see requirements.in for why).
 $(STAMP): requirements.lock setup.cfg

@@ -21,6 +21,8 @@ import requests
 import soundfile as sf
 from conftest import ROOT
 
+from chatterbox_latam.utils import cpu_has_bf16
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -104,6 +106,7 @@ def test_gradio_client_generate_and_feedback(space, reference):
     assert info.samplerate == 24_000 and info.duration > 0.5 and " on cpu" in status  # the mode it chose
     assert "alignment heuristics off" in status
     assert "meanflow S3Gen decoder" in status  # a CPU's default: the decoder the tiny checkpoint ships
+    assert ("S3Gen bf16" in status) == cpu_has_bf16()  # and its flow in bf16 where the CPU computes it
     assert record["text"] == "Hola." and record["seed"] == 0
     assert "Gracias" in client.predict(record, 4, "suena bien", False, handle_file(str(reference)),
                                        api_name="/feedback")

@@ -18,8 +18,9 @@ product. A GCC (12 here) whose dead-store elimination drops the tile configurati
 (ggml-org/llama.cpp#20824 is this crash): `make install` compiles llama.cpp with `-fno-dse`. And PyTorch's oneDNN,
 which releases the AMX tile state after its own AMX kernels on the threads it runs on, while ggml configures the
 tiles once per thread: on a thread both use (the caller's, which computes its share of both), ggml's next tile
-instruction is illegal. So every llama.cpp call here runs on a thread of its own (`_on_llama_thread`), whose
-OpenMP team is its own too. Whether AMX runs is probed once per library in a subprocess (`amx_runs`); where it
+instruction is illegal. So every llama.cpp call here runs on a thread of its own (`_on_llama_thread`), and
+`make install` builds llama.cpp without OpenMP (an OpenMP team of that thread's own would contend with PyTorch's
+on two cores). Whether AMX runs is probed once per library in a subprocess (`amx_runs`); where it
 does not, the weights are loaded without llama.cpp's extra buffer types and its AVX-512 kernels run on them.
 """
 

@@ -47,6 +47,15 @@ def default_decoder(device: str, s3gen_adapted: bool) -> str:
     return "meanflow" if str(device).startswith("cpu") and not s3gen_adapted else "standard"
 
 
+def default_s3gen_mode(device: str) -> str:
+    """S3Gen's flow precision when S3GEN_MODE is auto (the default): bf16 on a CPU that computes it natively
+    (`utils.cpu_has_bf16`; the flow takes about half fp32's time there), fp32 elsewhere (a CPU that only emulates
+    bf16, and a GPU, where the flow is far from the bottleneck)."""
+    from ..utils import cpu_has_bf16
+
+    return "bf16" if str(device).startswith("cpu") and cpu_has_bf16() else "fp32"
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.getenv(name, default))
 
@@ -122,7 +131,9 @@ class SpeechService:
                 model = ChatterboxLatamTTS.from_pretrained(self.model_name, device=device,
                                                            mode=os.getenv("SYNTHESIS_MODE", "auto"),
                                                            t3_model=os.getenv("T3_MODEL") or None)
-                settings = (os.getenv("S3GEN_MODE", "fp32"), _env_int("CFM_STEPS", 0) or None,
+                s3gen_mode = os.getenv("S3GEN_MODE", "auto")
+                settings = (default_s3gen_mode(device) if s3gen_mode == "auto" else s3gen_mode,
+                            _env_int("CFM_STEPS", 0) or None,
                             float(os.getenv("S3GEN_PROMPT_SECONDS", 0)) or None)
                 decoder = os.getenv("S3GEN", "auto")
                 try:
@@ -150,7 +161,8 @@ class SpeechService:
         fine-tuned, `default_decoder`, the standard one when it cannot be loaded; standard on a GPU), standard or
         meanflow (Resemble's 2-step decoder;
         MEANFLOW_MODEL: where it loads from, default the model's folder or ResembleAI/chatterbox-turbo); S3GEN_MODE:
-        fp32 (default) or bf16; CFM_STEPS:
+        the flow's precision, auto (default: bf16 on a CPU with bf16 arithmetic, `default_s3gen_mode`), fp32 or
+        bf16; CFM_STEPS:
         S3Gen's flow steps (default: the decoder's own, 10 or 2); S3GEN_PROMPT_SECONDS: the
         reference's last seconds S3Gen continues from (default: all of it); ALIGNMENT: upstream's alignment
         heuristics, auto (default: as upstream for the model's generation), on or off; T3_MODEL: v2 or v3 when the
