@@ -151,10 +151,14 @@ def amx_runs(path: str | os.PathLike) -> bool:
     """Whether llama.cpp's AMX matrix product runs on the quantised weights of the GGUF at `path` with this
     llama.cpp library (see the module docstring): a subprocess loads the file with the AMX buffers and decodes a
     pair of sequences, which a miscompiled library answers by crashing. Asked once per library (its path, size and
-    time) and weight type; the answer is kept in `cache_dir()`/`AMX_PROBES`."""
+    time) and weight type; the answer is kept in `cache_dir()`/`AMX_PROBES`. f32 and f16 weights never go into AMX
+    buffers: True without asking."""
+    file_type = _file_type(path)
+    if file_type in (0, 1):
+        return True
     library = _library()
     stat = library.stat()
-    key = f"{library}:{stat.st_size}:{int(stat.st_mtime)}:{_file_type(path)}"
+    key = f"{library}:{stat.st_size}:{int(stat.st_mtime)}:{file_type}"
     known_path = cache_dir() / AMX_PROBES
     try:
         known = json.loads(known_path.read_text(encoding="utf-8"))
@@ -186,9 +190,8 @@ def _decode_with_amx(path: str) -> None:
 def _weight_buffers(params, path: str | os.PathLike, amx: bool | None) -> bool:
     """Keeps the weights out of llama.cpp's AMX buffers, where the CPU backend offers them but they do not run
     (`amx_runs`; `amx` True or False decides without asking), by loading them without extra buffer types; returns
-    whether it did. f32 and f16 weights never go into AMX buffers."""
-    if "AMX" not in cpu_buffer_types() or amx is True or (amx is None and (_file_type(path) in (0, 1)
-                                                                         or amx_runs(path))):
+    whether it did."""
+    if "AMX" not in cpu_buffer_types() or amx is True or (amx is None and amx_runs(path)):
         return False
     params.use_extra_bufts = False
     return True
