@@ -37,10 +37,14 @@ LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAVA_BUILD=
 	-DCMAKE_CXX_FLAGS=-fno-dse" \
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
 # The lock file is installed with --no-deps: it is the complete, resolved set (see requirements.in for why).
+# llama-cpp-python first and past pip's wheel cache: a wheel cached from an earlier build (other flags, another CPU)
+# would otherwise be reused as it is, whatever CMAKE_ARGS say.
 $(STAMP): requirements.lock setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(LLAMA_CPP_BUILD) $(PY) -m pip install -q --no-deps -r requirements.lock
+	$(LLAMA_CPP_BUILD) $(PY) -m pip install -q --no-deps --no-cache-dir --force-reinstall \
+	    $$(grep -i '^llama[-_]cpp[-_]python==' requirements.lock)
+	$(PY) -m pip install -q --no-deps -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -1,6 +1,7 @@
 """Synthesis speed: upstream `T3.inference` against the fast decoder's modes, on the same weights and inputs.
 
-    python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40] [--batch 8] [--t3_only]
+    python benchmarks/synthesis.py [--full-size] [--device cpu|cuda] [--tokens 40] [--batch 8] [--cfg_weight 0.5]
+                                    [--t3_only]
 
 Builds a random-init T3 (upstream's full size with --full-size: 30 layers, 536M parameters; else the tiny one)
 and S3Gen (the standard decoder and the meanflow one) from the upstream classes, then, for upstream and each mode
@@ -35,6 +36,7 @@ from chatterbox_latam.constants import SPEECH_VOCAB_SIZE, STREAM_CONTEXT_SECONDS
 from chatterbox_latam.models.loading import build_s3gen, build_t3
 from chatterbox_latam.synthesis.decoding import (
     SamplingSettings,
+    cfg_rows,
     fast_decode,
     fast_decode_batch,
     runs_alignment,
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfm_steps", type=int, nargs="+", default=[10, 5], help="S3Gen CFM steps to time.")
     parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],
                         help="Reference lengths to time S3Gen's flow with (the first is used for the rest).")
+    parser.add_argument("--cfg_weight", type=float, default=SamplingSettings.cfg_weight,
+                        help="CFG's weight (upstream's 0.5); at 0 the fast decoders leave the unconditional row out "
+                             "(it cannot count there), upstream computes it anyway.")
     parser.add_argument("--batch", type=int, default=8, help="Sentences decoded together for the throughput figure.")
     parser.add_argument("--chunk_tokens", type=int, default=25, help="Streaming: tokens per chunk after the first.")
     parser.add_argument("--first_chunk_tokens", type=int, default=16, help="Streaming: tokens of the first chunk.")
@@ -117,11 +122,11 @@ def main(argv: list[str] | None = None) -> None:
     # Upstream's multilingual inference hooks layers 9-13: the tiny (2-layer) T3 runs at the English configuration.
     t3 = build_t3(config, multilingual=args.full_size).to(device).eval()
     text, cond = _inputs(t3, device)
-    settings = SamplingSettings()
+    settings = SamplingSettings(cfg_weight=args.cfg_weight)
     print(cpu_description() if torch.device(args.device).type == "cpu" else torch.cuda.get_device_name())
     print(f"T3 {'full size' if args.full_size else 'tiny'}: {sum(p.numel() for p in t3.parameters()) / 1e6:.0f}M "
           f"parameters, {t3.cfg.num_hidden_layers} layers; device {device}, {torch.get_num_threads()} threads; "
-          f"{n} tokens, CFG batch 2")
+          f"{n} tokens, cfg_weight {settings.cfg_weight} (backbone rows: upstream 2, ours {cfg_rows(settings)})")
 
     def upstream(tokens=n):
         torch.manual_seed(0)
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             identical = "yes" if torch.equal(tokens, upstream_tokens) else "NO"
             agreement = 1.0
         else:
-            agreement = teacher_forced_agreement(t3, fast, cond(), text, reference_tokens)
+            agreement = teacher_forced_agreement(t3, fast, cond(), text, reference_tokens,
+                                                  cfg_weight=settings.cfg_weight)
         _, batch_rate, _ = rates(decode_batch)
         results[mode], batched[mode], unaligned[mode] = rate, batch_rate * args.batch, bare
         rows.append((mode, rate, rate / upstream_rate, identical, f"{agreement:.3f}", prefill))

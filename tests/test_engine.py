@@ -112,6 +112,13 @@ def test_engine_modes_against_fp32_under_greedy_sampling(t3):
     shorter[0, -1] = t3.hp.stop_text_token
     tokens = fast_decode_batch(engine_t3(t3, "llamacpp-q8_0"), cond(), [text, shorter], [30, 20], greedy)
     assert [t.shape[1] for t in tokens] == [30, 20]  # random weights never stop: each runs to its own budget
+    # cfg_weight 0: one sequence per utterance (no unconditional row), the same tokens as fp32's at f32
+    no_cfg = SamplingSettings(min_p=1.0, cfg_weight=0.0)
+    exact = engine_t3(t3, "llamacpp-q4_0", weights="f32")
+    assert torch.equal(fast_decode(exact, cond(), text, 40, no_cfg), fast_decode(t3, cond(), text, 40, no_cfg))
+    together = fast_decode_batch(exact, cond(), [text, shorter], [30, 20], no_cfg)
+    assert [torch.equal(t, fast_decode(t3, cond(), one, budget, no_cfg))
+            for t, one, budget in zip(together, [text, shorter], [30, 20])] == [True, True]
 
 
 def test_engine_modes_through_the_model(tiny_checkpoint, corpus):

@@ -74,6 +74,19 @@ def test_seed_layout_test_data_offline_asr_and_fast_settings_beside_upstreams(ad
     assert "`finetuned` ran at T3 int4-wo, meanflow S3Gen decoder" in report
 
 
+def test_guidance_off_is_scored_beside_upstreams_guidance(adapter, corpus, tmp_path):
+    """cfg_weight 0 (one backbone row, twice as fast) changes what T3 decodes: the fine-tune at 0.5 is scored
+    beside it on the same sentence, voice and seed."""
+    results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(corpus),
+                                             output_dir=str(tmp_path), metrics=["rtf"], max_samples=1,
+                                             cfg_weight=0.0))
+    assert results["cfg_weight"] == 0.0 and set(results["systems"]) >= {"finetuned", "finetuned_fp32"}
+    (guided,) = (tmp_path / "audio" / "finetuned_fp32").glob("*.wav")
+    unguided = tmp_path / "audio" / "finetuned" / guided.name
+    assert unguided.read_bytes() != guided.read_bytes()
+    assert "`finetuned` ran at T3 fp32, cfg_weight 0.0;" in (tmp_path / "report.md").read_text()
+
+
 def test_adapter_loads_by_hub_repo_id(adapter, hub):
     from huggingface_hub import HfApi
     from peft import PeftModel

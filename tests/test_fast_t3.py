@@ -113,12 +113,13 @@ def _texts(t3, lengths):
     return texts
 
 
-@pytest.mark.parametrize("stop_scale", [1.0, 8.0])
-def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale):
+@pytest.mark.parametrize("stop_scale,cfg_weight", [(1.0, 0.5), (8.0, 0.5), (8.0, 0.0)])
+def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale, cfg_weight):
     """Texts of different lengths decoded together (left-padded, masked) give the tokens each gets alone, under
-    deterministic sampling (min_p=1 keeps only the most likely token), with each its own budget and stop."""
+    deterministic sampling (min_p=1 keeps only the most likely token), with each its own budget and stop; with
+    `cfg_weight` 0 each text is one row."""
     _, cond = t3_inputs(t3)
-    greedy = SamplingSettings(min_p=1.0)
+    greedy = SamplingSettings(min_p=1.0, cfg_weight=cfg_weight)
     texts, budgets = _texts(t3, [20, 7, 33]), [40, 12, 25]
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
     try:

@@ -31,6 +31,9 @@ from .report import TARGETS, write_plots, write_report
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CFG_WEIGHT = 0.5
+"""Upstream's guidance weight: every system but the fine-tune is decoded at it, and the quality guard too."""
+
 Transcriber = Callable[[Sequence[np.ndarray], int], list[str]]
 
 
@@ -93,7 +96,8 @@ def load_test_items(test_data: str, max_samples: int | None = None,
     return items[:max_samples] if max_samples else items
 
 
-def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int) -> list[dict[str, Any]]:
+def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
+                   cfg_weight: float = 0.5) -> list[dict[str, Any]]:
     """Speaks every test sentence with its reference voice; records synthesis time and writes the WAVs."""
     from tqdm.auto import tqdm
 
@@ -101,7 +105,8 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int)
     outputs = []
     for item in tqdm(items, desc=f"synthesise {out_dir.name}", unit="sentence"):
         start = time.perf_counter()
-        wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed)
+        wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed,
+                                     cfg_weight=cfg_weight)
         elapsed = time.perf_counter() - start
         write_wav(out_dir / f"{item.id}.wav", wav, synthesizer.sr)
         outputs.append({"wav": wav, "sr": synthesizer.sr, "synthesis_seconds": elapsed})
@@ -227,10 +232,11 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds, config.s3gen,
                         config.meanflow_model)
     finetuned.alignment = config.alignment_setting
-    systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed)
+    systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed,
+                                          config.cfg_weight)
     mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
     s3gen_changes = finetuned.s3gen_changes
-    if mode != "fp32" or finetuned.s3gen_changes:
+    if mode != "fp32" or finetuned.s3gen_changes or config.cfg_weight != DEFAULT_CFG_WEIGHT:
         # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
         finetuned.set_mode("fp32")
         finetuned.set_s3gen()
@@ -240,7 +246,8 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         # the heuristics read attention maps the adapter changed: the other setting, same sentences and seed
         finetuned.alignment = not alignment
         name = f"finetuned_alignment_{'on' if finetuned.alignment else 'off'}"
-        systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed)
+        systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed,
+                                       config.cfg_weight)
     del finetuned
     if config.compare_base:
         base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
@@ -266,7 +273,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
                                "n_sentences": len(items), "sentences_without_reference": without_reference,
                                "decoding": decoding, "compare": list(config.compare),
-                               "device": config.device, "mode": mode,
+                               "device": config.device, "mode": mode, "cfg_weight": config.cfg_weight,
                                "s3gen": config.s3gen, "s3gen_changes": s3gen_changes,
                                "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,

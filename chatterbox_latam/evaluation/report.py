@@ -33,10 +33,12 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
     if results.get("decoding"):
         lines += [f"Decoding: {results['decoding']}.", ""]
     if "finetuned_fp32" in systems:  # the fast settings beside upstream's, on the same sentences, voices and seeds
-        fast = ", ".join(part for part in (f"T3 {results.get('mode')}", results.get("s3gen_changes")) if part)
+        cfg = results.get("cfg_weight", 0.5)
+        fast = ", ".join(part for part in (f"T3 {results.get('mode')}", f"cfg_weight {cfg}" if cfg != 0.5 else "",
+                                           results.get("s3gen_changes")) if part)
         lines += [f"`finetuned` ran at {fast}; `finetuned_fp32` is the same model at upstream's settings (T3 fp32, "
-                  "its own S3Gen at 10 fp32 steps) on the same sentences, voices and seeds: judge the fast settings "
-                  "by the difference.", ""]
+                  "cfg_weight 0.5, its own S3Gen at 10 fp32 steps) on the same sentences, voices and seeds: judge "
+                  "the fast settings by the difference.", ""]
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
     for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",

@@ -4,7 +4,8 @@ Upstream asks for every layer's attention at every step (which forces eager atte
 alignment heuristics and copies their attention to the host, grows a dynamic KV cache, and syncs with the host at
 every step to test for the stop token. This decoder
 - keeps SDPA attention and a static KV cache (preallocated to the token budget; no reallocation per step);
-- draws the same random numbers in the same order as upstream (CFG as one batch of two, then upstream's
+- draws the same random numbers in the same order as upstream (CFG as one batch of two, or the conditional row
+  alone at `cfg_weight` 0, where the other cannot count: `cfg_rows`; then upstream's
   repetition penalty, temperature, min-p and top-p, then `torch.multinomial`), so in fp32 it gives upstream's
   tokens on the same weights, inputs and seed;
 - looks at the generated tokens on the host only every `stop_check_every` steps (tokens after the stop token are
@@ -138,15 +139,22 @@ def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: in
             for row, budget in enumerate(budgets)]
 
 
+def cfg_rows(settings: SamplingSettings) -> int:
+    """Backbone rows per utterance: the conditional and CFG's unconditional, or the conditional alone when
+    `cfg_weight` is 0. There `cond + 0 * (cond - uncond)` is `cond`: the unconditional row cannot change a logit,
+    so leaving it out is exact and halves the backbone's work (upstream's multilingual model computes it anyway)."""
+    return 2 if settings.cfg_weight != 0 else 1
+
+
 def _prefix(t3, t3_cond, texts, settings) -> tuple[torch.Tensor, int, list[int]]:
-    """The CFG pairs' prompt embeddings, left-padded to one length: (2 * len(texts), L, D), the conditioning's
-    length and each text's padding."""
+    """The utterances' prompt embeddings (`cfg_rows` each), left-padded to one length: (rows, L, D), the
+    conditioning's length and each text's padding."""
     device, dtype = t3.speech_emb.weight.device, t3.speech_emb.weight.dtype
     cond = cast_cond(t3_cond, device, dtype)
     rows, len_cond = [], 0
     for text in texts:  # row 2i is the conditional, 2i + 1 CFG's unconditional (text zeroed by upstream)
         text = torch.atleast_2d(text).to(device)
-        embeds, len_cond = prefix_embeds(t3, cond, text.expand(2, -1), settings.cfg_weight)
+        embeds, len_cond = prefix_embeds(t3, cond, text.expand(cfg_rows(settings), -1), settings.cfg_weight)
         rows.append(embeds.to(dtype))
     longest = max(row.shape[1] for row in rows)
     padded = [nn.functional.pad(row, (0, 0, longest - row.shape[1], 0)) for row in rows]
@@ -232,6 +240,7 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     hp = t3.hp
     device, dtype = embeds.device, embeds.dtype
     batch, steps_max = len(pads), max(budgets)
+    pair = embeds.shape[0] // batch  # `cfg_rows`
     # The position embeddings of every speech step, looked up once.
     step_pos = t3.speech_pos_emb.get_fixed_embedding(torch.arange(1, steps_max + 1, device=device))[0].to(dtype)
     penalty, min_p, top_p = _processors(settings)
@@ -247,8 +256,11 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
     n = 0
     yield n, generated, False
     for step in range(steps_max):
-        logits = logits_all.view(batch, 2, -1)
-        logits = logits[:, 0] + cfg * (logits[:, 0] - logits[:, 1])
+        if pair == 2:
+            logits = logits_all.view(batch, 2, -1)
+            logits = logits[:, 0] + cfg * (logits[:, 0] - logits[:, 1])
+        else:
+            logits = logits_all.clone()  # (the processors below may write in place)
         seen = generated[:, : step + 1]
         if analyzer is not None:
             logits = analyzer.step(logits, next_token=int(seen[0, -1]))
@@ -266,7 +278,7 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
             if bool(done.all()) or all(n >= budget for budget in budgets):
                 break
             yield n, generated, False
-        embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(2, dim=0)
+        embed = (t3.speech_emb(next_token) + step_pos[step]).to(dtype).repeat_interleave(pair, dim=0)
         logits_all = backbone.step(embed, step)
     yield n, generated, True
 
@@ -286,7 +298,8 @@ class _BackboneSteps:
         self.tfmr, self.head, self.prefix, self.any_pads = tfmr, head, prefix, any(pads)
         cache = StaticCache(config=tfmr.config, max_cache_len=total) if static_cache else DynamicCache()
         self.positions = positions = torch.arange(total, device=device)
-        self.pad = pad = torch.tensor(pads, device=device).repeat_interleave(2)[:, None]  # per CFG row
+        rows_per_text = embeds.shape[0] // len(pads)
+        self.pad = pad = torch.tensor(pads, device=device).repeat_interleave(rows_per_text)[:, None]  # per row
         causal = positions[None, :prefix] <= positions[:prefix, None]
         mask = None
         if self.any_pads:

@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,8 +171,14 @@ def amx_runs(path: str | os.PathLike) -> bool:
         try:
             done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, timeout=600)
             known[key] = done.returncode == 0
+            why = f"exit status {done.returncode}: {done.stderr.decode(errors='replace')[-400:].strip()}"
         except subprocess.TimeoutExpired:
             known[key] = False
+            why = "no answer in 600 s"
+        if not known[key]:
+            warnings.warn(f"llama.cpp's AMX matrix product fails with {library} ({why}); its weights stay out of "
+                          "the AMX buffers (slower). `make install` builds llama.cpp so that it runs: reinstall "
+                          "llama-cpp-python that way (with -fno-dse, past pip's wheel cache).", stacklevel=2)
         write_atomic(known_path, json.dumps(known, indent=1).encode())
     return known[key]
 
@@ -333,7 +340,7 @@ class LlamaCppBackbone:
         import llama_cpp
 
         rows, length, _ = embeds.shape
-        pads = [pads[row // 2] for row in range(rows)] if len(pads) * 2 == rows else list(pads)
+        pads = [pads[row * len(pads) // rows] for row in range(rows)]  # one per utterance: its rows'
         data = embeds.detach().float().cpu().numpy()
         self._context(rows, length + max_new_tokens + 1, rows * length, keep_prefix=shared > 0)
         if shared:
