@@ -50,8 +50,10 @@ $(STAMP): requirements.lock setup.cfg
 
 demo: install
 	$(OFFLINE) $(PY) -m chatterbox_latam.testing.tiny_model --output_dir $(DEMO)/tiny_model
-	$(OFFLINE) $(PY) -m chatterbox_latam.testing.espeak_corpus --output_dir $(DEMO)/corpus
-	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml
+	$(OFFLINE) $(PY) -m chatterbox_latam.testing.espeak_corpus --output_dir $(DEMO)/corpus \
+	    --long_recording $(DEMO)/recordings
+	$(OFFLINE) $(PY) training/segment_recordings.py --config training/recipes/tiny_cpu.yaml
+	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml --extra_inputs $(DEMO)/segmented
 	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
 	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \

@@ -33,6 +33,7 @@ from .constants import (
 from .utils import default_device
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
+DEFAULT_ASR = "openai/whisper-large-v3"
 T3_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 S3GEN_LORA_TARGETS = ["linear_q", "linear_k", "linear_v", "linear_out", "to_q", "to_k", "to_v", "to_out.0"]
 
@@ -99,6 +100,8 @@ class DataConfig:
         default=None,
         metadata={"help": "Raw data: a folder (seed layout, OpenSLR, Common Voice) or a Hugging Face dataset repo id."},
     )
+    extra_inputs: list[str] = field(default_factory=list, metadata={
+        "help": "More folders in the seed's layout read beside input_path (segment_recordings.py's output)."})
     format: str = field(default="auto", metadata={"help": f"Input format, one of {FORMATS}."})
     prepared_dir: str = field(
         default="runs/data",
@@ -291,6 +294,75 @@ class LoggingConfig:
             self.report_to = [r for r in self.report_to if r != "none"] + ["wandb"]
 
 
+SPEAKER_MODES = ("one", "per-file", "diarize")
+DEFAULT_ALIGNER = "jonatasgrosman/wav2vec2-large-xlsr-53-spanish"
+DEFAULT_DIARIZATION = "pyannote/speaker-diarization-community-1"
+
+
+@dataclass
+class SegmentConfig:
+    """What `training/segment_recordings.py` asks for (recipe section `segmentation`): long recordings (podcasts,
+    audiobooks, interviews, a read script) -> clips in the seed's layout that `prepare_data.py` reads."""
+
+    input: list[str] = field(default_factory=list, metadata={
+        "help": "Audio files or folders of them (searched recursively).", "nargs": "+"})
+    output_dir: str = field(default="runs/segmented", metadata={
+        "help": "Where audio/<speaker>/*.wav, metadata.csv, rejected.jsonl and summary.md go."})
+    transcripts: str | None = field(default=None, metadata={
+        "help": "Folder of known texts, one <audio file stem>.txt per recording (an audiobook's chapters): the "
+                "text is aligned to the audio instead of transcribed."})
+    script: str | None = field(default=None, metadata={
+        "help": "A read script: one line per utterance, read in order in one take (needs no model but the VAD)."})
+    language: str = field(default="es", metadata={"help": "Language the ASR transcribes."})
+    accent: str | None = field(default=None, metadata={"help": "Accent label of every clip.",
+                                                        "choices": list(ACCENTS)})
+    speakers: str = field(default="one", metadata={
+        "help": "one speaker for every input (--speaker_id), one per file (its name), or diarize (pyannote; a "
+                "clip where speakers overlap is rejected).", "choices": list(SPEAKER_MODES)})
+    speaker_id: str = field(default="speaker_001", metadata={"help": "The speaker's id with --speakers one."})
+    asr_model: str = field(default=DEFAULT_ASR, metadata={"help": "ASR checkpoint (Hub id or folder) for "
+                                                                  "recordings without text."})
+    aligner_model: str = field(default=DEFAULT_ALIGNER, metadata={
+        "help": "Character CTC checkpoint that aligns known text (--transcripts)."})
+    diarization_model: str = field(default=DEFAULT_DIARIZATION, metadata={
+        "help": "pyannote pipeline for --speakers diarize (a gated Hub repo: accept its terms, set HF_TOKEN)."})
+    min_seconds: float = field(default=3.0, metadata={"help": "Shortest clip (a script's line is kept whole)."})
+    max_seconds: float = field(default=15.0, metadata={"help": "Longest clip."})
+    max_pause: float = field(default=2.0, metadata={"help": "Longest pause kept inside a clip (seconds)."})
+    padding: float = field(default=0.2, metadata={"help": "Silence kept before and after each clip's speech "
+                                                          "(at most half the pause)."})
+    vad_threshold: float = field(default=0.5, metadata={"help": "Silero VAD's speech probability threshold."})
+    min_silence: float = field(default=0.1, metadata={"help": "Shortest pause the VAD separates speech at."})
+    min_logprob: float = field(default=-1.0, metadata={
+        "help": "Reject a clip whose ASR average log-probability per token is lower (Whisper's own failure "
+                "threshold)."})
+    min_align_score: float = field(default=0.2, metadata={
+        "help": "Reject a clip whose aligned words' mean frame probability is lower (known text)."})
+    chars_per_second: list[float] = field(default_factory=lambda: [5.0, 30.0], metadata={
+        "help": "Plausible speaking rates (letters per second of clip): outside them the text does not fit the "
+                "audio.", "nargs": 2})
+    script_tolerance: float = field(default=1.6, metadata={
+        "help": "A script line whose speech is longer or shorter than expected by more than this factor is "
+                "checked by the ASR (or rejected offline)."})
+    max_cer: float = field(default=0.25, metadata={"help": "Largest character error rate between the ASR and a "
+                                                            "script line for the line to be kept."})
+    min_dnsmos: float | None = field(default=3.0, metadata={
+        "help": "Reject a clip whose DNSMOS overall score is lower (music, noise, distortion; 3.0 is the Emilia "
+                "pipeline's threshold); none: keep all."})
+    device: str = field(default_factory=default_device, metadata={"help": "Device of the ASR and aligner."})
+
+    def __post_init__(self):
+        if self.speakers not in SPEAKER_MODES:
+            raise ValueError(f"speakers={self.speakers!r}: use one of {list(SPEAKER_MODES)}.")
+        if self.transcripts and self.script:
+            raise ValueError("give either --transcripts (a text per recording) or --script (one read script), "
+                             "not both.")
+        if not 0 < self.min_seconds < self.max_seconds:
+            raise ValueError(f"min_seconds={self.min_seconds}, max_seconds={self.max_seconds}: use 0 < min < max.")
+        if len(self.chars_per_second) != 2 or not 0 <= self.chars_per_second[0] < self.chars_per_second[1]:
+            raise ValueError(f"chars_per_second={self.chars_per_second}: give a low and a high rate, low < high.")
+
+
 RECIPE_SECTIONS = {
     "model": ModelConfig,
     "training": TrainingConfig,
@@ -298,6 +370,10 @@ RECIPE_SECTIONS = {
     "output": OutputConfig,
     "logging": LoggingConfig,
 }
+
+
+ALL_SECTIONS = {**RECIPE_SECTIONS, "segmentation": SegmentConfig}
+"""Every section a recipe may hold; each script reads its own and skips the others."""
 
 
 @dataclass
@@ -326,7 +402,9 @@ def load_recipe_file(path: str | Path, sections: dict[str, type]) -> dict[str, A
     flat: dict[str, Any] = {}
     for section, values in content.items():
         if section not in sections:
-            raise RecipeError(f"{path}: unknown section '{section}'; this script reads {sorted(sections)}.")
+            if section in ALL_SECTIONS:  # another script's section of the same recipe
+                continue
+            raise RecipeError(f"{path}: unknown section '{section}'; the sections are {sorted(ALL_SECTIONS)}.")
         known = {f.name for f in dataclasses.fields(sections[section])}
         hints = typing.get_type_hints(sections[section])
         for key, value in (values or {}).items():
@@ -396,7 +474,6 @@ def layout_name(variant: str | None = None, t3_model: str | None = None) -> str 
     return variant or (T3_MODELS[t3_model] if t3_model else None)
 
 
-DEFAULT_ASR = "openai/whisper-large-v3"
 DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
 
 METRICS = ("wer", "cer", "speaker_sim", "mos", "rtf")

@@ -3,7 +3,7 @@
 import pytest
 from conftest import ROOT
 
-from chatterbox_latam.config import RECIPE_SECTIONS, RecipeError, parse_recipe
+from chatterbox_latam.config import RECIPE_SECTIONS, RecipeError, SegmentConfig, parse_recipe
 
 TINY = str(ROOT / "training" / "recipes" / "tiny_cpu.yaml")
 
@@ -23,6 +23,16 @@ def test_recipe_values_and_overrides():
 def test_every_shipped_recipe_parses():
     for recipe in (ROOT / "training" / "recipes").glob("*.yaml"):
         parse_recipe(RECIPE_SECTIONS, ["--config", str(recipe)])
+        parse_recipe({"segmentation": SegmentConfig}, ["--config", str(recipe)])
+
+
+def test_each_script_reads_its_own_sections_and_an_unknown_one_is_named(tmp_path):
+    (segmentation,) = parse_recipe({"segmentation": SegmentConfig}, ["--config", TINY])
+    assert segmentation.script.endswith("script.txt") and segmentation.min_dnsmos == 2.5
+    path = tmp_path / "bad.yaml"
+    path.write_text("segmentaton:\n  min_seconds: 2\n")
+    with pytest.raises(RecipeError, match=r"unknown section 'segmentaton'.*'segmentation'"):
+        parse_recipe(RECIPE_SECTIONS, ["--config", str(path)])
 
 
 def test_unknown_key_names_the_known_ones(tmp_path):

@@ -14,7 +14,9 @@ malformed is yielded with its `problem` set, so the preparation report records i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -68,11 +70,23 @@ def iter_rows(config: DataConfig) -> Iterator[SourceRow]:
     fmt = detect_format(config.input_path) if config.format == "auto" else config.format
     readers = {"seed": read_seed, "openslr": read_openslr, "commonvoice": read_commonvoice, "hub": read_hub}
     rows = readers[fmt](config)
+    for extra in config.extra_inputs:
+        if not (Path(extra) / "metadata.csv").exists():
+            raise SourceError(f"extra input {extra} has no metadata.csv: extra_inputs take folders in the seed's "
+                              "layout (segment_recordings.py writes one).")
+        rows = itertools.chain(rows, _prefixed(read_seed(dataclasses.replace(config, input_path=extra)), extra))
     for index, row in enumerate(rows):
         if config.max_rows is not None and index >= config.max_rows:
             break
         if row.accent is None:
             row.accent = config.default_accent
+        yield row
+
+
+def _prefixed(rows: Iterator[SourceRow], folder: str) -> Iterator[SourceRow]:
+    """An extra input's rows, their ids naming the folder (each folder has its own metadata.csv)."""
+    for row in rows:
+        row.row_id = f"{Path(folder).name}/{row.row_id}"
         yield row
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import DEFAULT_ASR, DEFAULT_WAVLM_SV
 from ..data.audio import resample
+from ..data.quality import dnsmos  # noqa: F401 (the evaluation's MOS proxy; preparation uses it too)
 from ..data.text import normalize_spanish
 from ..utils import default_device
 
@@ -150,19 +151,6 @@ def speaker_similarity_wavlm(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sam
     scores = load_wavlm(model)(pairs, sample_rate)
     gc.collect()
     return scores
-
-
-def dnsmos(wavs: Sequence[np.ndarray], sample_rate: int) -> list[dict[str, float]]:
-    """DNSMOS per clip: overall (ovrl), signal (sig), background (bak) and P.808 MOS, each 1-5."""
-    from speechmos import dnsmos as dnsmos_model
-
-    results = []
-    for wav in wavs:
-        audio = np.clip(resample(np.asarray(wav, np.float32), sample_rate, 16_000), -1.0, 1.0)
-        scores = dnsmos_model.run(audio, sr=16_000)
-        results.append({key.removesuffix("_mos"): float(value) for key, value in scores.items()
-                        if key.endswith("_mos")})
-    return results
 
 
 def load_utmos(checkpoint: str | None = None) -> Callable[[Sequence[np.ndarray], int], list[float]]:

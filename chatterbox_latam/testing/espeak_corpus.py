@@ -102,13 +102,60 @@ def generate_corpus(output_dir: str | os.PathLike, speakers: list[Speaker] | Non
     return output_dir
 
 
+LONG_SPEAKER = Speaker("speaker_007", "es-419+m2", 50, 150, "mx")
+"""The voice of the long recording: a speaker the corpus does not hold, so its clips add to it."""
+PAUSES = (0.9, 1.4, 0.7, 1.8, 1.1, 0.8, 1.6, 1.2)
+"""Seconds of silence between the long recording's sentences, in turn (longer than espeak's own pauses)."""
+
+
+def long_recording(output_dir: str | os.PathLike, speaker: Speaker = LONG_SPEAKER,
+                   sentences: list[str] | None = None, lead: float = 0.6) -> Path:
+    """One long take of `sentences` read in order (each trimmed of espeak's own silence, joined by `PAUSES`), as a
+    voice talent reads a prompt list: `recording.wav`, its read script `script.txt` (one line per sentence), its
+    text `transcripts/recording.txt` (the chapter-text case), and `sentences.json` (each sentence's start and end
+    in seconds: where a cut may fall). Reused when complete."""
+    import json
+
+    import librosa
+    import numpy as np
+
+    output_dir = Path(output_dir)
+    if (output_dir / "sentences.json").exists():
+        return output_dir
+    sentences = sentences or SENTENCES
+    with staged_directory(output_dir) as staging:
+        pieces, spans, rate, position = [], [], None, lead
+        for index, text in enumerate(sentences):
+            speak(text, staging / "tmp.wav", speaker.voice, speaker.pitch, speaker.speed)
+            wav, rate = sf.read(str(staging / "tmp.wav"), dtype="float32")
+            wav, _ = librosa.effects.trim(wav, top_db=40)
+            pause = lead if index == 0 else PAUSES[(index - 1) % len(PAUSES)]
+            pieces += [np.zeros(int(pause * rate), np.float32), wav]
+            position = sum(len(p) for p in pieces) / rate
+            spans.append([round(position - len(wav) / rate, 3), round(position, 3)])
+        (staging / "tmp.wav").unlink()
+        pieces.append(np.zeros(int(lead * rate), np.float32))
+        sf.write(str(staging / "recording.wav"), np.concatenate(pieces), rate, subtype="PCM_16")
+        (staging / "script.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+        (staging / "transcripts").mkdir()
+        (staging / "transcripts" / "recording.txt").write_text(" ".join(sentences) + "\n", encoding="utf-8")
+        (staging / "sentences.json").write_text(json.dumps({"speaker_id": speaker.speaker_id, "accent": speaker.accent,
+                                                            "sentences": sentences, "spans": spans}, indent=1))
+    return output_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="runs/demo/corpus", help="Folder to write the corpus to.")
     parser.add_argument("--utterances_per_speaker", type=int, default=8, help="Sentences each speaker reads.")
+    parser.add_argument("--long_recording", default=None,
+                        help="Also write one long take of every sentence by another voice, with its read script, "
+                             "to this folder (what segment_recordings.py cuts).")
     args = parser.parse_args(argv)
     path = generate_corpus(args.output_dir, utterances_per_speaker=args.utterances_per_speaker)
     print(f"corpus: {path}")
+    if args.long_recording:
+        print(f"long recording: {long_recording(args.long_recording)}")
 
 
 if __name__ == "__main__":
