@@ -248,6 +248,15 @@ def test_speakers_per_file_from_two_voices(take, tiny_aligner, tmp_path):
     assert all(r["audio_path"].startswith(f"audio/{r['speaker_id']}/") for r in rows)
     assert " ".join(r["transcript"] for r in rows if r["speaker_id"] == "bruno").split() == \
         " ".join(SENTENCES[:4]).split()
+    # The wrong text for a recording (far longer than it can say) is reported, the other recording still cut.
+    (texts / "bruno.txt").write_text(" ".join(SENTENCES * 40), encoding="utf-8")
+    out = tmp_path / "out-wrong-text"
+    segment_recordings(SegmentConfig(input=[str(first), str(second)], output_dir=str(out), transcripts=str(texts),
+                                     aligner_model=str(tiny_aligner), speakers="per-file", min_align_score=0.0,
+                                     max_seconds=100.0, chars_per_second=[0.0, 1000.0], min_dnsmos=None,
+                                     device="cpu"), progress=False)
+    assert {r["speaker_id"] for r in _rows(out)} == {"ana"}
+    assert [r["reason"] for r in _rejected(out) if r["source"] == str(second)] == ["unalignable"]
 
 
 def test_script_runs_from_a_recipe_section_and_says_what_to_do_without_an_asr(take, tmp_path):
@@ -310,3 +319,14 @@ def test_diarised_speakers_get_their_own_clips_and_overlapped_speech_is_left_out
     assert by_speaker["recording_SPEAKER_00"] == " ".join(sentences[:3] + sentences[4:6]).split()
     (overlap,) = _rejected(out)
     assert overlap["reason"] == "overlapping_speakers" and overlap["text"] == sentences[3]
+
+
+def test_diarisation_that_cannot_load_says_what_to_do_before_any_work(take, tmp_path):
+    from chatterbox_latam.data.transcribe import ModelUnavailable
+
+    folder, _ = take
+    with pytest.raises(ModelUnavailable, match="HF_TOKEN"):
+        segment_recordings(SegmentConfig(input=[str(folder / "recording.wav")], output_dir=str(tmp_path / "out"),
+                                         speakers="diarize", diarization_model=str(tmp_path / "no-pipeline"),
+                                         device="cpu"), transcriber=StandInAsr({}), progress=False)
+    assert not (tmp_path / "out" / ".work").exists()

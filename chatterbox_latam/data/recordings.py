@@ -60,6 +60,7 @@ SEGMENT_REASONS = {
     "implausible_rate": "letters per second outside chars_per_second: the text does not fit the audio",
     "low_quality": "DNSMOS overall below min_dnsmos (noise, music, distortion)",
     "overlapping_speakers": "two speakers talk at once",
+    "unalignable": "the known text cannot be aligned to the recording (longer than the audio, or too long at once)",
     "length_mismatch": "a script line's speech is much longer or shorter than the line, and no ASR could check it",
     "script_mismatch": "the ASR hears something else than the script line",
     "unmatched_line": "a script line with no speech that fits it (skipped when reading?)",
@@ -243,7 +244,13 @@ class Segmenter:
         if not regions:
             raise RecordingRejected("no_speech", f"{duration:.1f} s without speech")
         text = self.known_text(path)
-        words = self.aligner().align(wav16, text) if text is not None else self.transcriber().words(wav16)
+        if text is None:
+            words = self.transcriber().words(wav16)
+        else:
+            try:
+                words = self.aligner().align(wav16, text)
+            except ValueError as error:
+                raise RecordingRejected("unalignable", str(error)) from None
         if self.config.speakers != "diarize":
             return self.cut(regions, duration, self.speaker_for(path), words)
         labels = speakers_of(regions, self.diarizer()(wav16))
@@ -432,6 +439,8 @@ class Segmenter:
 
         paths = find_recordings(self.config.input)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.speakers == "diarize" and not self.config.script:
+            self.diarizer()  # a gated or unreachable pipeline fails now, with what to do
         if self.config.script:
             records = self.script_records(paths)
         else:

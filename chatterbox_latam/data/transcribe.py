@@ -26,6 +26,11 @@ from .text import normalize_spanish
 from .vad import VAD_SR, Word
 
 
+MAX_ALIGNMENT_TABLE = 6e9
+"""Bytes of forced alignment's back-pointer table (frames x (2 x characters + 1)): a 30-minute chapter of about
+27,000 characters takes about 5 GB."""
+
+
 class ModelUnavailable(RuntimeError):
     """An ASR or aligner checkpoint that cannot be loaded (offline, wrong id); the message says what to do."""
 
@@ -150,6 +155,10 @@ class CtcAligner:
         if needed > frames:
             raise ValueError(f"the text needs {needed} frames but the audio has {frames}: the text is longer than "
                              "the recording (is it the right file?).")
+        if frames * (2 * len(targets) + 1) > MAX_ALIGNMENT_TABLE:
+            raise ValueError(f"{len(wav) / VAD_SR / 60:.0f} minutes with {len(words)} words is too long to align at "
+                             f"once (the aligner's table would take {frames * (2 * len(targets) + 1) / 1e9:.0f} GB): "
+                             "split the recording and its text into chapters of at most about 30 minutes.")
         path, scores = F.forced_align(torch.from_numpy(emission)[None], torch.tensor([targets], dtype=torch.int32),
                                       blank=self.blank)
         spans = F.merge_tokens(path[0], scores[0].exp(), blank=self.blank)
