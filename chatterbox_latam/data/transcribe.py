@@ -25,7 +25,6 @@ from ..config import DEFAULT_ALIGNER, DEFAULT_ASR
 from .text import normalize_spanish
 from .vad import VAD_SR, Word
 
-
 MAX_ALIGNMENT_TABLE = 6e9
 """Bytes of forced alignment's back-pointer table (frames x (2 x characters + 1)): a 30-minute chapter of about
 27,000 characters takes about 5 GB."""
