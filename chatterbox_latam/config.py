@@ -568,6 +568,11 @@ class EvalConfig(SynthesisConfig):
         "help": "Local utmos_state_dict.pt (default: from the Hub repo Blinorot/UTMOS-PyTorch)."})
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many sentences."})
     seed: int = field(default=0, metadata={"help": "Sampling seed for synthesis."})
+    goals: bool | None = field(default=None, metadata={
+        "help": "Measure the seed's goals: expressivity control kept (pitch, energy and rate at exaggeration 0.25, "
+                "0.5, 0.9) and cloning from 3, 6 and 10 s of reference, fine-tune and base (default: with all "
+                "metrics, the full evaluation).", "nargs": "?", "const": True})
+    goals_sentences: int = field(default=6, metadata={"help": "Test sentences the goals are measured on."})
     cfg_weight: float = field(default=0.5, metadata={
         "help": "The fine-tune's classifier-free guidance weight (upstream's 0.5 by default). 0 decodes one "
                 "backbone row instead of two (exact, about twice as fast on a CPU); at another value than 0.5 the "
@@ -578,6 +583,8 @@ class EvalConfig(SynthesisConfig):
         unknown = sorted(set(self.metrics) - {*METRICS, "all"})
         if unknown:
             raise ValueError(f"metrics {unknown}: use any of {list(METRICS)}, or all.")
+        if self.goals is None:  # the full evaluation measures them
+            self.goals = "all" in self.metrics or set(self.metrics) >= set(METRICS)
         if "all" in self.metrics:
             self.metrics = list(METRICS)
         self.wavlm_model = self.wavlm_model or None

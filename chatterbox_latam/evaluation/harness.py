@@ -27,6 +27,7 @@ from ..config import EvalConfig
 from ..data.audio import resample
 from ..utils import write_wav
 from . import metrics
+from .goals import cloning_by_reference_length, expressivity
 from .report import TARGETS, write_plots, write_report
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,20 @@ def load_system(source: str, config: EvalConfig, t3_model: str | None = None):
     return ChatterboxLatamTTS.from_pretrained(source, config.device, t3_model=t3_model)
 
 
+def measure_goals(synthesizer, name: str, items: list[TestItem], seed: int, goals: dict[str, dict]) -> None:
+    """The seed's goals (`goals.py`) for one system, at upstream's synthesis settings (T3 fp32, its own S3Gen):
+    the models are compared, not the speed settings."""
+    synthesizer.set_mode("fp32")
+    synthesizer.set_s3gen()
+    goals["expressivity"][name] = expressivity(
+        lambda item, exaggeration: synthesizer.synthesize(item.text, item.reference, item.sample_rate,
+                                                          exaggeration=exaggeration, seed=seed),
+        items, synthesizer.sr)
+    goals["cloning"][name] = cloning_by_reference_length(
+        lambda item, reference: synthesizer.synthesize(item.text, reference, item.sample_rate, seed=seed),
+        items, synthesizer.sr, metrics.speaker_similarity)
+
+
 def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None) -> dict[str, Any]:
     """Runs the whole evaluation (see the module docstring) and returns what `results.json` holds.
 
@@ -248,15 +263,26 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         name = f"finetuned_alignment_{'on' if finetuned.alignment else 'off'}"
         systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed,
                                        config.cfg_weight)
+    goals: dict[str, dict[str, Any]] = {"expressivity": {}, "cloning": {}}
+    if config.goals:
+        finetuned.alignment = alignment
+        measure_goals(finetuned, "finetuned", items[: config.goals_sentences], config.seed, goals)
     del finetuned
-    if config.compare_base:
-        base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
-                                     if is_adapter_dir(config.checkpoint) else None)
-        if not base:
-            raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
-                             "adapter folder that names it).")
-        systems["base"] = synthesize_all(load_system(base, config, _adapter_t3_model(config.checkpoint)), items,
-                                         output_dir / "audio" / "base", config.seed)
+    base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
+                                 if is_adapter_dir(config.checkpoint) else None)
+    if config.compare_base and not base:
+        raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
+                         "adapter folder that names it).")
+    if config.compare_base or (config.goals and base):
+        base_model = load_system(base, config, _adapter_t3_model(config.checkpoint))
+        if config.compare_base:
+            systems["base"] = synthesize_all(base_model, items, output_dir / "audio" / "base", config.seed)
+        if config.goals:
+            measure_goals(base_model, "base", items[: config.goals_sentences], config.seed, goals)
+        del base_model
+    elif config.goals:
+        skipped["goals: base"] = ("the base is unknown (the checkpoint is not an adapter that names it): pass "
+                                  "--base_model to measure it beside the fine-tune.")
     for other in config.compare:
         name = system_name(other)
         if name in systems:
@@ -278,7 +304,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
-                               "systems": {}}
+                               "systems": {}, **({"goals": goals} if config.goals else {})}
     for name, outputs in systems.items():
         samples = score(items, outputs, wanted, transcriber, wavlm, utmos)
         per_accent = defaultdict(list)

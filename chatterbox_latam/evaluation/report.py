@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .goals import goals_report, write_goal_plots
+
 logger = logging.getLogger(__name__)
 TARGETS = {  # the seed's table: metric -> (comparison, value)
     "wer_spanish": ("<", 0.15),
@@ -66,6 +68,8 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n")
             lines.append(f"- {system}, {accent or 'unknown'} ({values['n']}): {shown}")
     lines += ["", "![per accent](plots/per_accent.png)", "", "![distributions](plots/distributions.png)", ""]
+    if results.get("goals"):
+        lines += goals_report(results["goals"])
     (output_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -109,4 +113,5 @@ def write_plots(results: dict[str, Any], output_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(plots / "distributions.png", dpi=100)
     plt.close(fig)
-
+    if results.get("goals"):
+        write_goal_plots(results["goals"], plots)

@@ -1,0 +1,72 @@
+"""The seed's goals measured: prosody spreads on signals whose spreads are known, and the whole measurement on the
+tiny model (fine-tune and base, exaggerations, references cut to 3, 6 and 10 s of corpus speech)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chatterbox_latam.config import EvalConfig
+from chatterbox_latam.evaluation.goals import REFERENCE_SECONDS, prosody, reference_of
+from chatterbox_latam.evaluation.harness import evaluate_checkpoint, load_test_items
+
+SR = 24_000
+
+
+def _tone(freq, amplitude, seconds=1.0):
+    t = np.arange(int(seconds * SR)) / SR
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_prosody_returns_the_known_pitch_and_energy_spreads():
+    # 150 Hz then 300 Hz: 12 semitones apart, half the voiced frames each -> a standard deviation of 6 semitones;
+    # amplitude 0.5 then 0.05: 20 dB apart -> 10 dB.
+    spread = prosody(np.concatenate([_tone(150, 0.5), _tone(300, 0.05)]), SR, "hola mundo")
+    assert spread["f0_spread"] == pytest.approx(6.0, abs=0.4)
+    assert spread["energy_spread"] == pytest.approx(10.0, abs=1.0)
+    assert spread["speaking_rate"] == pytest.approx(9 / 2.0, rel=0.1)  # 9 letters over 2 s of sound
+    flat = prosody(np.concatenate([_tone(200, 0.3), _tone(200, 0.3)]), SR)
+    assert flat["f0_spread"] < 0.3 and flat["energy_spread"] < 1.0 and "speaking_rate" not in flat
+
+
+def test_references_come_from_the_speakers_other_audio_never_the_sentence_itself(corpus):
+    items = load_test_items(str(corpus))
+    item = items[0]
+    speaker = [it for it in items if it.speaker_id == item.speaker_id]
+    for seconds in REFERENCE_SECONDS:
+        reference, actual = reference_of(items, item, seconds)
+        assert actual == pytest.approx(min(seconds, actual), abs=1e-6) and actual <= seconds
+        assert len(reference) == round(actual * item.sample_rate)
+    available = sum(len(it.truth) for it in speaker[1:]) / item.sample_rate
+    assert reference_of(items, item, 3.0)[1] == pytest.approx(3.0)  # real clips are joined up to the length
+    assert reference_of(items, item, 1000.0)[1] >= available  # all of it, the sentence's own audio left out
+    own = item.truth[: item.sample_rate]
+    joined = reference_of(items, item, 1000.0)[0]
+    windows = np.lib.stride_tricks.sliding_window_view(joined, len(own))[:: item.sample_rate // 50]
+    assert not any(np.allclose(w, own) for w in windows)
+
+
+def test_evaluation_measures_the_goals_for_fine_tune_and_base(trained_adapter, corpus, tmp_path):
+    adapter = trained_adapter
+    results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(corpus), output_dir=str(tmp_path),
+                                             metrics=["rtf"], max_samples=2, goals=True, goals_sentences=2))
+    goals = results["goals"]
+    assert set(goals["expressivity"]) == set(goals["cloning"]) == {"finetuned", "base"}
+    for system in ("finetuned", "base"):
+        table = goals["expressivity"][system]["by_exaggeration"]
+        assert set(table) == {"0.25", "0.5", "0.9"} and all(np.isfinite(table["0.5"][k]) for k in table["0.5"])
+        assert set(goals["expressivity"][system]["rises"]) == {"f0_spread", "energy_spread", "speaking_rate"}
+        cloning = goals["cloning"][system]["by_reference_seconds"]
+        assert [cloning[str(s)]["reference_seconds"] for s in REFERENCE_SECONDS][0] == pytest.approx(3.0)
+        assert all(-1 <= cloning[str(s)]["speaker_sim"] <= 1 for s in REFERENCE_SECONDS)
+        assert set(goals["cloning"][system]["per_accent"]) == {it["accent"] for it in
+                                                               results["systems"]["finetuned"]["samples"]}
+    report = (tmp_path / "report.md").read_text()
+    assert "## The seed's goals" in report and "| finetuned | 0.9 |" in report
+    for plot in ("expressivity.png", "cloning.png"):
+        assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "results.json").read_text())["goals"] == goals
+    assert not EvalConfig(checkpoint="x", test_data="y", output_dir="z", metrics=["rtf"]).goals
+    assert EvalConfig(checkpoint="x", test_data="y", output_dir="z").goals  # the full evaluation measures them
