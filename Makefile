@@ -57,7 +57,7 @@ demo: install
 	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
 	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \
-	    --output_dir $(DEMO)/eval --compare_base --s3gen meanflow
+	    --output_dir $(DEMO)/eval --compare_base --s3gen meanflow --goals_sentences 2
 	$(OFFLINE) $(PY) training/merge.py --adapter $(DEMO)/checkpoints/final --output_dir $(DEMO)/merged \
 	    --default_voice $(DEMO)/corpus/audio/speaker_001/audio_001.wav
 	$(OFFLINE) $(PY) training/generate.py --model $(DEMO)/merged --texts examples/textos.txt \

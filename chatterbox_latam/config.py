@@ -251,6 +251,10 @@ class TrainingConfig:
             raise ValueError(f"uncond_fraction={self.uncond_fraction}: use a share in [0, 1).")
 
 
+BEST_MODEL_METRICS = {"eval_speaker_sim": True, "eval_dnsmos": True, "eval_wer": False, "eval_loss": False}
+"""The metrics a checkpoint can be chosen by, and whether higher is better."""
+
+
 @dataclass
 class OutputConfig:
     """The seed's `output:` section: where checkpoints go, how often, and the Hub."""
@@ -264,10 +268,20 @@ class OutputConfig:
     push_to_hub: bool = field(default=False, metadata={"help": "Push adapters to hub_model_id at saves and at the end."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for the adapters (USER/NAME)."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    metric_for_best_model: str | None = field(default=None, metadata={
+        "help": "Keep the checkpoint whose evaluation scored best on this metric as the final adapter (the one "
+                "pushed and merged): eval_speaker_sim, eval_dnsmos, eval_wer (with logging.eval_asr_model) or "
+                "eval_loss; the audio metrics score logging.eval_audio_samples sentences of speakers not in "
+                "training. Default: the last checkpoint."})
 
     def __post_init__(self):
         if self.save_every < 1:
             raise ValueError(f"save_every={self.save_every}: must be >= 1.")
+        if self.metric_for_best_model and not self.metric_for_best_model.startswith("eval_"):
+            self.metric_for_best_model = f"eval_{self.metric_for_best_model}"
+        if self.metric_for_best_model and self.metric_for_best_model not in BEST_MODEL_METRICS:
+            raise ValueError(f"metric_for_best_model={self.metric_for_best_model!r}: use one of "
+                             f"{sorted(BEST_MODEL_METRICS)}.")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("push_to_hub is set but hub_model_id is not: set hub_model_id: USER/NAME.")
 
@@ -288,6 +302,9 @@ class LoggingConfig:
         default=True,
         metadata={"help": "Score those samples too: speaker similarity (resemblyzer) and DNSMOS, logged as eval/*."},
     )
+    eval_asr_model: str | None = field(default=None, metadata={
+        "help": "ASR checkpoint (Hub id or folder, e.g. openai/whisper-large-v3) that also scores the samples' "
+                "WER at each evaluation (eval/wer); none: no WER."})
 
     def __post_init__(self):
         if self.wandb_project and "wandb" not in self.report_to:

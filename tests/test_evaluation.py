@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chatterbox_latam.config import EvalConfig
@@ -57,6 +58,22 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     for plot in ("per_accent.png", "distributions.png"):
         assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     assert len(list((tmp_path / "audio" / "finetuned").glob("*.wav"))) == 2
+
+    # The full evaluation measures the seed's goals, fine-tune and base, on the same sentences.
+    goals = results["goals"]
+    assert set(goals["expressivity"]) == set(goals["cloning"]) == {"finetuned", "base"}
+    for system in ("finetuned", "base"):
+        table = goals["expressivity"][system]["by_exaggeration"]
+        assert set(table) == {"0.25", "0.5", "0.9"} and all(np.isfinite(v) for v in table["0.5"].values())
+        assert set(goals["expressivity"][system]["rises"]) == {"f0_spread", "energy_spread", "speaking_rate"}
+        cloning = goals["cloning"][system]["by_reference_seconds"]
+        assert 0 < cloning["3.0"]["reference_seconds"] <= cloning["10.0"]["reference_seconds"] <= 10.0
+        assert all(-1 <= cloning[s]["speaker_sim"] <= 1 for s in cloning)
+        assert set(goals["cloning"][system]["per_accent"]) == {item.accent for item in items}
+    assert "## The seed's goals" in report and "| finetuned | 0.9 |" in report and "| base | 0.25 |" in report
+    for plot in ("expressivity.png", "cloning.png"):
+        assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert saved["goals"] == goals
 
 
 def test_seed_layout_test_data_offline_asr_and_fast_settings_beside_upstreams(adapter, corpus, tmp_path, hub):

@@ -114,6 +114,45 @@ def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_
         find_resume_checkpoint(resumed, str(tmp_path))
 
 
+def test_the_checkpoint_the_listening_scores_prefer_is_the_final_adapter_and_resume_stays_exact(
+        prepared, tiny_checkpoint, tmp_path):
+    """Checkpoints every 2 steps of 6, each evaluation speaking a held-out sentence; a stand-in scorer prefers the
+    audio of step 4: the final adapter is checkpoint-4's, not the last one's, in a straight run and in one resumed
+    from step 2 (bitwise: the synthesis at each evaluation leaves training's random numbers alone)."""
+    preference = {2: 0.2, 4: 0.9, 6: 0.5}
+    heard = []
+
+    def scorer(wavs, samples, sample_rate, step):
+        heard.append((step, len(samples), all(len(w) > 0 for w in wavs)))
+        return {"eval_speaker_sim": preference[step], "eval_dnsmos": 1.0}
+
+    common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "8", "--save_total_limit", "10",
+              "--eval_audio_samples", "1", "--metric_for_best_model", "speaker_sim"]
+    straight = tmp_path / "straight"
+    run_finetune(_recipe(prepared, tiny_checkpoint, straight, *common), scorer=scorer)
+    assert heard == [(2, 1, True), (4, 1, True), (6, 1, True)]
+    final = _adapter(straight / "final")
+    chosen, last = _adapter(straight / "checkpoint-4"), _adapter(straight / "checkpoint-6")
+    assert all(torch.equal(final[k], chosen[k]) for k in final)
+    assert any(not torch.equal(final[k], last[k]) for k in final)
+    metadata = json.loads((straight / "final" / "adapter.json").read_text())
+    assert metadata["chosen_checkpoint"] == {"checkpoint": "checkpoint-4", "metric": "eval_speaker_sim",
+                                             "value": 0.9}
+    history = json.loads((straight / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    assert [h["eval_speaker_sim"] for h in history if "eval_speaker_sim" in h][:3] == [0.2, 0.9, 0.5]
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    run_finetune(_recipe(prepared, tiny_checkpoint, resumed, *common, "--resume", "latest"), scorer=scorer)
+    again = _adapter(resumed / "final")
+    assert all(torch.equal(again[k], final[k]) for k in final)
+    assert all(torch.equal(_adapter(resumed / "checkpoint-6")[k], last[k]) for k in last)  # the run itself is exact
+    with pytest.raises(ValueError, match="eval_audio_samples"):
+        run_finetune(_recipe(prepared, tiny_checkpoint, tmp_path / "silent", "--max_steps", "2", "--save_every", "2",
+                             "--metric_for_best_model", "speaker_sim"))
+
+
 def test_sigterm_writes_a_complete_checkpoint_then_resumes(prepared, tiny_checkpoint, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, str(ROOT / "training" / "run.py"),

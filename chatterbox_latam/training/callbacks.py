@@ -1,14 +1,15 @@
 """Trainer callbacks: prompts redrawn each epoch (`PromptEpochCallback`) and audio samples spoken at each
-evaluation and logged (`AudioSamplesCallback`)."""
+evaluation, logged and scored (`AudioSamplesCallback`, `ListeningScores`): the scores a checkpoint can be chosen
+by (`output.metric_for_best_model`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import TrainerCallback
 
@@ -29,47 +30,53 @@ class PromptEpochCallback(TrainerCallback):
         self.collator.epoch = int(state.epoch or 0)
 
 
-class AudioSamplesCallback(TrainerCallback):
-    """At each evaluation, synthesises a few validation sentences with the current adapter and logs them as audio
-    (TensorBoard `add_audio`, `wandb.Audio`); with `score=True` also the evaluation harness's subset that needs no
-    download: speaker similarity to the reference (resemblyzer) and DNSMOS, as `eval/speaker_sim`, `eval/dnsmos`."""
+Scorer = Callable[..., dict[str, float]]
+"""`(wavs, samples, sample_rate, step=global_step) -> {"eval_<metric>": value}`: how the spoken samples are
+scored."""
 
-    def __init__(self, synthesize, samples: list[dict[str, Any]], sample_rate: int, score: bool = True):
+
+class AudioSamplesCallback(TrainerCallback):
+    """At each evaluation, synthesises a few held-out sentences with the current adapter and logs them as audio
+    (TensorBoard `add_audio`, `wandb.Audio`); with `score=True` also scores them (`scorer`, by default
+    `listening_scores`: speaker similarity to the reference, DNSMOS, and WER with an ASR), logs the scores as
+    `eval/<metric>` and adds them to the evaluation's metrics, where `metric_for_best_model` finds them (the
+    Trainer keeps the best checkpoint by them). With several processes the first scores and the others receive
+    its scores, so every process agrees on the best checkpoint."""
+
+    def __init__(self, synthesize, samples: list[dict[str, Any]], sample_rate: int, score: bool = True,
+                 scorer: Scorer | None = None, asr_model: str | None = None):
         self.synthesize = synthesize
         self.samples = samples
         self.sample_rate = sample_rate
         self.score = score
+        self.scorer = scorer or ListeningScores(asr_model)
 
-    def on_evaluate(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero or not self.samples:
-            return
-        # Synthesis and scoring draw random numbers (CFM noise, model initialisation); training must not notice.
-        python_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            self._evaluate(args, state, model)
-        random.setstate(python_state)
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        scores: dict[str, float] = {}
+        if state.is_world_process_zero and self.samples:
+            # Synthesis and scoring draw random numbers (CFM noise, model initialisation); training must not notice.
+            python_state = random.getstate()
+            with torch.random.fork_rng(devices=[]):
+                scores = self._evaluate(args, state, model)
+            random.setstate(python_state)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            box = [scores]
+            torch.distributed.broadcast_object_list(box, src=0)
+            scores = box[0]
+        if metrics is not None:
+            metrics.update(scores)
 
-    def _evaluate(self, args, state, model):
+    def _evaluate(self, args, state, model) -> dict[str, float]:
         clips = []
         for i, sample in enumerate(self.samples):
             wav = self.synthesize(unwrap_model(model), sample)
             clips.append((f"eval_audio/{i}_{sample.get('accent') or 'es'}", wav, sample["text"]))
-        scores = self._score(clips) if self.score else {}
+        scores = (self.scorer([wav for _, wav, _ in clips], self.samples, self.sample_rate, step=state.global_step)
+                  if self.score else {})
         if scores:
             state.log_history.append({**scores, "step": state.global_step})
         self._write(args, state, clips, scores)
-
-    def _score(self, clips) -> dict[str, float]:
-        from ..data.audio import resample
-        from ..evaluation import metrics
-
-        usable = [(wav, sample) for (_, wav, _), sample in zip(clips, self.samples) if len(wav) > self.sample_rate // 4]
-        if not usable:
-            return {}
-        pairs = [(wav, resample(s["reference"], s["reference_sr"], self.sample_rate)) for wav, s in usable]
-        similarity = metrics.speaker_similarity(pairs, self.sample_rate)
-        mos = metrics.dnsmos([wav for wav, _ in usable], self.sample_rate)
-        return {"eval_speaker_sim": float(np.mean(similarity)), "eval_dnsmos": float(np.mean([m["ovrl"] for m in mos]))}
+        return scores
 
     def _write(self, args, state, clips, scores):
         report = set(args.report_to or [])
@@ -92,3 +99,47 @@ class AudioSamplesCallback(TrainerCallback):
                 logged.update({key.replace("eval_", "eval/"): value for key, value in scores.items()})
                 wandb.log(logged, step=state.global_step)
 
+
+class ListeningScores:
+    """The default `Scorer`: speaker similarity of each sample to its reference (resemblyzer) and DNSMOS, both
+    local; WER against the sentence when an ASR checkpoint is given and can be loaded (once). A sample too short to
+    score (under a quarter of a second) counts as the worst value, so a checkpoint that stops at once never wins."""
+
+    def __init__(self, asr_model: str | None = None):
+        self.asr_model = asr_model
+        self._asr = None
+
+    def asr(self):
+        if self.asr_model and self._asr is None:
+            from ..evaluation import metrics
+
+            try:
+                self._asr = metrics.load_asr(self.asr_model)
+            except metrics.MetricModelUnavailable as error:
+                logger.warning("eval/wer is not scored during training: %s", error)
+                self.asr_model = None
+        return self._asr
+
+    def __call__(self, wavs, samples, sample_rate, step: int | None = None) -> dict[str, float]:
+        from ..data.audio import resample
+        from ..evaluation import metrics
+
+        usable = [i for i, wav in enumerate(wavs) if len(wav) > sample_rate // 4]
+        n = len(wavs)
+        similarity = metrics.speaker_similarity(
+            [(wavs[i], resample(samples[i]["reference"], samples[i]["reference_sr"], sample_rate)) for i in usable],
+            sample_rate) if usable else []
+        mos = metrics.dnsmos([wavs[i] for i in usable], sample_rate) if usable else []
+        # unusable samples count as similarity 0 and DNSMOS 1 (the scales' floors)
+        scores = {"eval_speaker_sim": sum(similarity) / n,
+                  "eval_dnsmos": (sum(m["ovrl"] for m in mos) + 1.0 * (n - len(usable))) / n}
+        asr = self.asr()
+        if asr is not None:
+            import jiwer
+
+            heard = asr([wavs[i] for i in usable], sample_rate) if usable else []
+            texts = {i: h for i, h in zip(usable, heard)}
+            references = [metrics.normalize_spanish_for_wer(s["text"]) for s in samples]
+            hypotheses = [metrics.normalize_spanish_for_wer(texts.get(i, "")) for i in range(n)]
+            scores["eval_wer"] = float(jiwer.wer(references, hypotheses))
+        return scores

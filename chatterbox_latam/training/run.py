@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..config import Recipe
+from ..config import BEST_MODEL_METRICS, Recipe
 from ..constants import S3GEN_SR
 from ..data.collator import ChatterboxCollator, PromptPool, usable_rows
 from ..data.dataset import load_prepared, mono_samples, row_index, tokenize_dataset
@@ -28,7 +28,7 @@ from ..models.lora import (
     trainable_parameters,
 )
 from ..utils import default_device
-from .callbacks import AudioSamplesCallback, PromptEpochCallback
+from .callbacks import AudioSamplesCallback, PromptEpochCallback, Scorer
 from .checkpoints import find_resume_checkpoint
 from .model import ChatterboxForTraining
 from .trainer import ChatterboxTrainer
@@ -70,6 +70,9 @@ def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool):
         save_total_limit=o.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=eval_every if has_eval else None,
+        metric_for_best_model=o.metric_for_best_model,
+        greater_is_better=BEST_MODEL_METRICS.get(o.metric_for_best_model) if o.metric_for_best_model else None,
+        load_best_model_at_end=bool(o.metric_for_best_model),
         logging_steps=lg.log_every,
         logging_first_step=True,
         report_to=[r for r in lg.report_to if r != "none"] or "none",
@@ -145,15 +148,35 @@ def _accent_subsets(dataset, recipe: Recipe) -> dict[str, Any]:
 
 
 def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
-    """A few validation sentences with their reference (prompt) audio, for the audio-sample callback."""
+    """A few sentences with their reference (prompt) audio, for the audio-sample callback: of speakers not in
+    training where the validation or the test split holds some (preparation's `heldout_speakers` go to the test
+    split), else of the validation split. Always the same rows, so evaluations compare."""
     count = recipe.logging.eval_audio_samples
     if count <= 0 or "validation" not in dataset or len(dataset["validation"]) == 0:
         return []
     where = row_index(dataset)
     samples = []
-    validation = dataset["validation"]
-    if "prompt_source" in validation.column_names:  # a reference from another clip, never the row's own audio
-        validation = validation.filter(lambda source: source == "other", input_columns="prompt_source")
+    trained = set(dataset["train"]["speaker_id"])
+    candidates = []
+    for name in ("validation", "test"):
+        if name not in dataset:
+            continue
+        rows = dataset[name]
+        if "prompt_source" in rows.column_names:  # a reference from another clip, never the row's own audio
+            rows = rows.filter(lambda source: source == "other", input_columns="prompt_source")
+        candidates.append((name, rows.filter(lambda speaker: speaker not in trained, input_columns="speaker_id"),
+                           rows))
+    held_out = next(((name, rows) for name, rows, _ in candidates if len(rows)), None)
+    if held_out is None:
+        validation = candidates[0][2]
+        if recipe.output.metric_for_best_model not in (None, "eval_loss"):
+            logger.warning("no speakers outside training in the validation or test split: the checkpoint is chosen "
+                           "on validation sentences of trained speakers (prepare with heldout_speakers for unseen "
+                           "ones).")
+    else:
+        name, validation = held_out
+        logger.info("audio samples: %d sentences of speakers not in training (%s split)", min(count, len(validation)),
+                    name)
     for row in validation.select(range(min(count, len(validation)))):
         split, index = where[row["prompt_id"]]
         reference, reference_sr = mono_samples(dataset[split][index]["audio"])
@@ -229,8 +252,9 @@ def preparation_settings(recipe: Recipe) -> dict[str, Any]:
                                    for key in ("trim_silence", "trim_top_db", "target_loudness")}}
 
 
-def run_finetune(recipe: Recipe) -> list[TrainingResult]:
-    """Trains the adapters the recipe asks for (one shared, or one per accent)."""
+def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingResult]:
+    """Trains the adapters the recipe asks for (one shared, or one per accent). `scorer` replaces how the audio
+    samples are scored at each evaluation (`callbacks.ListeningScores` by default)."""
     from transformers.trainer_utils import set_seed
 
     checkpoint = resolve_checkpoint(recipe.model.base_model, variant=recipe.model.model_variant,
@@ -266,12 +290,22 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
         eval_split = eval_split if eval_split is not None and len(eval_split) else None
         args = training_arguments(recipe, output_dir, has_eval=eval_split is not None)
         callbacks = [PromptEpochCallback(collator)]
+        listening = None
         if s3gen is not None and model.t3 is not None and eval_split is not None:
             samples = _audio_samples(subset, recipe)
             if samples:
-                callbacks.append(AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
-                                                      sample_rate=S3GEN_SR,
-                                                      score=recipe.logging.eval_audio_metrics))
+                listening = AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
+                                                 sample_rate=S3GEN_SR, score=recipe.logging.eval_audio_metrics,
+                                                 scorer=scorer, asr_model=recipe.logging.eval_asr_model)
+                callbacks.append(listening)
+        best = recipe.output.metric_for_best_model
+        if best and best != "eval_loss" and (listening is None or not recipe.logging.eval_audio_metrics):
+            raise ValueError(f"metric_for_best_model={best} scores synthesised samples: set "
+                             "logging.eval_audio_samples > 0 and eval_audio_metrics true, with a validation split "
+                             "(and T3 trained).")
+        if best and eval_split is None:
+            raise ValueError(f"metric_for_best_model={best} needs evaluations: the prepared data has no validation "
+                             "split (prepare with validation_size > 0).")
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
                     "language": recipe.data.language, "accent": None if name == "shared" else name,
                     "dataset": recipe.data.input_path, "recipe": recipe_summary(recipe, len(subset["train"])),
@@ -288,6 +322,11 @@ def run_finetune(recipe: Recipe) -> list[TrainingResult]:
                 f"a complete checkpoint is in {output_dir}. Resume with --resume latest."
             )
         final = Path(output_dir) / FINAL_DIR
+        if best and trainer.state.best_model_checkpoint:  # the Trainer loaded it at the end (load_best_model_at_end)
+            metadata["chosen_checkpoint"] = {"checkpoint": Path(trainer.state.best_model_checkpoint).name,
+                                             "metric": best, "value": trainer.state.best_metric}
+            logger.info("%s: the final adapter is %s (%s %.4f)", name, Path(trainer.state.best_model_checkpoint).name,
+                        best, trainer.state.best_metric)
         if trainer.args.should_save:
             save_adapters(final, model.t3, model.flow, metadata)
         trainer.accelerator.wait_for_everyone()

@@ -98,6 +98,14 @@ class ChatterboxTrainer(Trainer):
         model = unwrap_model(model or self.model)
         load_adapter_weights(resume_from_checkpoint, model.t3, model.flow)
 
+    def _load_best_model(self) -> None:
+        """`load_best_model_at_end`: the adapters of the checkpoint that scored best on `metric_for_best_model`
+        (the Trainer's own loader looks for whole-model or single-PEFT weights, which these checkpoints do not
+        hold)."""
+        logger.info("loading the best checkpoint, %s (%s %s)", self.state.best_model_checkpoint,
+                    self.args.metric_for_best_model, self.state.best_metric)
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """With `push_to_hub`, each checkpoint's adapters go to the repo (under `<accent>/` for per-accent
         adapters) in the background, the way the Trainer pushes weights; resumable training state is the job of
