@@ -2,10 +2,12 @@
 
     python training/evaluate.py --checkpoint runs/demo/checkpoints/final --test_data runs/demo/data \
         --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|rtf|all] [--compare_base] \
-        [--compare ResembleAI/Chatterbox-Multilingual-es-mx-latam ...]
+        [--compare ResembleAI/Chatterbox-Multilingual-es-mx-latam ...] [--goals] [--cfg_weight 0] \
+        [--mode llamacpp-q4_0] [--s3gen meanflow]
 
 `--checkpoint`: an adapter folder, a merged model folder or a Hub repo id. `--test_data`: a prepared dataset
-(its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir.
+(its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir;
+`--goals` (on with every metric) adds the seed's goals: expressivity control kept, cloning from a few seconds.
 """
 
 from __future__ import annotations
