@@ -41,7 +41,7 @@ from ..utils import write_atomic, write_wav
 from .audio import Rejected, decode_audio, resample, to_mono
 from .read_script import match_script, spoken_length
 from .transcribe import CtcAligner, ModelUnavailable, Transcriber, WhisperTranscriber, character_error_rate
-from .vad import VAD_SR, Span, Word, plan_cuts, speech_regions, words_in
+from .vad import VAD_SR, Span, Word, padded_span, plan_cuts, speech_regions, words_in
 
 logger = logging.getLogger(__name__)
 
@@ -385,10 +385,11 @@ class Segmenter:
                 continue
             owner = owners[match.first]
             path, mono, rate, wav16, pieces = loaded[owner]
-            local = [Span(r.start - starts[owner], r.end - starts[owner])
-                     for r in all_regions[match.first:match.last + 1]]
-            span = self.padded(local, [Span(r.start - starts[owner], r.end - starts[owner])
-                                       for r, o in zip(all_regions, owners) if o == owner], len(wav16) / VAD_SR)
+            first_of_file = owners.index(owner)
+            regions = [Span(r.start - starts[owner], r.end - starts[owner])
+                       for r, o in zip(all_regions, owners) if o == owner]
+            span = padded_span(regions, match.first - first_of_file, match.last - first_of_file,
+                               len(wav16) / VAD_SR, self.config.padding)
             piece = Piece(span, self.speaker_for(path), " ".join(lines[k] for k in match.lines))
             if not match.lines:
                 piece.reason, piece.detail = "unmatched_speech", f"{span.duration:.1f} s"
@@ -402,16 +403,6 @@ class Segmenter:
             records.append({"source": str(script), "seconds": 0.0, "clips": [], "rejected": unmatched_lines})
         write_atomic(done, json.dumps(records, ensure_ascii=False, indent=1).encode())
         return records
-
-    def padded(self, group: list[Span], regions: list[Span], duration: float) -> Span:
-        """A group of regions' span with up to `padding` of the pause on each side (half of it at most)."""
-        first = next(i for i, r in enumerate(regions) if r.start == group[0].start)
-        last = first + len(group) - 1
-        before = group[0].start - (regions[first - 1].end if first > 0 else 0.0)
-        after = (regions[last + 1].start if last + 1 < len(regions) else duration) - group[-1].end
-        pad = self.config.padding
-        return Span(max(group[0].start - min(pad, before / 2 if first > 0 else before), 0.0),
-                    min(group[-1].end + min(pad, after / 2 if last + 1 < len(regions) else after), duration))
 
     def check_line(self, piece: Piece, wav16: np.ndarray, ratio: float) -> None:
         """A line whose speech is much longer or shorter than expected: the ASR decides, or it is rejected."""

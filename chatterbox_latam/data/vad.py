@@ -151,16 +151,23 @@ def plan_cuts(regions: Sequence[Span], duration: float, min_seconds: float, max_
     cuts.reverse()
     padded = []
     for cut in cuts:
-        before = regions[cut.first].start - (regions[cut.first - 1].end if cut.first > 0 else 0.0)
-        after = (regions[cut.last + 1].start if cut.last + 1 < n else duration) - regions[cut.last].end
-        start = cut.span.start - min(padding, before / 2 if cut.first > 0 else before)
-        end = cut.span.end + min(padding, after / 2 if cut.last + 1 < n else after)
         if cut.reason == "too_long":
             cut.detail = f"{cut.span.duration:.2f} s of speech without a pause to cut at below {max_seconds} s"
         elif cut.reason:
             cut.detail = f"{cut.span.duration:.2f} s of speech alone between long pauses (min_seconds {min_seconds})"
-        padded.append(Cut(cut.first, cut.last, Span(max(start, 0.0), min(end, duration)), cut.reason, cut.detail))
+        padded.append(Cut(cut.first, cut.last, padded_span(regions, cut.first, cut.last, duration, padding),
+                          cut.reason, cut.detail))
     return padded
+
+
+def padded_span(regions: Sequence[Span], first: int, last: int, duration: float, padding: float) -> Span:
+    """The span of `regions[first..last]` with up to `padding` seconds of the pause on each side: at most half of
+    a pause shared with a neighbour (so clips never overlap), all of the recording's own start or end."""
+    before = regions[first].start - (regions[first - 1].end if first > 0 else 0.0)
+    after = (regions[last + 1].start if last + 1 < len(regions) else duration) - regions[last].end
+    start = regions[first].start - min(padding, before / 2 if first > 0 else before)
+    end = regions[last].end + min(padding, after / 2 if last + 1 < len(regions) else after)
+    return Span(max(start, 0.0), min(end, duration))
 
 
 def words_in(words: Sequence[Word], cuts: Sequence[Cut]) -> list[list[Word]]:
