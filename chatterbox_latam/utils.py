@@ -31,6 +31,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def content_digest(*parts: bytes | str) -> str:
+    """SHA-256 of the parts in order (bytes, or text as UTF-8): the key of content-keyed caches."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    return digest.hexdigest()
+
+
 def write_atomic(path: str | os.PathLike, content: bytes) -> None:
     """Writes `content` to a temporary sibling, then renames it over `path`."""
     with atomic_path(path) as tmp:

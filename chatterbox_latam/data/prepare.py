@@ -27,7 +27,6 @@ No clip is its own prompt. `prompt_source` says where a row's prompt comes from:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import random
@@ -45,7 +44,7 @@ from ..config import DataConfig, ModelConfig
 from ..constants import TOKENS_PER_SECOND
 from ..models.checkpoint import Checkpoint, resolve_checkpoint
 from ..models.loading import load_text_tokenizer
-from ..utils import staged_directory, write_atomic
+from ..utils import content_digest, staged_directory, write_atomic
 from .audio import CleaningConfig, Rejected, clean_audio, decode_audio, encode_flac
 from .dataset import (
     DATASET_DIRNAME,
@@ -93,13 +92,6 @@ class PrepareResult:
     summary: dict[str, Any]
 
 
-def _digest(*parts: bytes | str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    return digest.hexdigest()
-
-
 class Preparer:
     """Holds the caches and the counters of one preparation run."""
 
@@ -117,7 +109,7 @@ class Preparer:
             trim_top_db=data_config.trim_top_db,
             target_loudness=data_config.target_loudness,
         )
-        self.clean_dir = self.cache_dir / "clean" / _digest(json.dumps(asdict(self.cleaning), sort_keys=True))[:12]
+        self.clean_dir = self.cache_dir / "clean" / content_digest(json.dumps(asdict(self.cleaning), sort_keys=True))[:12]
         self.checkpoint: Checkpoint = resolve_checkpoint(
             model_config.base_model, variant=model_config.model_variant, revision=model_config.model_revision,
             t3_model=model_config.t3_model,
@@ -161,7 +153,7 @@ class Preparer:
             data = row.audio or b""
         if not data:
             raise Rejected("empty_file")
-        content = _digest(data)
+        content = content_digest(data)
         if content in seen_audio:
             raise Rejected("duplicate", f"same audio as {seen_audio[content]}")
         seen_audio[content] = row.row_id
@@ -383,7 +375,7 @@ class Preparer:
                 parts[name] = datasets.Dataset.from_generator(
                     self.records, features=schema, cache_dir=arrow,
                     gen_kwargs={"clips": clips, "prompts": prompts, "extra_columns": tuple(extra_columns)},
-                    fingerprint=_digest(name, *(c.id for c in clips))[:16],
+                    fingerprint=content_digest(name, *(c.id for c in clips))[:16],
                 )
             datasets.DatasetDict(parts).save_to_disk(str(staging))
         return final

@@ -23,7 +23,6 @@ reads (or `data.extra_inputs`, beside another corpus).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SegmentConfig
-from ..utils import write_atomic, write_wav
+from ..utils import content_digest, write_atomic, write_wav
 from .audio import Rejected, decode_audio, resample, to_mono
 from .read_script import match_script, spoken_length
 from .transcribe import CtcAligner, ModelUnavailable, Transcriber, WhisperTranscriber, character_error_rate
@@ -91,13 +90,6 @@ class Piece:
     reason: str | None = None
     detail: str = ""
     words: list[Word] = field(default_factory=list)
-
-
-def _digest(*parts: bytes | str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    return digest.hexdigest()
 
 
 def _safe(name: str) -> str:
@@ -218,9 +210,10 @@ class Segmenter:
             raise Rejected("missing_file", f"no known text {text_path} for this recording")
         return text_path.read_text(encoding="utf-8")
 
-    def load(self, path: Path) -> tuple[np.ndarray, int, np.ndarray]:
-        """The recording mono at its own rate, its rate, and at the VAD's rate; silence is a rejection."""
-        samples, rate = decode_audio(path)
+    def load(self, source: Path | bytes) -> tuple[np.ndarray, int, np.ndarray]:
+        """The recording (a path, or its bytes already read) mono at its own rate, its rate, and at the VAD's rate;
+        silence is a rejection."""
+        samples, rate = decode_audio(source)
         mono = to_mono(samples)
         peak = float(np.abs(mono).max())
         if peak == 0.0 or 20 * np.log10(peak) < -50.0:
@@ -323,7 +316,8 @@ class Segmenter:
         """One recording, from its cached record when it was done before with the same content and settings."""
         try:
             text = self.known_text(path)
-            key = _digest(path.read_bytes(), text or "", self.settings_key())
+            data = path.read_bytes()  # read once: the key, then the decoding
+            key = content_digest(data, text or "", self.settings_key())
         except (Rejected, OSError) as error:
             reason = error.reason if isinstance(error, Rejected) else "missing_file"
             return {"source": str(path), "seconds": 0.0, "clips": [],
@@ -332,7 +326,7 @@ class Segmenter:
         if done.exists():
             return json.loads(done.read_text(encoding="utf-8"))
         try:
-            mono, rate, wav16 = self.load(path)
+            mono, rate, wav16 = self.load(data)
             pieces = self.pieces(path, wav16)
         except (Rejected, RecordingRejected) as error:
             record = {"source": str(path), "seconds": 0.0, "clips": [],
@@ -352,14 +346,15 @@ class Segmenter:
         lines = [line.strip() for line in script.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"the script {script} has no lines.")
-        key = _digest(script.read_bytes(), *(p.read_bytes() for p in paths), self.settings_key())
+        contents = {path: path.read_bytes() for path in paths}  # read once: the key, then the decoding
+        key = content_digest(script.read_bytes(), *contents.values(), self.settings_key())
         done = self.output_dir / WORK_DIR / f"{key}.json"
         if done.exists():
             return json.loads(done.read_text(encoding="utf-8"))
         records, loaded, all_regions, owners, offset = [], [], [], [], 0.0
         for path in paths:
             try:
-                mono, rate, wav16 = self.load(path)
+                mono, rate, wav16 = self.load(contents[path])
             except Rejected as error:
                 records.append({"source": str(path), "seconds": 0.0, "clips": [],
                                 "rejected": [{"source": str(path), "reason": error.reason, "detail": error.detail}]})
