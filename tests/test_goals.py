@@ -35,7 +35,7 @@ def test_references_come_from_the_speakers_other_audio_never_the_sentence_itself
     speaker = [it for it in items if it.speaker_id == item.speaker_id]
     for seconds in REFERENCE_SECONDS:
         reference, actual = reference_of(items, item, seconds)
-        assert actual == pytest.approx(min(seconds, actual), abs=1e-6) and actual <= seconds
+        assert 0 < actual <= seconds
         assert len(reference) == round(actual * item.sample_rate)
     available = sum(len(it.truth) for it in speaker[1:]) / item.sample_rate
     assert reference_of(items, item, 3.0)[1] == pytest.approx(3.0)  # real clips are joined up to the length
