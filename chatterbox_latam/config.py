@@ -34,6 +34,7 @@ from .utils import default_device
 
 FORMATS = ("auto", "seed", "openslr", "commonvoice", "hub")
 DEFAULT_ASR = "openai/whisper-large-v3"
+DEFAULT_ACCENT_MODEL = "Jzuluaga/accent-id-commonaccent_xlsr-es-spanish"
 T3_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 S3GEN_LORA_TARGETS = ["linear_q", "linear_k", "linear_v", "linear_out", "to_q", "to_k", "to_v", "to_out.0"]
 
@@ -251,7 +252,8 @@ class TrainingConfig:
             raise ValueError(f"uncond_fraction={self.uncond_fraction}: use a share in [0, 1).")
 
 
-BEST_MODEL_METRICS = {"eval_speaker_sim": True, "eval_dnsmos": True, "eval_wer": False, "eval_loss": False}
+BEST_MODEL_METRICS = {"eval_speaker_sim": True, "eval_dnsmos": True, "eval_accent_prob": True,
+                      "eval_wer": False, "eval_loss": False}
 """The metrics a checkpoint can be chosen by, and whether higher is better."""
 
 
@@ -270,9 +272,10 @@ class OutputConfig:
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
     metric_for_best_model: str | None = field(default=None, metadata={
         "help": "Keep the checkpoint whose evaluation scored best on this metric as the final adapter (the one "
-                "pushed and merged): eval_speaker_sim, eval_dnsmos, eval_wer (with logging.eval_asr_model) or "
-                "eval_loss; the audio metrics score logging.eval_audio_samples sentences of speakers not in "
-                "training. Default: the last checkpoint."})
+                "pushed and merged): eval_speaker_sim, eval_dnsmos, eval_accent_prob (with "
+                "logging.eval_accent_model), eval_wer (with logging.eval_asr_model) or eval_loss; the audio metrics "
+                "score logging.eval_audio_samples sentences of speakers not in training. Default: the last "
+                "checkpoint."})
 
     def __post_init__(self):
         if self.save_every < 1:
@@ -305,6 +308,9 @@ class LoggingConfig:
     eval_asr_model: str | None = field(default=None, metadata={
         "help": "ASR checkpoint (Hub id or folder, e.g. openai/whisper-large-v3) that also scores the samples' "
                 "WER at each evaluation (eval/wer); none: no WER."})
+    eval_accent_model: str | None = field(default=None, metadata={
+        "help": f"Accent classifier (Hub id or folder, e.g. {DEFAULT_ACCENT_MODEL}) that also scores the "
+                "probability of each sample's own accent at each evaluation (eval/accent_prob); none: not scored."})
 
     def __post_init__(self):
         if self.wandb_project and "wandb" not in self.report_to:
@@ -493,7 +499,7 @@ def layout_name(variant: str | None = None, t3_model: str | None = None) -> str 
 
 DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
 
-METRICS = ("wer", "cer", "speaker_sim", "mos", "rtf")
+METRICS = ("wer", "cer", "speaker_sim", "mos", "accent", "rtf")
 
 ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
 """How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
@@ -580,6 +586,9 @@ class EvalConfig(SynthesisConfig):
     asr_model: str = field(default=DEFAULT_ASR, metadata={"help": "ASR checkpoint id or local folder for WER/CER."})
     wavlm_model: str | None = field(default=DEFAULT_WAVLM_SV, metadata={
         "help": "WavLM speaker-verification checkpoint for a second similarity ('' to skip)."})
+    accent_model: str = field(default=DEFAULT_ACCENT_MODEL, metadata={
+        "help": "Accent classifier for the accent metric: a speechbrain model with a custom_interface.py "
+                "(CommonAccent's layout), Hub id or local folder."})
     utmos: bool = field(default=True, metadata={"help": "Score UTMOS too (--no_utmos skips it)."})
     utmos_checkpoint: str | None = field(default=None, metadata={
         "help": "Local utmos_state_dict.pt (default: from the Hub repo Blinorot/UTMOS-PyTorch)."})

@@ -135,3 +135,18 @@ def trained_adapter(prepared, tiny_checkpoint, tmp_path_factory, hub) -> Path:
         "--batch_size", "2", "--push_to_hub", "true", "--hub_model_id", "latam/tiny-lora"]))
     [result] = run_finetune(recipe)
     return result.adapter_dir
+
+
+@pytest.fixture(scope="session")
+def accent_adapters(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
+    """T3 adapters for mx and ar (3 steps each) in one folder: `mx/final`, `ar/final`."""
+    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.run import run_finetune
+
+    out = tmp_path_factory.mktemp("accents")
+    run_finetune(Recipe(*parse_recipe(RECIPE_SECTIONS, [
+        "--config", str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"), "--base_model", str(tiny_checkpoint),
+        "--prepared_dir", str(Path(prepared[0].dataset_dir).parent), "--checkpoint_dir", str(out),
+        "--eval_audio_samples", "0", "--report_to", "none", "--max_steps", "3", "--save_every", "10",
+        "--train_s3gen", "false", "--adapters", "per_accent", "--adapter_accents", "mx", "ar"])))
+    return out

@@ -38,14 +38,6 @@ def shared_adapter(trained_adapter) -> Path:
 
 
 @pytest.fixture(scope="module")
-def accent_adapters(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("accents")
-    _train(prepared, tiny_checkpoint, out, "--max_steps", "3", "--save_every", "10", "--train_s3gen", "false",
-           "--adapters", "per_accent", "--adapter_accents", "mx", "ar")
-    return out
-
-
-@pytest.fixture(scope="module")
 def reference_wav(corpus) -> Path:
     return next((corpus / "audio").rglob("*.wav"))
 

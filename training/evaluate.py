@@ -1,13 +1,14 @@
-"""Evaluate a checkpoint: WER/CER, speaker similarity, MOS proxy and RTF, against the base and the recordings.
+"""Evaluate a checkpoint: WER/CER, speaker similarity, MOS proxy, accent and RTF, against the base and the recordings.
 
     python training/evaluate.py --checkpoint runs/demo/checkpoints/final --test_data runs/demo/data \
-        --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|rtf|all] [--compare_base] \
+        --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|accent|rtf|all] [--compare_base] \
         [--compare ResembleAI/Chatterbox-Multilingual-es-mx-latam ...] [--goals] [--cfg_weight 0] \
         [--mode llamacpp-q4_0] [--s3gen meanflow]
 
 `--checkpoint`: an adapter folder, a merged model folder or a Hub repo id. `--test_data`: a prepared dataset
-(its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir;
-`--goals` (on with every metric) adds the seed's goals: expressivity control kept, cloning from a few seconds.
+(its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir and
+prints the accent table; `--accent_model` names another accent classifier than CommonAccent's. `--goals` (on with
+every metric) adds the seed's goals: expressivity control kept, cloning from a few seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from chatterbox_latam.config import EvalConfig, parse_recipe
+from chatterbox_latam.evaluation.accent import accent_report
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint
 
 
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     for system, values in results["systems"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")
         print(f"{system}: {shown}")
+    for line in accent_report(results):
+        print(line)
     for name, message in results["skipped"].items():
         print(f"{name} skipped: {message}")
     print(f"report: {config.output_dir}/report.md")

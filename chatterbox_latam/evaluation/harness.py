@@ -5,9 +5,10 @@ compare with (`compare`: repo ids or folders, e.g. the language pack a fine-tune
 recordings themselves (`ground_truth`, the ceiling for WER, MOS and similarity). Each sentence is spoken with a
 reference from the same speaker (a different utterance: the prepared dataset's prompt; a sentence whose speaker
 has no other clip is left out and counted, never spoken from its own audio). Scores: WER/CER (two
-normalisations), speaker similarity to the reference, DNSMOS, RTF; per sample, per system, per accent, against
-the seed's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF < 1.0). Outputs in `output_dir`:
-`results.json`, `report.md`, `plots/*.png`, and the audio under `audio/<system>/`.
+normalisations), speaker similarity to the reference, DNSMOS, the accent a classifier hears (`accent.py`), RTF;
+per sample, per system, per accent, against the seed's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF <
+1.0). Each sentence is spoken in its own accent: per-accent adapters each speak their accent's sentences.
+Outputs in `output_dir`: `results.json`, `report.md`, `plots/*.png`, and the audio under `audio/<system>/`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..config import EvalConfig
+from ..constants import ACCENTS
 from ..data.audio import resample
 from ..utils import write_wav
-from . import metrics
+from . import accent, metrics
 from .goals import cloning_by_reference_length, expressivity
 from .report import TARGETS, write_plots, write_report
 
@@ -97,6 +99,11 @@ def load_test_items(test_data: str, max_samples: int | None = None,
     return items[:max_samples] if max_samples else items
 
 
+def spoken_accent(item: TestItem) -> str | None:
+    """The accent a sentence is spoken in (its adapter among per-accent ones, its text normalisation)."""
+    return item.accent if item.accent in ACCENTS else None
+
+
 def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
                    cfg_weight: float = 0.5) -> list[dict[str, Any]]:
     """Speaks every test sentence with its reference voice; records synthesis time and writes the WAVs."""
@@ -107,7 +114,7 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
     for item in tqdm(items, desc=f"synthesise {out_dir.name}", unit="sentence"):
         start = time.perf_counter()
         wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed,
-                                     cfg_weight=cfg_weight)
+                                     cfg_weight=cfg_weight, accent=spoken_accent(item))
         elapsed = time.perf_counter() - start
         write_wav(out_dir / f"{item.id}.wav", wav, synthesizer.sr)
         outputs.append({"wav": wav, "sr": synthesizer.sr, "synthesis_seconds": elapsed})
@@ -116,7 +123,7 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
 
 def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
           transcriber: Transcriber | None, wavlm: Callable | None = None,
-          utmos: Callable | None = None) -> list[dict[str, Any]]:
+          utmos: Callable | None = None, classifier: accent.Classifier | None = None) -> list[dict[str, Any]]:
     """Per-sample scores of one system's outputs; the optional scorers come from `metrics.load_*`."""
     samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
                 "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
@@ -141,6 +148,12 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
         if utmos is not None:
             for sample, value in zip(samples, utmos(wavs, sr)):
                 sample["utmos"] = value
+    if "accent" in wanted and classifier is not None:
+        for sample, prediction in zip(samples, classifier(wavs, sr)):
+            if sample["accent"] in ACCENTS:
+                sample.update(accent.score_accent(prediction, sample["accent"]))
+            else:
+                sample["accent_label"] = prediction["label"]
     if "rtf" in wanted:
         for sample, output in zip(samples, outputs):
             if "synthesis_seconds" in output:
@@ -150,15 +163,16 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
 
 
 def aggregate(samples: list[dict[str, Any]]) -> dict[str, float]:
-    """System-level numbers: corpus WER/CER, mean similarity and MOS, total-time RTF."""
+    """System-level numbers: corpus WER/CER, mean similarity, MOS and accent scores, total-time RTF."""
     result: dict[str, float] = {"n": len(samples)}
     transcribed = [s for s in samples if "transcript" in s]
     if transcribed:
         result.update(metrics.error_rates([s["text"] for s in transcribed], [s["transcript"] for s in transcribed]))
-    for key in ("speaker_sim", "speaker_sim_wavlm", "mos", "utmos"):
+    for key, name in (("speaker_sim",) * 2, ("speaker_sim_wavlm",) * 2, ("mos",) * 2, ("utmos",) * 2,
+                      ("accent_correct", "accent_accuracy"), ("accent_prob",) * 2):
         values = [s[key] for s in samples if key in s]
         if values:
-            result[key] = float(np.mean(values))
+            result[name] = float(np.mean(values))
     timed = [s for s in samples if "synthesis_seconds" in s]
     if timed:
         result["rtf"] = metrics.real_time_factor(sum(s["synthesis_seconds"] for s in timed),
@@ -208,11 +222,13 @@ def measure_goals(synthesizer, name: str, items: list[TestItem], seed: int, goal
         items, synthesizer.sr, metrics.speaker_similarity)
 
 
-def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None,
+                        classifier: accent.Classifier | None = None) -> dict[str, Any]:
     """Runs the whole evaluation (see the module docstring) and returns what `results.json` holds.
 
-    `transcriber` replaces the ASR model (a callable `(wavs, sample_rate) -> texts`); by default the
-    `asr_model` checkpoint is loaded, and if it cannot be, WER/CER are skipped with the reason in the report.
+    `transcriber` replaces the ASR model (a callable `(wavs, sample_rate) -> texts`) and `classifier` the accent
+    classifier (`accent.load_accent_classifier`'s kind, with its class `labels`); by default the `asr_model` and
+    `accent_model` checkpoints are loaded, and one that cannot be is skipped with the reason in the report.
     """
     from ..models.lora import is_adapter_dir, read_adapter_metadata
     from ..synthesis.tts import ChatterboxLatamTTS
@@ -240,6 +256,9 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     utmos = None
     if config.utmos and "mos" in wanted:
         utmos = optional("UTMOS", lambda: metrics.load_utmos(config.utmos_checkpoint))
+    if classifier is None and "accent" in wanted:
+        classifier = optional("accent identification",
+                              lambda: accent.load_accent_classifier(config.accent_model, config.device))
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
@@ -247,6 +266,14 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds, config.s3gen,
                         config.meanflow_model)
     finetuned.alignment = config.alignment_setting
+    if len(finetuned.accents) > 1:  # per-accent adapters: each speaks its own accent's sentences
+        without_adapter = [it.id for it in items if it.accent not in finetuned.accents]
+        items = [it for it in items if it.accent in finetuned.accents]
+        if not items:
+            raise ValueError(f"{config.checkpoint} has adapters for {finetuned.accents}, and no test sentence is in "
+                             "one of those accents.")
+    else:
+        without_adapter = []
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed,
                                           config.cfg_weight)
     mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
@@ -298,6 +325,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                 f"{'on' if alignment else 'off'}{', last token dropped' if generation.drop_last_token else ''})")
     results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
                                "n_sentences": len(items), "sentences_without_reference": without_reference,
+                               "sentences_without_adapter": without_adapter,
                                "decoding": decoding, "compare": list(config.compare),
                                "device": config.device, "mode": mode, "cfg_weight": config.cfg_weight,
                                "s3gen": config.s3gen, "s3gen_changes": s3gen_changes,
@@ -305,15 +333,19 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}, **({"goals": goals} if config.goals else {})}
+    if classifier is not None:
+        results.update(accent_model=config.accent_model, accent_labels=classifier.labels,
+                       accent_shared_classes=accent.shared_classes(classifier.labels))
     for name, outputs in systems.items():
-        samples = score(items, outputs, wanted, transcriber, wavlm, utmos)
+        samples = score(items, outputs, wanted, transcriber, wavlm, utmos, classifier)
         per_accent = defaultdict(list)
         for sample in samples:
             per_accent[sample["accent"]].append(sample)
         results["systems"][name] = {
             "aggregate": aggregate(samples),
-            "per_accent": {accent: aggregate(group) for accent, group in per_accent.items()},
+            "per_accent": {code: aggregate(group) for code, group in per_accent.items()},
             "samples": samples,
+            **({"accent": accent.accent_table(samples)} if classifier is not None else {}),
         }
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     write_plots(results, output_dir)

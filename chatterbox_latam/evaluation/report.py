@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .accent import accent_report, write_confusion_plot
 from .goals import goals_report, write_goal_plots
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
     if results.get("sentences_without_reference"):
         lines += [f"{len(results['sentences_without_reference'])} test sentences were left out: their speaker has no "
                   "other clip to take the voice from (a sentence is never spoken from its own audio).", ""]
+    if results.get("sentences_without_adapter"):
+        lines += [f"{len(results['sentences_without_adapter'])} test sentences were left out: their accent has no "
+                  "adapter among the checkpoint's per-accent adapters.", ""]
     if results.get("decoding"):
         lines += [f"Decoding: {results['decoding']}.", ""]
     if "finetuned_fp32" in systems:  # the fast settings beside upstream's, on the same sentences, voices and seeds
@@ -44,7 +48,7 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
     for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",
-                   "mos", "utmos", "rtf"):
+                   "mos", "utmos", "accent_accuracy", "accent_prob", "rtf"):
         if not any(metric in results["systems"][s]["aggregate"] for s in systems):
             continue
         target = f"{TARGETS[metric][0]} {TARGETS[metric][1]}" if metric in TARGETS else ""
@@ -59,7 +63,8 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
                 cells.append(f"{value:.3f}")
         lines.append(f"| {metric} | {target} | " + " | ".join(cells) + " |")
     lines += ["", "WER/CER `spanish` keeps accents and ñ; `whisper` is Whisper's basic normaliser without diacritics.",
-              "MOS is DNSMOS overall; UTMOS is a second predictor (both proxies: see the human MOS kit)."]
+              "MOS is DNSMOS overall; UTMOS is a second predictor (both proxies: see the human MOS kit).",
+              "accent_accuracy / accent_prob: the accent classifier's verdict on each sentence's own accent."]
     for name, message in results.get("skipped", {}).items():
         lines.append(f"\n**{name} skipped**: {message}")
     lines += ["", "## Per accent", ""]
@@ -68,6 +73,7 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n")
             lines.append(f"- {system}, {accent or 'unknown'} ({values['n']}): {shown}")
     lines += ["", "![per accent](plots/per_accent.png)", "", "![distributions](plots/distributions.png)", ""]
+    lines += accent_report(results)
     if results.get("goals"):
         lines += goals_report(results["goals"])
     (output_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
@@ -113,5 +119,6 @@ def write_plots(results: dict[str, Any], output_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(plots / "distributions.png", dpi=100)
     plt.close(fig)
+    write_confusion_plot(results, plots)
     if results.get("goals"):
         write_goal_plots(results["goals"], plots)

@@ -38,18 +38,19 @@ scored."""
 class AudioSamplesCallback(TrainerCallback):
     """At each evaluation, synthesises a few held-out sentences with the current adapter and logs them as audio
     (TensorBoard `add_audio`, `wandb.Audio`); with `score=True` also scores them (`scorer`, by default
-    `listening_scores`: speaker similarity to the reference, DNSMOS, and WER with an ASR), logs the scores as
+    `ListeningScores`: speaker similarity to the reference, DNSMOS, WER with an ASR, the probability of the
+    sample's accent with an accent classifier), logs the scores as
     `eval/<metric>` and adds them to the evaluation's metrics, where `metric_for_best_model` finds them (the
     Trainer keeps the best checkpoint by them). With several processes the first scores and the others receive
     its scores, so every process agrees on the best checkpoint."""
 
     def __init__(self, synthesize, samples: list[dict[str, Any]], sample_rate: int, score: bool = True,
-                 scorer: Scorer | None = None, asr_model: str | None = None):
+                 scorer: Scorer | None = None, asr_model: str | None = None, accent_model: str | None = None):
         self.synthesize = synthesize
         self.samples = samples
         self.sample_rate = sample_rate
         self.score = score
-        self.scorer = scorer or ListeningScores(asr_model)
+        self.scorer = scorer or ListeningScores(asr_model, accent_model)
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         scores: dict[str, float] = {}
@@ -102,12 +103,26 @@ class AudioSamplesCallback(TrainerCallback):
 
 class ListeningScores:
     """The default `Scorer`: speaker similarity of each sample to its reference (resemblyzer) and DNSMOS, both
-    local; WER against the sentence when an ASR checkpoint is given and can be loaded (once). A sample too short to
-    score (under a quarter of a second) counts as the worst value, so a checkpoint that stops at once never wins."""
+    local; WER against the sentence when an ASR checkpoint is given and can be loaded (once); the mean probability
+    the accent classifier gives each sample's own accent when one is given and loads. A sample too short to score
+    (under a quarter of a second) counts as the worst value, so a checkpoint that stops at once never wins."""
 
-    def __init__(self, asr_model: str | None = None):
+    def __init__(self, asr_model: str | None = None, accent_model: str | None = None):
         self.asr_model = asr_model
         self._asr = None
+        self.accent_model = accent_model
+        self._classifier = None
+
+    def classifier(self):
+        if self.accent_model and self._classifier is None:
+            from ..evaluation import accent, metrics
+
+            try:
+                self._classifier = accent.load_accent_classifier(self.accent_model)
+            except metrics.MetricModelUnavailable as error:
+                logger.warning("eval/accent_prob is not scored during training: %s", error)
+                self.accent_model = None
+        return self._classifier
 
     def asr(self):
         if self.asr_model and self._asr is None:
@@ -138,4 +153,11 @@ class ListeningScores:
             heard = dict(zip(usable, asr([wavs[i] for i in usable], sample_rate) if usable else []))
             rates = metrics.error_rates([s["text"] for s in samples], [heard.get(i, "") for i in range(n)])
             scores["eval_wer"] = rates["wer_spanish"]
+        classifier = self.classifier()
+        if classifier is not None:  # an unusable sample gives its accent probability 0
+            from ..evaluation.accent import score_accent
+
+            heard = classifier([wavs[i] for i in usable], sample_rate) if usable else []
+            scores["eval_accent_prob"] = sum(score_accent(h, samples[i]["accent"])["accent_prob"]
+                                             for i, h in zip(usable, heard)) / n
         return scores

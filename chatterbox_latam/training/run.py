@@ -296,13 +296,18 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
             if samples:
                 listening = AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
                                                  sample_rate=S3GEN_SR, score=recipe.logging.eval_audio_metrics,
-                                                 scorer=scorer, asr_model=recipe.logging.eval_asr_model)
+                                                 scorer=scorer, asr_model=recipe.logging.eval_asr_model,
+                                                 accent_model=recipe.logging.eval_accent_model)
                 callbacks.append(listening)
         best = recipe.output.metric_for_best_model
         if best and best != "eval_loss" and (listening is None or not recipe.logging.eval_audio_metrics):
             raise ValueError(f"metric_for_best_model={best} scores synthesised samples: set "
                              "logging.eval_audio_samples > 0 and eval_audio_metrics true, with a validation split "
                              "(and T3 trained).")
+        needs = {"eval_wer": ("eval_asr_model", recipe.logging.eval_asr_model),
+                 "eval_accent_prob": ("eval_accent_model", recipe.logging.eval_accent_model)}
+        if scorer is None and best in needs and not needs[best][1]:
+            raise ValueError(f"metric_for_best_model={best} needs a model to score it: set logging.{needs[best][0]}.")
         if best and eval_split is None:
             raise ValueError(f"metric_for_best_model={best} needs evaluations: the prepared data has no validation "
                              "split (prepare with validation_size > 0).")
