@@ -500,6 +500,7 @@ def layout_name(variant: str | None = None, t3_model: str | None = None) -> str 
 DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"
 
 METRICS = ("wer", "cer", "speaker_sim", "mos", "accent", "rtf")
+PROTOCOLS = ("seed-tts-eval",)
 
 ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
 """How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
@@ -586,6 +587,14 @@ class EvalConfig(SynthesisConfig):
     asr_model: str = field(default=DEFAULT_ASR, metadata={"help": "ASR checkpoint id or local folder for WER/CER."})
     wavlm_model: str | None = field(default=DEFAULT_WAVLM_SV, metadata={
         "help": "WavLM speaker-verification checkpoint for a second similarity ('' to skip)."})
+    protocol: str | None = field(default=None, metadata={
+        "help": "A shared protocol, so figures compare across systems and machines: seed-tts-eval speaks the fixed "
+                "Spanish list chatterbox_latam/evaluation/lists/seed_tts_eval_es.tsv with held-out speakers of "
+                "--test_data and adds its WER (Whisper-large-v3, its normalisation, averaged per sentence) and "
+                "similarity (WavLM-Large + ECAPA-TDNN, --sv_checkpoint).", "choices": list(PROTOCOLS)})
+    sv_checkpoint: str | None = field(default=None, metadata={
+        "help": "seed-tts-eval's speaker-verification checkpoint, a local wavlm_large_finetune.pth (linked from "
+                "seed-tts-eval's README)."})
     accent_model: str = field(default=DEFAULT_ACCENT_MODEL, metadata={
         "help": "Accent classifier for the accent metric: a speechbrain model with a custom_interface.py "
                 "(CommonAccent's layout), Hub id or local folder."})

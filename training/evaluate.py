@@ -4,11 +4,14 @@
         --output_dir runs/demo/eval [--metric wer|cer|speaker_sim|mos|accent|rtf|all] [--compare_base] \
         [--compare ResembleAI/Chatterbox-Multilingual-es-mx-latam ...] [--goals] [--cfg_weight 0] \
         [--mode llamacpp-q4_0] [--s3gen meanflow]
+    python training/evaluate.py --checkpoint runs/demo/checkpoints/final --test_data runs/demo/data \
+        --output_dir runs/demo/seed-tts-eval --protocol seed-tts-eval --sv_checkpoint wavlm_large_finetune.pth
 
 `--checkpoint`: an adapter folder, a merged model folder or a Hub repo id. `--test_data`: a prepared dataset
 (its test split) or a folder in the seed's layout. Writes results.json, report.md and plots/ to --output_dir and
 prints the accent table; `--accent_model` names another accent classifier than CommonAccent's. `--goals` (on with
-every metric) adds the seed's goals: expressivity control kept, cloning from a few seconds.
+every metric) adds the seed's goals: expressivity control kept, cloning from a few seconds. `--protocol
+seed-tts-eval` speaks the shipped Spanish list with held-out speakers and scores it as that protocol does.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,13 @@ from ..utils import write_wav
 from . import accent, metrics
 from .goals import cloning_by_reference_length, expressivity
 from .report import TARGETS, write_plots, write_report
+from .testset import (  # noqa: F401 (load_test_items: the harness's API)
+    TestItem,
+    load_test_items,
+    protocol_items,
+    protocol_list_digest,
+    protocol_list_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,65 +44,6 @@ DEFAULT_CFG_WEIGHT = 0.5
 """Upstream's guidance weight: every system but the fine-tune is decoded at it, and the quality guard too."""
 
 Transcriber = Callable[[Sequence[np.ndarray], int], list[str]]
-
-
-@dataclass
-class TestItem:
-    id: str
-    text: str
-    speaker_id: str
-    accent: str
-    truth: np.ndarray
-    reference: np.ndarray
-    sample_rate: int
-
-
-def load_test_items(test_data: str, max_samples: int | None = None,
-                    skipped: list[str] | None = None) -> list[TestItem]:
-    """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
-    folder in the seed's layout (reference: another utterance of the speaker). A sentence whose speaker has no
-    other utterance is left out (its id appended to `skipped`): a reference is never the sentence's own audio."""
-    from ..data.dataset import load_prepared, mono_samples, row_index
-
-    path = Path(test_data)
-    items: list[TestItem] = []
-    skipped = [] if skipped is None else skipped
-    if (path / "metadata.csv").exists():
-        from ..config import DataConfig
-        from ..data.audio import CleaningConfig, clean_audio, decode_audio
-        from ..data.sources import read_seed
-
-        rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
-        by_speaker = defaultdict(list)
-        for row in rows:
-            by_speaker[row.speaker_id].append(row)
-        cleaning = CleaningConfig()
-        for row in rows:
-            others = [r for r in by_speaker[row.speaker_id] if r is not row]
-            if not others:
-                skipped.append(Path(row.audio).stem)
-                continue
-            reference = others[0]
-            items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
-                                  clean_audio(*decode_audio(row.audio), cleaning),
-                                  clean_audio(*decode_audio(reference.audio), cleaning), cleaning.sampling_rate))
-    else:
-        dataset = load_prepared(path)
-        split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
-        where = row_index(dataset)
-        for row in split:
-            if row.get("prompt_source", "other") != "other" or row["prompt_id"] == row["id"]:
-                skipped.append(row["id"])
-                continue
-            truth, sr = mono_samples(row["audio"])
-            prompt_split, prompt_row = where[row["prompt_id"]]
-            reference, ref_sr = mono_samples(dataset[prompt_split][prompt_row]["audio"])
-            reference = resample(reference, ref_sr, sr)
-            items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
-    if not items:
-        raise ValueError(f"No test sentences in {test_data}" + (
-            f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))
-    return items[:max_samples] if max_samples else items
 
 
 def spoken_accent(item: TestItem) -> str | None:
@@ -123,8 +70,11 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
 
 def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence[str],
           transcriber: Transcriber | None, wavlm: Callable | None = None,
-          utmos: Callable | None = None, classifier: accent.Classifier | None = None) -> list[dict[str, Any]]:
-    """Per-sample scores of one system's outputs; the optional scorers come from `metrics.load_*`."""
+          utmos: Callable | None = None, classifier: accent.Classifier | None = None,
+          protocol_sv: Callable | None = None, normalizers: Sequence[str] = metrics.DEFAULT_NORMALIZERS
+          ) -> list[dict[str, Any]]:
+    """Per-sample scores of one system's outputs; the optional scorers come from `metrics.load_*` (and the
+    protocol's speaker verification from `wavlm_ecapa`)."""
     samples = [{"id": it.id, "text": it.text, "speaker_id": it.speaker_id, "accent": it.accent,
                 "audio_seconds": len(o["wav"]) / o["sr"]} for it, o in zip(items, outputs)]
     sr = outputs[0]["sr"]
@@ -132,7 +82,7 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
     if {"wer", "cer"} & set(wanted) and transcriber is not None:
         for sample, hypothesis in zip(samples, transcriber(wavs, sr)):
             sample["transcript"] = hypothesis
-            sample.update(metrics.error_rates([sample["text"]], [hypothesis]))
+            sample.update(metrics.error_rates([sample["text"]], [hypothesis], normalizers))
     if "speaker_sim" in wanted:
         pairs = [(o["wav"], it.reference) for it, o in zip(items, outputs)]
         same_rate = [(w, resample(r, it.sample_rate, sr)) for (w, r), it in zip(pairs, items)]
@@ -141,6 +91,9 @@ def score(items: list[TestItem], outputs: list[dict[str, Any]], wanted: Sequence
         if wavlm is not None:
             for sample, value in zip(samples, wavlm(same_rate, sr)):
                 sample["speaker_sim_wavlm"] = value
+        if protocol_sv is not None:
+            for sample, value in zip(samples, protocol_sv(same_rate, sr)):
+                sample["speaker_sim_seed_tts_eval"] = value
     if "mos" in wanted:
         for sample, value in zip(samples, metrics.dnsmos(wavs, sr)):
             sample["mos"] = value["ovrl"]
@@ -168,7 +121,11 @@ def aggregate(samples: list[dict[str, Any]]) -> dict[str, float]:
     transcribed = [s for s in samples if "transcript" in s]
     if transcribed:
         result.update(metrics.error_rates([s["text"] for s in transcribed], [s["transcript"] for s in transcribed]))
-    for key, name in (("speaker_sim",) * 2, ("speaker_sim_wavlm",) * 2, ("mos",) * 2, ("utmos",) * 2,
+    if any("wer_seed_tts_eval" in s for s in samples):  # the protocol averages per sentence, not over the corpus
+        result["wer_seed_tts_eval"] = float(np.mean([s["wer_seed_tts_eval"] for s in samples
+                                                     if "wer_seed_tts_eval" in s]))
+    for key, name in (("speaker_sim",) * 2, ("speaker_sim_wavlm",) * 2, ("speaker_sim_seed_tts_eval",) * 2,
+                      ("mos",) * 2, ("utmos",) * 2,
                       ("accent_correct", "accent_accuracy"), ("accent_prob",) * 2):
         values = [s[key] for s in samples if key in s]
         if values:
@@ -237,7 +194,10 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     output_dir.mkdir(parents=True, exist_ok=True)
     wanted = list(config.metrics)  # EvalConfig has expanded "all"
     without_reference: list[str] = []
-    items = load_test_items(config.test_data, config.max_samples, without_reference)
+    if config.protocol:
+        items = protocol_items(config.protocol, config.test_data, config.max_samples, without_reference)
+    else:
+        items = load_test_items(config.test_data, config.max_samples, without_reference)
     # Hub models load once, up front: an unreachable one is reported before any synthesis, the rest still runs.
     skipped: dict[str, str] = {}
 
@@ -256,6 +216,12 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     utmos = None
     if config.utmos and "mos" in wanted:
         utmos = optional("UTMOS", lambda: metrics.load_utmos(config.utmos_checkpoint))
+    protocol_sv = None
+    if config.protocol and "speaker_sim" in wanted:
+        from .wavlm_ecapa import load_wavlm_ecapa
+
+        protocol_sv = optional("seed-tts-eval speaker similarity",
+                               lambda: load_wavlm_ecapa(config.sv_checkpoint, config.device))
     if classifier is None and "accent" in wanted:
         classifier = optional("accent identification",
                               lambda: accent.load_accent_classifier(config.accent_model, config.device))
@@ -315,11 +281,12 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         if name in systems:
             raise ValueError(f"--compare {other}: a system named {name!r} is already scored; compare it once.")
         systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, config.seed)
-    systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
-    truth_dir = output_dir / "audio" / "ground_truth"
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    for item in items:  # beside the synthesised audio, for listening and for the human MOS kit
-        write_wav(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
+    if not config.protocol:  # a protocol's sentences have no recording
+        systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
+        truth_dir = output_dir / "audio" / "ground_truth"
+        truth_dir.mkdir(parents=True, exist_ok=True)
+        for item in items:  # beside the synthesised audio, for listening and for the human MOS kit
+            write_wav(truth_dir / f"{item.id}.wav", item.truth, item.sample_rate)
 
     decoding = (f"{generation.name} (repetition penalty {generation.repetition_penalty}, alignment heuristics "
                 f"{'on' if alignment else 'off'}{', last token dropped' if generation.drop_last_token else ''})")
@@ -333,11 +300,17 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
                                "systems": {}, **({"goals": goals} if config.goals else {})}
+    normalizers = metrics.DEFAULT_NORMALIZERS
+    if config.protocol:
+        normalizers = (*normalizers, "seed_tts_eval")
+        results["protocol"] = {"name": config.protocol, "list": protocol_list_path(config.protocol),
+                               "list_sha256": protocol_list_digest(config.protocol), "asr_model": config.asr_model,
+                               "sv_checkpoint": config.sv_checkpoint}
     if classifier is not None:
         results.update(accent_model=config.accent_model, accent_labels=classifier.labels,
                        accent_shared_classes=accent.shared_classes(classifier.labels))
     for name, outputs in systems.items():
-        samples = score(items, outputs, wanted, transcriber, wavlm, utmos, classifier)
+        samples = score(items, outputs, wanted, transcriber, wavlm, utmos, classifier, protocol_sv, normalizers)
         per_accent = defaultdict(list)
         for sample in samples:
             per_accent[sample["accent"]].append(sample)

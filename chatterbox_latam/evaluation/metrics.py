@@ -1,7 +1,8 @@
 """Evaluation metrics, one function each (parler-tts style): it loads its model, computes over all samples, frees.
 
 - `error_rates`: WER and CER with jiwer, under two normalisations: a Spanish-aware one that keeps accents, ñ and
-  ü (so "está" and "esta" differ) and Whisper's basic normaliser with diacritics removed (seed-tts-eval's).
+  ü (so "está" and "esta" differ) and Whisper's basic normaliser with diacritics removed; and, for the protocol,
+  seed-tts-eval's own (`normalize_seed_tts_eval`).
 - `transcribe` / `load_asr`: any transformers ASR checkpoint (default `openai/whisper-large-v3`), Spanish forced.
 - `speaker_similarity`: cosine of resemblyzer embeddings (its weights ship with the package);
   `speaker_similarity_wavlm`: the same with a WavLM speaker-verification model, when one can be loaded.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import re
+import string
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -48,17 +50,33 @@ def normalize_whisper_basic(text: str) -> str:
     return BasicTextNormalizer(remove_diacritics=True)(text).strip()
 
 
-NORMALIZERS: dict[str, Callable[[str], str]] = {"spanish": normalize_spanish_for_wer, "whisper": normalize_whisper_basic}
+SEED_TTS_EVAL_PUNCTUATION = "".join(ch for ch in string.punctuation if ch != "'") + "¿¡«»“”‘’…–—"
 
 
-def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
-    """Corpus WER and CER under each normaliser: {"wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper"}."""
+def normalize_seed_tts_eval(text: str) -> str:
+    """seed-tts-eval's normalisation (its run_wer.py): punctuation removed except the apostrophe, lower case, numbers
+    left as written (Whisper writes digits too). Spanish's own marks (¿ ¡ « » and typographic quotes and dashes)
+    count as punctuation, as the protocol's Chinese marks do for Chinese."""
+    text = text.translate(str.maketrans("", "", SEED_TTS_EVAL_PUNCTUATION))
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+NORMALIZERS: dict[str, Callable[[str], str]] = {"spanish": normalize_spanish_for_wer, "whisper": normalize_whisper_basic,
+                                                "seed_tts_eval": normalize_seed_tts_eval}
+DEFAULT_NORMALIZERS = ("spanish", "whisper")
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str],
+                normalizers: Sequence[str] = DEFAULT_NORMALIZERS) -> dict[str, float]:
+    """Corpus WER and CER under each of `normalizers` (keys of `NORMALIZERS`): by default {"wer_spanish",
+    "cer_spanish", "wer_whisper", "cer_whisper"}."""
     import jiwer
 
     if len(references) != len(hypotheses) or not references:
         raise ValueError(f"need as many hypotheses as references (got {len(references)} and {len(hypotheses)}).")
     scores = {}
-    for name, normalize in NORMALIZERS.items():
+    for name in normalizers:
+        normalize = NORMALIZERS[name]
         refs = [normalize(r) for r in references]
         hyps = [normalize(h) for h in hypotheses]
         # jiwer refuses empty references; an empty pair contributes nothing to either rate.

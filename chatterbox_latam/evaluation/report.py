@@ -30,9 +30,20 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
     lines = [f"# Evaluation of `{results['checkpoint']}`", "",
              f"Test data: `{results['test_data']}` ({results['n_sentences']} sentences). Device: {results['device']}.",
              ""]
-    if results.get("sentences_without_reference"):
+    if results.get("sentences_without_reference") and not results.get("protocol"):
         lines += [f"{len(results['sentences_without_reference'])} test sentences were left out: their speaker has no "
                   "other clip to take the voice from (a sentence is never spoken from its own audio).", ""]
+    if results.get("protocol"):
+        protocol = results["protocol"]
+        lines += [f"Protocol: **{protocol['name']}** on the list `{protocol['list']}` (sha256 "
+                  f"{protocol['list_sha256']}…), each sentence spoken by a held-out speaker of its accent from the test "
+                  f"data. `wer_seed_tts_eval`: {protocol['asr_model']} transcripts, the protocol's normalisation, "
+                  "averaged per sentence; `speaker_sim_seed_tts_eval`: WavLM-Large + ECAPA-TDNN "
+                  f"(`{protocol['sv_checkpoint']}`) against the reference. Figures on the same list, test data and "
+                  "checkpoints compare across machines and papers.", ""]
+        if results.get("sentences_without_reference"):
+            lines += [f"{len(results['sentences_without_reference'])} sentences of the list were left out: the test "
+                      "data has no speaker of their accent.", ""]
     if results.get("sentences_without_adapter"):
         lines += [f"{len(results['sentences_without_adapter'])} test sentences were left out: their accent has no "
                   "adapter among the checkpoint's per-accent adapters.", ""]
@@ -47,8 +58,8 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
                   "the fast settings by the difference.", ""]
     header = "| metric | target | " + " | ".join(systems) + " |"
     lines += [header, "|" + "---|" * (len(systems) + 2)]
-    for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "speaker_sim", "speaker_sim_wavlm",
-                   "mos", "utmos", "accent_accuracy", "accent_prob", "rtf"):
+    for metric in ("wer_spanish", "cer_spanish", "wer_whisper", "cer_whisper", "wer_seed_tts_eval", "speaker_sim",
+                   "speaker_sim_wavlm", "speaker_sim_seed_tts_eval", "mos", "utmos", "accent_accuracy", "accent_prob", "rtf"):
         if not any(metric in results["systems"][s]["aggregate"] for s in systems):
             continue
         target = f"{TARGETS[metric][0]} {TARGETS[metric][1]}" if metric in TARGETS else ""

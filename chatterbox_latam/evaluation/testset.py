@@ -1,0 +1,136 @@
+"""The sentences an evaluation speaks, each with the voice to speak it in.
+
+- `load_test_items`: the test split of a prepared dataset, or a folder in the seed's layout; each sentence is spoken
+  with another utterance of its speaker (never its own audio) and scored against its recording.
+- `protocol_items`: a protocol's fixed list (`lists/`), so figures from any machine compare: each sentence is spoken
+  by a held-out speaker of its accent (the test data's speakers of that accent in turn, sorted by id; the
+  reference is the speaker's longest clip up to 10 s). There is no recording of these sentences: no ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.audio import resample
+from ..utils import content_digest
+
+LISTS = Path(__file__).parent / "lists"
+PROTOCOL_LISTS = {"seed-tts-eval": LISTS / "seed_tts_eval_es.tsv"}
+MAX_REFERENCE_SECONDS = 10.0
+"""S3Gen's reference is cut at 10 s (T3's at 6 s): a longer clip adds nothing."""
+
+
+@dataclass
+class TestItem:
+    id: str
+    text: str
+    speaker_id: str
+    accent: str
+    truth: np.ndarray | None
+    """The sentence's recording (none for a protocol's list)."""
+    reference: np.ndarray
+    sample_rate: int
+
+
+def load_test_items(test_data: str, max_samples: int | None = None,
+                    skipped: list[str] | None = None) -> list[TestItem]:
+    """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
+    folder in the seed's layout (reference: another utterance of the speaker). A sentence whose speaker has no
+    other utterance is left out (its id appended to `skipped`): a reference is never the sentence's own audio."""
+    from ..data.dataset import load_prepared, mono_samples, row_index
+
+    path = Path(test_data)
+    items: list[TestItem] = []
+    skipped = [] if skipped is None else skipped
+    if (path / "metadata.csv").exists():
+        from ..config import DataConfig
+        from ..data.audio import CleaningConfig, clean_audio, decode_audio
+        from ..data.sources import read_seed
+
+        rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
+        by_speaker = defaultdict(list)
+        for row in rows:
+            by_speaker[row.speaker_id].append(row)
+        cleaning = CleaningConfig()
+        for row in rows:
+            others = [r for r in by_speaker[row.speaker_id] if r is not row]
+            if not others:
+                skipped.append(Path(row.audio).stem)
+                continue
+            reference = others[0]
+            items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
+                                  clean_audio(*decode_audio(row.audio), cleaning),
+                                  clean_audio(*decode_audio(reference.audio), cleaning), cleaning.sampling_rate))
+    else:
+        dataset = load_prepared(path)
+        split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
+        where = row_index(dataset)
+        for row in split:
+            if row.get("prompt_source", "other") != "other" or row["prompt_id"] == row["id"]:
+                skipped.append(row["id"])
+                continue
+            truth, sr = mono_samples(row["audio"])
+            prompt_split, prompt_row = where[row["prompt_id"]]
+            reference, ref_sr = mono_samples(dataset[prompt_split][prompt_row]["audio"])
+            reference = resample(reference, ref_sr, sr)
+            items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
+    if not items:
+        raise ValueError(f"No test sentences in {test_data}" + (
+            f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))
+    return items[:max_samples] if max_samples else items
+
+
+def read_protocol_list(protocol: str) -> list[dict[str, str]]:
+    """The protocol's sentences: rows of `id`, `accent`, `kind` (numbers, abbreviations, question, long), `text`."""
+    with PROTOCOL_LISTS[protocol].open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def protocol_list_path(protocol: str) -> str:
+    """Where the list is, as the repository names it."""
+    return PROTOCOL_LISTS[protocol].relative_to(Path(__file__).parents[2]).as_posix()
+
+
+def protocol_list_digest(protocol: str) -> str:
+    """The first 12 hex digits of the list's SHA-256: reports name it, so two figures say they used the same list."""
+    return content_digest(PROTOCOL_LISTS[protocol].read_bytes())[:12]
+
+
+def protocol_items(protocol: str, test_data: str, max_samples: int | None = None,
+                   skipped: list[str] | None = None) -> list[TestItem]:
+    """The protocol's sentences, each with a reference from `test_data`'s held-out speakers of its accent (see the
+    module docstring); a sentence whose accent has no speaker there is left out (its id appended to `skipped`)."""
+    skipped = [] if skipped is None else skipped
+    clips = load_test_items(test_data)
+    by_speaker: dict[str, list[TestItem]] = defaultdict(list)
+    for clip in clips:
+        by_speaker[clip.speaker_id].append(clip)
+    speakers_of: dict[str, list[str]] = defaultdict(list)
+    for speaker in sorted(by_speaker):
+        speakers_of[by_speaker[speaker][0].accent].append(speaker)
+
+    def reference(speaker: str) -> TestItem:
+        fitting = [c for c in by_speaker[speaker] if len(c.truth) <= MAX_REFERENCE_SECONDS * c.sample_rate]
+        return max(fitting or by_speaker[speaker], key=lambda c: (min(len(c.truth), MAX_REFERENCE_SECONDS *
+                                                                      c.sample_rate), c.id))
+
+    items, turn = [], defaultdict(int)
+    for row in read_protocol_list(protocol):
+        speakers = speakers_of.get(row["accent"])
+        if not speakers:
+            skipped.append(row["id"])
+            continue
+        clip = reference(speakers[turn[row["accent"]] % len(speakers)])
+        turn[row["accent"]] += 1
+        items.append(TestItem(row["id"], row["text"], clip.speaker_id, row["accent"], None, clip.truth,
+                              clip.sample_rate))
+    if not items:
+        raise ValueError(f"{test_data} has no speaker of the accents of the {protocol} list "
+                         f"({sorted({r['accent'] for r in read_protocol_list(protocol)})}): pass held-out data with "
+                         "an accent column.")
+    return items[:max_samples] if max_samples else items

@@ -1,0 +1,105 @@
+"""The seed-tts-eval protocol: the shipped Spanish list, its normalisation and per-sentence WER, its WavLM-Large +
+ECAPA-TDNN speaker verification (a random-weight checkpoint in UniSpeech's format), and the harness run with it."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from chatterbox_latam.config import EvalConfig
+from chatterbox_latam.evaluation.harness import evaluate_checkpoint
+from chatterbox_latam.evaluation.metrics import MetricModelUnavailable, error_rates, normalize_seed_tts_eval
+from chatterbox_latam.evaluation.testset import protocol_items, read_protocol_list
+from chatterbox_latam.evaluation.wavlm_ecapa import build_wavlm_ecapa, load_wavlm_ecapa
+from chatterbox_latam.testing.sv_checkpoint import write_sv_checkpoint
+
+
+def test_the_shipped_list_covers_each_accent_with_every_kind_of_sentence():
+    rows = read_protocol_list("seed-tts-eval")
+    assert len({row["id"] for row in rows}) == len(rows) == 40
+    assert Counter(row["accent"] for row in rows) == {"mx": 8, "ar": 8, "co": 8, "cl": 8, "pe": 8}
+    for accent in ("mx", "ar", "co", "cl", "pe"):
+        kinds = Counter(row["kind"] for row in rows if row["accent"] == accent)
+        assert kinds == {"numbers": 2, "abbreviations": 2, "question": 2, "long": 2}
+    for row in rows:
+        if row["kind"] == "numbers":
+            assert any(ch.isdigit() for ch in row["text"])
+        if row["kind"] == "question":
+            assert row["text"].startswith("¿") and "?" in row["text"]
+        if row["kind"] == "long":
+            assert len(row["text"].split()) >= 25
+
+
+def test_seed_tts_eval_normalisation():
+    assert normalize_seed_tts_eval("¿Vos sabés dónde queda?  El Sr. Gómez, ¡a las 7:45!") == \
+        "vos sabés dónde queda el sr gómez a las 745"
+    assert normalize_seed_tts_eval("l'amour") == "l'amour"  # the apostrophe stays, as in the protocol
+    # accents count: "esta" is not "está" for this protocol
+    assert error_rates(["¿Dónde está?"], ["donde esta"], ("seed_tts_eval",))["wer_seed_tts_eval"] == 1.0
+
+
+def test_speaker_verification_checkpoint_in_unispeech_format(corpus, tmp_path):
+    checkpoint = write_sv_checkpoint(tmp_path / "wavlm_large_finetune.pth")
+    similarity = load_wavlm_ecapa(str(checkpoint))
+    a, sr = sf.read(corpus / "audio" / "speaker_001" / "audio_001.wav", dtype="float32")
+    b, _ = sf.read(corpus / "audio" / "speaker_003" / "audio_001.wav", dtype="float32")
+    same, other = similarity([(a, a), (a, b)], sr)
+    assert same == pytest.approx(1.0, abs=1e-5) and -1.0 <= other < 0.9999
+
+    saved = torch.load(checkpoint, weights_only=True)["model"]
+    del saved["layer2.SE_Connect.linear2.weight"]
+    with pytest.raises(ValueError, match=r"does not match WavLM \+ ECAPA-TDNN: missing \['layer2.SE_Connect"):
+        build_wavlm_ecapa(saved)
+    with pytest.raises(MetricModelUnavailable, match=r"wavlm_large_finetune.pth.*--sv_checkpoint PATH"):
+        load_wavlm_ecapa(str(tmp_path / "absent.pth"))
+
+
+def test_sentences_take_held_out_speakers_of_their_accent_in_turn(corpus, tmp_path):
+    data = tmp_path / "data"
+    (data / "audio").mkdir(parents=True)
+    lines = ["audio_path,transcript,speaker_id,accent"]
+    for speaker, accent in (("speaker_001", "mx"), ("speaker_002", "mx"), ("speaker_003", "ar")):
+        for n in (1, 2):
+            shutil.copy(corpus / "audio" / speaker / f"audio_{n:03d}.wav", data / "audio" / f"{speaker}_{n}.wav")
+            lines.append(f"audio/{speaker}_{n}.wav,Hola {n}.,{speaker},{accent}")
+    (data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    left_out: list[str] = []
+    items = protocol_items("seed-tts-eval", str(data), skipped=left_out)
+    assert [it.id for it in items] == [f"{a}-0{i}" for a in ("mx", "ar") for i in range(1, 9)]
+    assert [it.speaker_id for it in items[:4]] == ["speaker_001", "speaker_002"] * 2
+    assert {it.speaker_id for it in items[8:]} == {"speaker_003"} and all(it.truth is None for it in items)
+    assert len(left_out) == 24 and {i[:2] for i in left_out} == {"co", "cl", "pe"}
+    # the reference is the speaker's longest clip (here under 10 s)
+    longest = max((sf.info(data / "audio" / f"speaker_001_{n}.wav").duration for n in (1, 2)))
+    assert len(items[0].reference) / items[0].sample_rate == pytest.approx(longest, abs=0.6)
+
+
+def test_evaluation_under_the_protocol(trained_adapter, corpus, tmp_path):
+    rows = read_protocol_list("seed-tts-eval")[:2]
+
+    def transcriber(wavs, sample_rate):  # the first sentence heard exactly, the second not at all
+        return [rows[0]["text"], ""]
+
+    checkpoint = write_sv_checkpoint(tmp_path / "sv.pth")
+    results = evaluate_checkpoint(EvalConfig(checkpoint=str(trained_adapter), test_data=str(corpus),
+                                             output_dir=str(tmp_path / "eval"), metrics=["wer", "speaker_sim"],
+                                             protocol="seed-tts-eval", sv_checkpoint=str(checkpoint),
+                                             max_samples=2, wavlm_model=""), transcriber=transcriber)
+    assert set(results["systems"]) == {"finetuned"}  # the list's sentences have no recording
+    aggregate = results["systems"]["finetuned"]["aggregate"]
+    assert aggregate["wer_seed_tts_eval"] == 0.5  # per sentence: (0 + 1) / 2, not the corpus rate
+    corpus_rate = error_rates([r["text"] for r in rows], [rows[0]["text"], ""])["wer_spanish"]
+    assert aggregate["wer_spanish"] == pytest.approx(corpus_rate) and corpus_rate != 0.5  # the corpus rate beside
+    assert all(np.isfinite(s["speaker_sim_seed_tts_eval"]) for s in results["systems"]["finetuned"]["samples"])
+    protocol = results["protocol"]
+    assert protocol["list"] == "chatterbox_latam/evaluation/lists/seed_tts_eval_es.tsv"
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert f"Protocol: **seed-tts-eval** on the list `{protocol['list']}` (sha256 {protocol['list_sha256']}" in report
+    assert "| wer_seed_tts_eval |" in report and "| speaker_sim_seed_tts_eval |" in report
+    assert Path(tmp_path / "eval" / "audio" / "finetuned" / "mx-01.wav").exists()
