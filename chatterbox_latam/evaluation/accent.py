@@ -177,7 +177,7 @@ def accent_table(samples: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]
     predicted classes counted (a row of the confusion matrix)."""
     by_accent: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for sample in samples:
-        if "accent_label" in sample:
+        if "accent_correct" in sample:  # a sample of a known accent
             by_accent[sample["accent"]].append(sample)
     return {accent: {"n": len(group),
                      "accuracy": float(np.mean([s["accent_correct"] for s in group])),
