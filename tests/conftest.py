@@ -150,3 +150,18 @@ def accent_adapters(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
         "--eval_audio_samples", "0", "--report_to", "none", "--max_steps", "3", "--save_every", "10",
         "--train_s3gen", "false", "--adapters", "per_accent", "--adapter_accents", "mx", "ar"])))
     return out
+
+
+def seed_folder(corpus: Path, dest: Path, speakers: list[tuple[str, str]], clips=(1, 2)) -> Path:
+    """A small test folder in the seed's layout: `clips` of each (speaker, accent) of the espeak corpus, the
+    transcript "Hola número N." for clip N, files named SPEAKER_N.wav."""
+    import shutil
+
+    (dest / "audio").mkdir(parents=True)
+    lines = ["audio_path,transcript,speaker_id,accent"]
+    for speaker, accent in speakers:
+        for n in clips:
+            shutil.copy(corpus / "audio" / speaker / f"audio_{n:03d}.wav", dest / "audio" / f"{speaker}_{n}.wav")
+            lines.append(f"audio/{speaker}_{n}.wav,Hola número {n}.,{speaker},{accent}")
+    (dest / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest

@@ -3,13 +3,12 @@ speechbrain offline, and the evaluation's accent table with per-accent adapters 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
+from conftest import ROOT, seed_folder
 
 from chatterbox_latam.config import EvalConfig
 from chatterbox_latam.evaluation.accent import accents_of, load_accent_classifier, score_accent, shared_classes
@@ -78,14 +77,7 @@ def test_accent_table_with_per_accent_adapters_each_on_its_own_accent(accent_ada
     from chatterbox_latam.data.audio import CleaningConfig, clean_audio, decode_audio
     from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
 
-    data = tmp_path / "data"
-    (data / "audio").mkdir(parents=True)
-    lines = ["audio_path,transcript,speaker_id,accent"]
-    for speaker, accent in (("speaker_001", "mx"), ("speaker_003", "ar"), ("speaker_004", "co")):
-        for n in (1, 2):
-            shutil.copy(corpus / "audio" / speaker / f"audio_{n:03d}.wav", data / "audio" / f"{speaker}_{n}.wav")
-            lines.append(f"audio/{speaker}_{n}.wav,Hola número {n}.,{speaker},{accent}")
-    (data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = seed_folder(corpus, tmp_path / "data", [("speaker_001", "mx"), ("speaker_003", "ar"), ("speaker_004", "co")])
     out = tmp_path / "eval"
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(accent_adapters), test_data=str(data),
                                              output_dir=str(out), metrics=["accent"]), classifier=AlwaysMexico())

@@ -3,7 +3,6 @@ ECAPA-TDNN speaker verification (a random-weight checkpoint in UniSpeech's forma
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import seed_folder
 
 from chatterbox_latam.config import EvalConfig
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint
@@ -61,14 +61,7 @@ def test_speaker_verification_checkpoint_in_unispeech_format(corpus, tmp_path):
 
 
 def test_sentences_take_held_out_speakers_of_their_accent_in_turn(corpus, tmp_path):
-    data = tmp_path / "data"
-    (data / "audio").mkdir(parents=True)
-    lines = ["audio_path,transcript,speaker_id,accent"]
-    for speaker, accent in (("speaker_001", "mx"), ("speaker_002", "mx"), ("speaker_003", "ar")):
-        for n in (1, 2):
-            shutil.copy(corpus / "audio" / speaker / f"audio_{n:03d}.wav", data / "audio" / f"{speaker}_{n}.wav")
-            lines.append(f"audio/{speaker}_{n}.wav,Hola {n}.,{speaker},{accent}")
-    (data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = seed_folder(corpus, tmp_path / "data", [("speaker_001", "mx"), ("speaker_002", "mx"), ("speaker_003", "ar")])
     left_out: list[str] = []
     items = protocol_items("seed-tts-eval", str(data), skipped=left_out)
     assert [it.id for it in items] == [f"{a}-0{i}" for a in ("mx", "ar") for i in range(1, 9)]

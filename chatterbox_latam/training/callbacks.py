@@ -108,32 +108,23 @@ class ListeningScores:
     (under a quarter of a second) counts as the worst value, so a checkpoint that stops at once never wins."""
 
     def __init__(self, asr_model: str | None = None, accent_model: str | None = None):
-        self.asr_model = asr_model
-        self._asr = None
-        self.accent_model = accent_model
-        self._classifier = None
+        self.models = {"eval/wer": asr_model, "eval/accent_prob": accent_model}
+        self._loaded: dict[str, Callable] = {}
 
-    def classifier(self):
-        if self.accent_model and self._classifier is None:
-            from ..evaluation import accent, metrics
+    def _scorer(self, metric: str) -> Callable | None:
+        """The model that scores `metric`, loaded on first use; none when not asked for or not loadable (once
+        warned)."""
+        from ..evaluation import accent, metrics
 
+        model = self.models[metric]
+        if model and metric not in self._loaded:
+            load = metrics.load_asr if metric == "eval/wer" else accent.load_accent_classifier
             try:
-                self._classifier = accent.load_accent_classifier(self.accent_model)
+                self._loaded[metric] = load(model)
             except metrics.MetricModelUnavailable as error:
-                logger.warning("eval/accent_prob is not scored during training: %s", error)
-                self.accent_model = None
-        return self._classifier
-
-    def asr(self):
-        if self.asr_model and self._asr is None:
-            from ..evaluation import metrics
-
-            try:
-                self._asr = metrics.load_asr(self.asr_model)
-            except metrics.MetricModelUnavailable as error:
-                logger.warning("eval/wer is not scored during training: %s", error)
-                self.asr_model = None
-        return self._asr
+                logger.warning("%s is not scored during training: %s", metric, error)
+                self.models[metric] = None
+        return self._loaded.get(metric)
 
     def __call__(self, wavs, samples, sample_rate, step: int | None = None) -> dict[str, float]:
         from ..data.audio import resample
@@ -148,12 +139,12 @@ class ListeningScores:
         # unusable samples count as similarity 0 and DNSMOS 1 (the scales' floors)
         scores = {"eval_speaker_sim": sum(similarity) / n,
                   "eval_dnsmos": (sum(m["ovrl"] for m in mos) + 1.0 * (n - len(usable))) / n}
-        asr = self.asr()
+        asr = self._scorer("eval/wer")
         if asr is not None:  # the evaluation's WER (Spanish normalisation); an unusable sample heard as nothing
             heard = dict(zip(usable, asr([wavs[i] for i in usable], sample_rate) if usable else []))
             rates = metrics.error_rates([s["text"] for s in samples], [heard.get(i, "") for i in range(n)])
             scores["eval_wer"] = rates["wer_spanish"]
-        classifier = self.classifier()
+        classifier = self._scorer("eval/accent_prob")
         if classifier is not None:  # an unusable sample gives its accent probability 0
             from ..evaluation.accent import score_accent
 
