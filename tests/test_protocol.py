@@ -96,3 +96,34 @@ def test_evaluation_under_the_protocol(trained_adapter, corpus, tmp_path):
     assert f"Protocol: **seed-tts-eval** on the list `{protocol['list']}` (sha256 {protocol['list_sha256']}" in report
     assert "| wer_seed_tts_eval |" in report and "| speaker_sim_seed_tts_eval |" in report
     assert Path(tmp_path / "eval" / "audio" / "finetuned" / "mx-01.wav").exists()
+
+
+def test_whisper_asr_runs_a_local_checkpoint_with_spanish_forced(corpus, tmp_path, monkeypatch):
+    """The protocol's ASR path on a random-weight Whisper in the real format: every decoding starts with the
+    Spanish transcription prompt (<|startoftranscript|> <|es|> <|transcribe|> <|notimestamps|>)."""
+    from transformers import AutoTokenizer
+    from transformers.models.whisper import modeling_whisper
+
+    from chatterbox_latam.evaluation.metrics import load_asr
+    from chatterbox_latam.testing.tiny_whisper import write_tiny_whisper
+
+    folder = write_tiny_whisper(tmp_path / "whisper")
+    prompts, detections = [], []
+    forward = modeling_whisper.WhisperDecoder.forward
+
+    def recording(self, input_ids=None, *args, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > 1:  # steps that feed the prompt (each clip, at least once)
+            prompts.extend(row[:4] for row in input_ids.tolist())
+        elif input_ids is not None:  # one token: language detection feeds <|startoftranscript|> alone
+            detections.extend(input_ids.tolist())
+        return forward(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_whisper.WhisperDecoder, "forward", recording)
+    a, sr = sf.read(corpus / "audio" / "speaker_001" / "audio_001.wav", dtype="float32")
+    texts = load_asr(str(folder), device="cpu")([a, a[: sr // 2]], sr)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    spanish = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|es|>", "<|transcribe|>",
+                                               "<|notimestamps|>"])
+    assert len(prompts) >= 2 and all(prompt == spanish for prompt in prompts)
+    assert [spanish[0]] not in detections  # the language was given, not detected

@@ -97,7 +97,7 @@ def load_asr(model: str = DEFAULT_ASR, device: str | None = None, batch_size: in
     device = device or default_device()
     try:
         asr = pipeline("automatic-speech-recognition", model=model, device=device,
-                       torch_dtype=torch.float16 if device.startswith("cuda") else torch.float32)
+                       dtype=torch.float16 if device.startswith("cuda") else torch.float32)
     except OSError as error:
         raise MetricModelUnavailable(
             f"ASR model '{model}' could not be loaded ({error.__class__.__name__}). Without network, download it "
