@@ -96,6 +96,14 @@ def test_evaluation_under_the_protocol(trained_adapter, corpus, tmp_path):
     assert f"Protocol: **seed-tts-eval** on the list `{protocol['list']}` (sha256 {protocol['list_sha256']}" in report
     assert "| wer_seed_tts_eval |" in report and "| speaker_sim_seed_tts_eval |" in report
     assert Path(tmp_path / "eval" / "audio" / "finetuned" / "mx-01.wav").exists()
+    # the model card's table names the protocol and its list, and the model-index carries its two figures
+    from chatterbox_latam.hub.cards import eval_results, evaluation_table
+
+    table = evaluation_table(results)
+    assert "| WER (seed-tts-eval protocol, Whisper-large-v3) | 0.500 |" in table
+    assert f"Protocol seed-tts-eval: the 2 sentences of `{protocol['list']}`" in table
+    assert {r.metric_name for r in eval_results(results, None)} >= {
+        "WER (seed-tts-eval protocol, Whisper-large-v3)", "SIM (seed-tts-eval protocol, WavLM-Large + ECAPA-TDNN)"}
 
 
 def test_whisper_asr_runs_a_local_checkpoint_with_spanish_forced(corpus, tmp_path, monkeypatch):

@@ -73,6 +73,10 @@ MODEL_INDEX_METRICS = {
     "cer_whisper": ("cer", "CER (Whisper basic normalisation)"),
     "speaker_sim": ("speaker_similarity", "Speaker similarity (Resemblyzer)"),
     "speaker_sim_wavlm": ("speaker_similarity", "Speaker similarity (WavLM)"),
+    "wer_seed_tts_eval": ("wer", "WER (seed-tts-eval protocol, Whisper-large-v3)"),
+    "speaker_sim_seed_tts_eval": ("speaker_similarity", "SIM (seed-tts-eval protocol, WavLM-Large + ECAPA-TDNN)"),
+    "accent_accuracy": ("accuracy", "Accent identification accuracy"),
+    "accent_prob": ("accent_probability", "Probability of the target accent"),
     "mos": ("dnsmos", "DNSMOS (overall)"),
     "utmos": ("utmos", "UTMOS"),
     "rtf": ("rtf", "Real-time factor"),
@@ -96,8 +100,14 @@ def evaluation_table(results: dict[str, Any]) -> str:
         target = " ".join(str(t) for t in TARGETS[key]) if key in TARGETS else ""
         lines.append(f"| {MODEL_INDEX_METRICS[key][1]} | " + " | ".join(cells) + f" | {target} |")
     text = "\n".join(lines)
-    text += (f"\n\n{results['n_sentences']} test sentences from `{results['test_data']}`, each spoken with another "
-             f"utterance of the same speaker as the voice prompt; device {results['device']}.")
+    if results.get("protocol"):
+        protocol = results["protocol"]
+        text += (f"\n\nProtocol {protocol['name']}: the {results['n_sentences']} sentences of `{protocol['list']}` "
+                 f"(sha256 {protocol['list_sha256']}), each spoken by a held-out speaker of its accent from "
+                 f"`{results['test_data']}`; device {results['device']}.")
+    else:
+        text += (f"\n\n{results['n_sentences']} test sentences from `{results['test_data']}`, each spoken with "
+                 f"another utterance of the same speaker as the voice prompt; device {results['device']}.")
     if results.get("skipped"):
         text += " Not measured: " + "; ".join(f"{k} ({v.split('.')[0]})" for k, v in results["skipped"].items()) + "."
     return text
