@@ -618,8 +618,11 @@ class EvalConfig(SynthesisConfig):
         unknown = sorted(set(self.metrics) - {*METRICS, "all"})
         if unknown:
             raise ValueError(f"metrics {unknown}: use any of {list(METRICS)}, or all.")
-        if self.goals is None:  # the full evaluation measures them
-            self.goals = "all" in self.metrics or set(self.metrics) >= set(METRICS)
+        if self.protocol and self.goals:
+            raise ValueError("--goals measures cloning against each sentence's recording, and a protocol's list has "
+                             "none: run the goals in an evaluation without --protocol.")
+        if self.goals is None:  # the full evaluation measures them (a protocol's does not: no recordings)
+            self.goals = not self.protocol and ("all" in self.metrics or set(self.metrics) >= set(METRICS))
         if "all" in self.metrics:
             self.metrics = list(METRICS)
         self.wavlm_model = self.wavlm_model or None

@@ -135,3 +135,11 @@ def test_whisper_asr_runs_a_local_checkpoint_with_spanish_forced(corpus, tmp_pat
                                                "<|notimestamps|>"])
     assert len(prompts) >= 2 and all(prompt == spanish for prompt in prompts)
     assert [spanish[0]] not in detections  # the language was given, not detected
+
+
+def test_the_protocol_leaves_the_goals_out():
+    """The goals score cloning against each sentence's recording; the list's sentences have none."""
+    config = EvalConfig(checkpoint="adapter", test_data="data", output_dir="out", protocol="seed-tts-eval")
+    assert config.goals is False and "accent" in config.metrics
+    with pytest.raises(ValueError, match="a protocol's list has none"):
+        EvalConfig(checkpoint="adapter", test_data="data", output_dir="out", protocol="seed-tts-eval", goals=True)
