@@ -121,8 +121,8 @@ def load_accent_classifier(model: str = DEFAULT_ACCENT_MODEL, device: str | None
     overrides = {}
     folder = Path(model)
     if folder.is_dir():  # a downloaded copy: its hyperparams name the Hub repo and wav2vec2's, point them here
-        text = (folder / "hyperparams.yaml").read_text(encoding="utf-8") if (folder / "hyperparams.yaml").exists() \
-            else ""
+        hyperparams = folder / "hyperparams.yaml"
+        text = hyperparams.read_text(encoding="utf-8") if hyperparams.exists() else ""
         if re.search(r"^pretrained_path:", text, re.M):
             overrides["pretrained_path"] = folder.resolve().as_posix()
         if re.search(r"^wav2vec2_hub:", text, re.M) and (folder / "wav2vec2_hub").is_dir():
@@ -195,8 +195,9 @@ def accent_report(results: dict[str, Any]) -> list[str]:
     accents = sorted({a for name in systems for a in results["systems"][name]["accent"]})
     lines = ["## Accent identification", "",
              f"Classifier: `{results.get('accent_model')}`. Accuracy: share of clips whose predicted class covers the "
-             "target accent; p(target): mean probability of the classes that cover it. `ground_truth` (the test "
-             "recordings) is the classifier's own ceiling on this data.", "",
+             "target accent; p(target): mean probability of the classes that cover it."
+             + (" `ground_truth` (the test recordings) is the classifier's own ceiling on this data."
+                if "ground_truth" in systems else ""), "",
              "| system | " + " | ".join(f"{a} accuracy | {a} p(target)" for a in accents) + " |",
              "|---|" + "---|---|" * len(accents)]
     for name in systems:
@@ -223,7 +224,7 @@ def write_confusion_plot(results: dict[str, Any], plots) -> None:
     labels = list(results.get("accent_labels") or sorted({label for name in systems for row in
                                                           results["systems"][name]["accent"].values()
                                                           for label in row["predicted"]}))
-    short = [textwrap_label(label) for label in labels]
+    short = [short_label(label) for label in labels]
     fig, axes = plt.subplots(1, len(systems), figsize=(1.2 + 0.9 * len(labels) * len(systems), 3.6), squeeze=False)
     for ax, name in zip(axes[0], systems):
         table = results["systems"][name]["accent"]
@@ -242,7 +243,7 @@ def write_confusion_plot(results: dict[str, Any], plots) -> None:
     plt.close(fig)
 
 
-def textwrap_label(label: str) -> str:
+def short_label(label: str) -> str:
     """A class label short enough for a plot axis: up to its first colon or comma, 18 characters at most."""
     head = re.split(r"[:,(]", str(label))[0].strip()
     return head if len(head) <= 18 else head[:17] + "…"

@@ -57,15 +57,22 @@ def load_test_items(test_data: str, max_samples: int | None = None,
         for row in rows:
             by_speaker[row.speaker_id].append(row)
         cleaning = CleaningConfig()
+        cleaned: dict[str, np.ndarray] = {}  # a speaker's first clip is every other clip's reference: decode once
+
+        def clean(audio: str) -> np.ndarray:
+            if audio not in cleaned:
+                cleaned[audio] = clean_audio(*decode_audio(audio), cleaning)
+            return cleaned[audio]
+
         for row in rows:
             others = [r for r in by_speaker[row.speaker_id] if r is not row]
             if not others:
                 skipped.append(Path(row.audio).stem)
                 continue
-            reference = others[0]
+            if max_samples and len(items) >= max_samples:
+                continue  # counted above when it has no reference; beyond max_samples, not decoded
             items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
-                                  clean_audio(*decode_audio(row.audio), cleaning),
-                                  clean_audio(*decode_audio(reference.audio), cleaning), cleaning.sampling_rate))
+                                  clean(row.audio), clean(others[0].audio), cleaning.sampling_rate))
     else:
         dataset = load_prepared(path)
         split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))

@@ -174,7 +174,8 @@ def _sizes(state: dict[str, torch.Tensor]):
     from transformers import WavLMConfig
 
     wavlm = {k[len(WAVLM_PREFIX):]: v for k, v in state.items() if k.startswith(WAVLM_PREFIX)}
-    convs = sorted(int(m.group(1)) for k in wavlm if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.0\.weight$", k)))
+    conv_weight = re.compile(r"feature_extractor\.conv_layers\.(\d+)\.0\.weight$")
+    convs = sorted(int(m.group(1)) for k in wavlm if (m := conv_weight.match(k)))
     layers = sorted({int(m.group(1)) for k in wavlm if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
     if not convs or not layers or "post_extract_proj.weight" not in wavlm:
         raise ValueError("not a WavLM + ECAPA-TDNN checkpoint: no WavLM weights under 'feature_extract.model.'")
