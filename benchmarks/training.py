@@ -20,9 +20,11 @@ import time
 import torch
 
 from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.constants import S3GEN_SR
 from chatterbox_latam.data.collator import ChatterboxCollator
 from chatterbox_latam.data.dataset import load_prepared, tokenize_dataset
 from chatterbox_latam.data.features import FeatureExtractor
+from chatterbox_latam.data.references import join_clips
 from chatterbox_latam.models.checkpoint import resolve_checkpoint
 from chatterbox_latam.models.loading import load_text_tokenizer, t3_config
 from chatterbox_latam.training.run import build_model, training_arguments
@@ -46,8 +48,9 @@ class OnTheFlyFeatures(torch.utils.data.Dataset):
         row = self.split[index]
         wav = row["audio"].get_all_samples().data.mean(0).numpy()
         own = self.extractor.extract([wav])[0]
-        reference = self.audio_of[row["prompt_id"]].get_all_samples().data.mean(0).numpy()
-        prompt = self.extractor.extract([reference])[0]
+        reference = join_clips([self.audio_of[clip].get_all_samples().data.mean(0).numpy()
+                                for clip in row["prompt_ids"]], S3GEN_SR)
+        prompt = self.extractor.reference_features([reference])[0]
         return {"text_tokens": row["text_tokens"], "speech_tokens": own.speech_tokens.tolist(),
                 "prompt_speech_tokens": prompt.prompt_tokens.tolist(), "prompt_speaker_emb": prompt.speaker_emb.tolist(),
                 "duration": row["duration"]}

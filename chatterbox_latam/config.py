@@ -140,7 +140,9 @@ class DataConfig:
     accent_column: str | None = field(default=None, metadata={"help": "Accent column (default: accent if present)."})
     max_rows: int | None = field(default=None, metadata={"help": "Read at most this many source rows (for trials)."})
     # Cleaning
-    sampling_rate: int = field(default=S3GEN_SR, metadata={"help": "Rate of the cleaned clips stored in the dataset."})
+    sampling_rate: int = field(default=S3GEN_SR, metadata={
+        "help": f"Rate of the cleaned clips stored in the dataset: {S3GEN_SR} (S3Gen's rate; the mel features and "
+                "the references are computed at it)."})
     min_audio_length: float = field(default=0.5, metadata={"help": "Shortest clip kept, in seconds, after trimming."})
     max_audio_length: float = field(default=30.0, metadata={"help": "Longest clip kept, in seconds, after trimming."})
     trim_silence: bool = field(default=True, metadata={"help": "Trim leading and trailing silence."})
@@ -153,25 +155,38 @@ class DataConfig:
     )
     # Features and splits
     max_prompt_seconds: float = field(
-        default=6.0, metadata={"help": "Length of the conditioning prompt taken from another utterance (<= 6 s)."}
+        default=6.0, metadata={"help": "Length of T3's conditioning prompt, taken from a reference of the speaker "
+                                       "(<= 6 s, upstream's; a shorter one is mirrored at inference)."}
     )
     feature_batch_seconds: float = field(
         default=120.0, metadata={"help": "Audio seconds (padded) per feature-extraction batch."}
     )
     device: str | None = field(default=None, metadata={"help": "Device for feature extraction (default: cuda if available)."})
-    validation_size: float = field(default=0.1, metadata={"help": "Share of utterances (or speakers) for validation."})
-    test_size: float = field(default=0.1, metadata={"help": "Share of utterances (or speakers) for the test split."})
+    validation_size: float = field(default=0.1, metadata={
+        "help": "Share of clips for validation, drawn as whole sentences: every reading of a sentence goes to the "
+                "same split."})
+    test_size: float = field(default=0.1, metadata={
+        "help": "Share of clips for the test split, drawn as whole sentences (unless heldout_speakers)."})
     heldout_speakers: list[str] | None = field(
         default=None,
-        metadata={"help": "Split by speaker: these speakers form the test split (validation takes utterances of the rest)."},
+        metadata={"help": "Split by speaker: these speakers form the test split, which only evaluation reads."},
+    )
+    validation_speakers: list[str] | None = field(
+        default=None,
+        metadata={"help": "These speakers form the validation split: checkpoint selection (metric_for_best_model) then "
+                          "scores voices not in training, and never the test split's."},
     )
     split_seed: int = field(default=42, metadata={"help": "Seed for prompt choice and splits."})
+    self_prompt: bool = field(
+        default=False,
+        metadata={"help": "A speaker's only clip lends its own last part as its prompt (the loss stops before it, so "
+                          "its stop token is never supervised). Off: such rows are left out of training and counted "
+                          "in the summary."},
+    )
     self_prompt_min_seconds: float = field(
         default=3.0,
-        metadata={"help": "A speaker's only clip (in its split) lends its last part as its own prompt when that part "
-                          "can be at least this long and the clip is twice that: the prompt is the last "
-                          "min(max_prompt_seconds, half the clip), and the loss covers only the speech before it. "
-                          "A shorter lone clip is left out of training (counted in the summary)."},
+        metadata={"help": "With self_prompt: the shortest own last part a lone clip may lend (the prompt is the last "
+                          "min(max_prompt_seconds, half the clip)); a shorter lone clip is left out of training."},
     )
 
     def __post_init__(self):
@@ -182,6 +197,10 @@ class DataConfig:
                 f"min_audio_length={self.min_audio_length} and max_audio_length={self.max_audio_length}: "
                 "need 0 < min_audio_length < max_audio_length."
             )
+        if self.sampling_rate != S3GEN_SR:
+            raise ValueError(f"sampling_rate={self.sampling_rate}: the prepared clips must be stored at {S3GEN_SR} Hz "
+                             "(S3Gen's rate, which the features and references assume); sources at any rate are "
+                             "resampled to it.")
         if not 0 < self.max_prompt_seconds <= 6.0:
             raise ValueError(
                 f"max_prompt_seconds={self.max_prompt_seconds}: T3 takes at most 150 prompt tokens (6 s); use 0 < x <= 6."
@@ -189,6 +208,10 @@ class DataConfig:
         for name in ("validation_size", "test_size"):
             if not 0 <= getattr(self, name) < 0.5:
                 raise ValueError(f"{name}={getattr(self, name)}: use a share in [0, 0.5).")
+        both = sorted(set(self.heldout_speakers or []) & set(self.validation_speakers or []))
+        if both:
+            raise ValueError(f"speakers {both} are in heldout_speakers and validation_speakers: a speaker belongs to "
+                             "one split.")
         for accent in [self.default_accent, *(self.accents or [])]:
             if accent is not None and accent not in ACCENTS:
                 raise ValueError(f"accent {accent!r}: use one of {ACCENTS}.")
@@ -504,7 +527,8 @@ PROTOCOLS = ("seed-tts-eval",)
 
 ALIGNMENT_CHOICES = {"auto": None, "on": True, "off": False}
 """How scripts and the Space's ALIGNMENT variable say `alignment`: auto (as upstream runs them for the model's
-generation: on for v2 multilingual, off for v3 and the packs), on, off."""
+generation: on for v2 multilingual, off for v3 and the packs, and off where an adapter changed the attention they
+read, `decoding.default_alignment`), on, off."""
 
 
 def parse_alignment(value: str | bool | None) -> bool | None:
@@ -545,8 +569,9 @@ class SynthesisConfig:
         "help": "Seconds of the reference S3Gen continues from (default: all of it, up to 10; less is faster)."})
     alignment: str = field(default="auto", metadata={
         "help": "Upstream's alignment heuristics: auto (on for v2 multilingual, off for v3 and the packs, as "
-                "upstream), on or off. evaluate.py: when they run and the adapter changed T3's attention, the other "
-                "setting is scored too.",
+                "upstream; off where the adapter changed the attention they read, as upstream main decodes every "
+                "model), on or off. evaluate.py: when the adapter changed that attention, the other setting is "
+                "scored too.",
         "choices": sorted(ALIGNMENT_CHOICES)})
     t3_model: str | None = field(default=None, metadata={
         "help": "With ResembleAI/chatterbox (or a folder of it) as the model or base: which of its T3 files.",
@@ -601,6 +626,10 @@ class EvalConfig(SynthesisConfig):
     utmos: bool = field(default=True, metadata={"help": "Score UTMOS too (--no_utmos skips it)."})
     utmos_checkpoint: str | None = field(default=None, metadata={
         "help": "Local utmos_state_dict.pt (default: from the Hub repo Blinorot/UTMOS-PyTorch)."})
+    split: str | None = field(default=None, metadata={
+        "help": "The split of a prepared --test_data to score (default: test; a dataset without one is refused). "
+                "Another split is scored knowingly, and the report's first line says so: validation sentences "
+                "are held out from training but chose the checkpoint, training sentences were learnt."})
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many sentences."})
     seed: int = field(default=0, metadata={"help": "Sampling seed for synthesis."})
     goals: bool | None = field(default=None, metadata={

@@ -36,6 +36,9 @@ S3_SR = 16_000  # the S3 tokenizer's and VoiceEncoder's input rate
 S3GEN_SR = 24_000  # S3Gen's output rate: every WAV the project writes
 TOKENS_PER_SECOND = 25  # S3 speech tokens per second of speech
 PROMPT_TOKENS = 150  # T3Config.speech_cond_prompt_len: 6 s at 25 Hz
+PROMPT_SECONDS = 6.0  # what upstream tokenises of a reference for T3's prompt (`ENC_COND_LEN`)
+REFERENCE_GAP_SECONDS = 0.25
+"""Silence between a speaker's clips where a reference is joined from several (`data.references`)."""
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; ids at or above are T3's special tokens
 SAMPLES_PER_TOKEN = S3GEN_SR // TOKENS_PER_SECOND  # 960 (upstream: S3GEN_SR // S3_TOKEN_RATE)
 # Streaming: after a sentence's first chunk, S3Gen's flow continues from this much of the speech before (see

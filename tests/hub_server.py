@@ -2,9 +2,10 @@
 
 Tests point `HF_ENDPOINT` at it (with `HF_HUB_DISABLE_XET=1`) and then use the clients exactly as users do:
 `create_repo`, `upload_folder`, `Dataset.push_to_hub`, `snapshot_download`, `hf_hub_download`,
-`load_dataset(repo_id)` (streaming too). It keeps repositories in memory, one branch (`main`) each, and
-implements the endpoints those calls use: repo creation and info, preupload, the LFS batch API with basic
-transfers, ndjson commits, tree and paths-info listings, refs, commits, and `resolve` with ranges. Errors carry
+`load_dataset(repo_id)` (streaming too). It keeps repositories in memory, one branch (`main`) each with the tree
+of every commit, and implements the endpoints those calls use: repo creation and info, preupload, the LFS batch API
+with basic transfers, ndjson commits, tree and paths-info listings, refs, commits, and `resolve` with ranges; info,
+listings and `resolve` answer at `main` or at any commit id (`revision=`). Errors carry
 the `X-Error-Code` headers the client turns into `RepositoryNotFoundError` / `EntryNotFoundError`.
 """
 
@@ -49,6 +50,8 @@ class Repo:
     private: bool = False
     files: dict[str, StoredFile] = field(default_factory=dict)
     commits: list[dict] = field(default_factory=list)
+    trees: dict[str, dict[str, StoredFile]] = field(default_factory=dict)
+    """The files at each commit (`files` is the tree of `main`, the newest)."""
 
     @property
     def head(self) -> str:
@@ -58,7 +61,13 @@ class Repo:
         digest = hashlib.sha1(f"{self.repo_id}:{len(self.commits)}:{time.time_ns()}".encode()).hexdigest()
         self.commits.append({"id": digest, "title": title, "message": title, "authors": [{"user": "test"}],
                              "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())})
+        self.trees[digest] = dict(self.files)
         return digest
+
+    def at(self, revision: str | None) -> tuple[str, dict[str, StoredFile]] | None:
+        """(commit, files) of `main` or of a commit id; None for a revision the repo does not have."""
+        commit = self.head if revision in (None, "", "main") else revision
+        return (commit, self.trees[commit]) if commit in self.trees else None
 
 
 class HubState:
@@ -103,11 +112,11 @@ class HubHandler(BaseHTTPRequestHandler):
     def repo_url(self, repo: Repo) -> str:
         return f"{self.base_url}/{PREFIXES[repo.repo_type]}{repo.repo_id}"
 
-    def entries(self, repo: Repo, folder: str, recursive: bool) -> list[dict]:
+    def entries(self, files: dict[str, StoredFile], folder: str, recursive: bool) -> list[dict]:
         folder = folder.strip("/")
         prefix = f"{folder}/" if folder else ""
         out, dirs = [], set()
-        for path, stored in sorted(repo.files.items()):
+        for path, stored in sorted(files.items()):
             if not path.startswith(prefix):
                 continue
             rest = path[len(prefix):]
@@ -129,12 +138,13 @@ class HubHandler(BaseHTTPRequestHandler):
             entry["lfs"] = {"oid": stored.sha256, "size": len(stored.content), "pointerSize": 134}
         return entry
 
-    def repo_info(self, repo: Repo) -> dict:
+    def repo_info(self, repo: Repo, revision: str | None = None) -> dict:
+        commit, files = repo.at(revision)
         return {
             "id": repo.repo_id, "_id": repo.repo_id, "modelId": repo.repo_id, "author": repo.repo_id.split("/")[0],
-            "sha": repo.head, "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
+            "sha": commit, "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
             "tags": [], "lastModified": repo.commits[-1]["date"], "createdAt": repo.commits[0]["date"],
-            "siblings": [{"rfilename": p, "size": len(f.content)} for p, f in sorted(repo.files.items())],
+            "siblings": [{"rfilename": p, "size": len(f.content)} for p, f in sorted(files.items())],
         }
 
     # -- routing ------------------------------------------------------------------------------------------------------
@@ -279,8 +289,14 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self.repo(repo_type, repo_id)
         if repo is None:
             return self.error(404, "RepoNotFound", f"Repository not found: {repo_id}", head=method == "HEAD")
+        revision = rest.split("/", 1)[1] if rest.startswith(("revision/", "tree/", "paths-info/")) else None
+        if rest.startswith("tree/"):
+            revision = revision.split("/", 1)[0]
+        if repo.at(revision) is None:
+            return self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head=method == "HEAD")
+        commit, files = repo.at(revision)
         if rest == "" or rest.startswith("revision/"):
-            return self.send(200, self.repo_info(repo), head=method == "HEAD")
+            return self.send(200, self.repo_info(repo, revision), head=method == "HEAD")
         if rest.startswith("preupload/"):
             files = json.loads(self.body())["files"]
             answer = []
@@ -295,9 +311,9 @@ class HubHandler(BaseHTTPRequestHandler):
         if rest.startswith("tree/"):
             _, _, folder = rest[len("tree/"):].partition("/")
             recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
-            if folder and not any(p.startswith(folder.rstrip("/") + "/") for p in repo.files):
-                return self.error(404, "EntryNotFound", f"{folder} does not exist on main")
-            return self.send(200, self.entries(repo, folder, recursive))
+            if folder and not any(p.startswith(folder.rstrip("/") + "/") for p in files):
+                return self.error(404, "EntryNotFound", f"{folder} does not exist on {revision}")
+            return self.send(200, self.entries(files, folder, recursive))
         if rest.startswith("paths-info/"):
             body = self.body()
             content_type = self.headers.get("Content-Type", "")
@@ -306,9 +322,9 @@ class HubHandler(BaseHTTPRequestHandler):
             out = []
             for p in paths:
                 p = p.strip("/")
-                if p in repo.files:
-                    out.append(self.file_entry(p, repo.files[p]))
-                elif any(f.startswith(p + "/") for f in repo.files):
+                if p in files:
+                    out.append(self.file_entry(p, files[p]))
+                elif any(f.startswith(p + "/") for f in files):
                     out.append({"type": "directory", "oid": hashlib.sha1(p.encode()).hexdigest(), "size": 0, "path": p})
             return self.send(200, out)
         if rest == "refs":
@@ -344,13 +360,14 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self.repo(repo_type, repo_id)
         if repo is None:
             return self.error(404, "RepoNotFound", f"Repository not found: {repo_id}", head=head)
-        if revision not in ("main", repo.head) and not any(c["id"] == revision for c in repo.commits):
+        if repo.at(revision) is None:
             return self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head=head)
-        stored = repo.files.get(file_path)
+        commit, files = repo.at(revision)
+        stored = files.get(file_path)
         if stored is None:
             return self.error(404, "EntryNotFound", f"{file_path} does not exist on {revision}", head=head)
         content = stored.content
-        headers = {"X-Repo-Commit": repo.head, "ETag": f'"{stored.sha256 if stored.lfs else stored.git_oid}"',
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{stored.sha256 if stored.lfs else stored.git_oid}"',
                    "Accept-Ranges": "bytes"}
         if stored.lfs:
             headers.update({"X-Linked-Etag": f'"{stored.sha256}"', "X-Linked-Size": str(len(content))})

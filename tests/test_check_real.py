@@ -1,5 +1,6 @@
 """`make check-real`'s checks: on the tiny model here (decoding against upstream's own generate, the loss check on a
-model trained a few steps and on an untrained one), on the real weights where the Hub is reachable."""
+model trained a few steps and on an untrained one, the training layout against inference's and against each wrong
+layout fed to it, S3Gen's speaker conditioning), on the real weights where the Hub is reachable."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
 from chatterbox_latam.testing.check_real import (
     BASES,
     CHANCE,
+    WRONG_LAYOUTS,
     check_decoding,
+    check_layout,
     check_loss,
+    check_s3gen_speaker,
     hub_unreachable,
 )
+from chatterbox_latam.training.model import ChatterboxForTraining
 
 
 @pytest.mark.parametrize("t3_model", ["v2", "v3"])
@@ -35,9 +40,9 @@ def test_decoding_check_holds_against_upstreams_generate(aligned_checkpoint, cor
     assert result.figures["generation"] == t3_model and result.figures["our_tokens"] > 1
 
 
-def test_loss_check_tells_a_trained_t3_from_chance(prepared, tiny_checkpoint, tmp_path):
-    """The tiny model trained 20 steps on the corpus reads those clips far below chance; untrained, it sits at
-    chance."""
+@pytest.fixture(scope="module")
+def trained_t3(prepared, tiny_checkpoint, tmp_path_factory):
+    """The tiny model's T3 adapter trained 20 steps on the corpus, and the tokenised training rows."""
     from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
     from chatterbox_latam.data.dataset import load_prepared, tokenize_dataset
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
@@ -47,15 +52,106 @@ def test_loss_check_tells_a_trained_t3_from_chance(prepared, tiny_checkpoint, tm
     prepared_dir = str(prepared[0].dataset_dir.parent)
     recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, [
         "--config", str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"), "--base_model", str(tiny_checkpoint),
-        "--prepared_dir", prepared_dir, "--checkpoint_dir", str(tmp_path), "--max_steps", "20", "--save_every",
-        "100", "--train_s3gen", "false", "--eval_audio_samples", "0", "--report_to", "none"]))
+        "--prepared_dir", prepared_dir, "--checkpoint_dir", str(tmp_path_factory.mktemp("trained-t3")),
+        "--max_steps", "20", "--save_every", "100", "--train_s3gen", "false", "--eval_audio_samples", "0",
+        "--report_to", "none"]))
     [trained] = run_finetune(recipe)
     rows = tokenize_dataset(load_prepared(prepared_dir), load_text_tokenizer(resolve_checkpoint(tiny_checkpoint)),
                             "es")["train"]
+    return trained.adapter_dir, rows
+
+
+def test_loss_check_tells_a_trained_t3_from_chance(trained_t3, tiny_checkpoint):
+    """The tiny model trained 20 steps on the corpus reads those clips far below chance; untrained, it sits at
+    chance."""
+    adapter, rows = trained_t3
     untrained = check_loss(ChatterboxLatamTTS.from_pretrained(tiny_checkpoint).tts.t3, rows)
-    learned = check_loss(ChatterboxLatamTTS.from_pretrained(trained.adapter_dir).tts.t3, rows)
+    learned = check_loss(ChatterboxLatamTTS.from_pretrained(adapter).tts.t3, rows)
     assert not untrained.passed and abs(untrained.figures["speech_loss"] - CHANCE) < 0.5, untrained.detail
     assert learned.passed, learned.detail
+
+
+class SingleStartToken(ChatterboxForTraining):
+    def speech_inputs(self, speech_tokens, speech_token_lens):
+        return self.t3.speech_emb(speech_tokens) + self.t3.speech_pos_emb(speech_tokens), speech_token_lens
+
+
+class PositionsPlusOne(ChatterboxForTraining):
+    def speech_inputs(self, speech_tokens, speech_token_lens):
+        positions = torch.arange(1, speech_tokens.shape[1] + 1, device=speech_tokens.device)
+        embeds = self.t3.speech_emb(speech_tokens) + self.t3.speech_pos_emb.get_fixed_embedding(positions)
+        return torch.cat([embeds[:, :1], embeds], dim=1), speech_token_lens + 1
+
+
+class PromptTrimmed(ChatterboxForTraining):
+    def conditioning(self, prompt_speech_tokens, prompt_speech_lens, speaker_emb, emotion_adv):
+        return super().conditioning(prompt_speech_tokens[:, :50], prompt_speech_lens.clamp(max=50), speaker_emb,
+                                    emotion_adv)
+
+
+class UncondTextKept(ChatterboxForTraining):
+    def text_inputs(self, text_tokens, text_uncond=None):
+        return super().text_inputs(text_tokens, None)
+
+
+WRONG = {"single_bos": SingleStartToken, "positions_plus_one": PositionsPlusOne, "prompt_2s": PromptTrimmed,
+         "uncond_text_kept": UncondTextKept}
+
+
+def test_layout_check_passes_training_and_fails_each_wrong_layout(trained_t3):
+    """The training module's log-probs are inference's teacher-forced ones, and on a T3 that learnt the layout (20
+    steps) it beats each wrong one; a training module with a wrong layout fed to the check fails it, by name —
+    though each of those moves the speech loss by far less than the loss check could see."""
+    adapter, rows = trained_t3
+    t3 = ChatterboxLatamTTS.from_pretrained(adapter).tts.t3
+    rows = list(rows.select(range(6)))
+    right = check_layout(t3, rows)
+    assert right.passed, right.detail
+    assert right.figures["identity"] < 1e-4
+    for name, layout in WRONG.items():
+        wrong = check_layout(t3, rows, module=layout(t3, None))
+        assert not wrong.passed and wrong.figures["identity"] > 1e-3, (name, wrong.detail)
+        assert f"{WRONG_LAYOUTS[name]} (" in wrong.detail, (name, wrong.detail)
+        assert abs(wrong.figures["speech_loss"] - right.figures["speech_loss"]) < 1.0  # the loss check is blind to it
+
+
+def test_s3gen_check_prefers_each_rows_own_speaker(prepared, tiny_checkpoint):
+    """A tiny flow trained until it tells two speakers apart by their x-vectors alone (one clip read by both, one
+    speaker's mel 3 units above the other's: the tiny model's random CAMPPlus gives every voice nearly the same
+    x-vector, so the test gives each speaker its own): the check passes on the rows as the collator pairs them and
+    fails when the x-vectors are swapped between speakers, as a collator that mixed rows up would give them."""
+    import random
+
+    import numpy as np
+
+    from chatterbox_latam.data.dataset import tokenize_dataset
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_s3gen, load_t3, load_text_tokenizer
+    from chatterbox_latam.testing.check_real import _collated
+
+    checkpoint = resolve_checkpoint(tiny_checkpoint)
+    row = tokenize_dataset(prepared[1], load_text_tokenizer(checkpoint), "es")["train"][0]
+    g = torch.Generator().manual_seed(0)
+    rows = [{**row, "speaker_id": f"s{i}", "speech_feat": (np.asarray(row["speech_feat"]) + shift).tolist(),
+             "xvector": torch.nn.functional.normalize(torch.randn(192, generator=g), dim=0).tolist()}
+            for i, shift in enumerate((3.0, -3.0))]
+    t3, flow = load_t3(checkpoint), load_s3gen(checkpoint).flow
+    module = ChatterboxForTraining(None, flow)
+    batch = _collated(t3, rows, with_s3gen=True)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    random.seed(0)  # compute_loss draws the prompt's length with Python's generator
+    for _ in range(40):
+        loss = module.s3gen_loss(batch["s3_tokens"], batch["s3_token_lens"], batch["speech_feat"],
+                                 batch["speech_feat_lens"], batch["xvector"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    right = check_s3gen_speaker(flow, rows, t3)
+    assert right.passed, right.detail
+    swapped = check_s3gen_speaker(flow, [{**rows[0], "xvector": rows[1]["xvector"]},
+                                         {**rows[1], "xvector": rows[0]["xvector"]}], t3)
+    assert not swapped.passed and "does not prefer the right speaker" in swapped.detail
 
 
 def test_offline_it_stops_at_once_and_says_where_to_run_it():

@@ -143,7 +143,8 @@ def test_more_systems_side_by_side_and_no_sentence_spoken_from_its_own_audio(ada
 
 def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched_attention(tmp_path, corpus):
     """Upstream's heuristics read attention maps of layers 9, 12 and 13: with LoRA on T3's attention there, the
-    evaluation scores the fine-tune with them on (v2's default) and off, on the same sentences and seed."""
+    evaluation scores the fine-tune without them (its synthesis default: the adapter moved the attention they read)
+    and with them, on the same sentences and seed, and the report says which is which and why."""
     import shutil
 
     from safetensors.torch import save_file
@@ -174,5 +175,33 @@ def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched
         writer.writerows({**row, "transcript": "Hola."} for row in rows)
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(data),
                                              output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1))
-    assert set(results["systems"]) == {"finetuned", "finetuned_alignment_off", "ground_truth"}
-    assert "alignment heuristics on" in results["decoding"]
+    assert set(results["systems"]) == {"finetuned", "finetuned_alignment_on", "ground_truth"}
+    assert "alignment heuristics off" in results["decoding"]
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "`finetuned` ran without upstream's alignment heuristics, as this model's synthesis does" in report
+
+
+def test_a_dataset_without_a_test_split_is_refused_and_another_split_is_scored_knowingly(adapter, prepared,
+                                                                                          tmp_path):
+    """Without a `test` split the evaluation refuses, naming the splits there are and `--split` (it used to score the
+    training rows silently); a split chosen knowingly is scored, and the report's first line says which."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    no_test = tmp_path / "no-test"
+    dataset = prepared[1]
+    type(dataset)({name: split for name, split in dataset.items() if name != "test"}).save_to_disk(str(no_test))
+    command = [sys.executable, str(ROOT / "training" / "evaluate.py"), "--checkpoint", str(adapter), "--test_data",
+               str(no_test), "--output_dir", str(tmp_path / "eval"), "--metric", "rtf", "--max_samples", "1"]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert refused.returncode != 0
+    assert "has no 'test' split (its splits: train, validation)" in refused.stderr and "--split" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "eval" / "results.json").exists()
+
+    results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(no_test), split="validation",
+                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1))
+    assert results["split"] == "validation"
+    first = (tmp_path / "eval" / "report.md").read_text().splitlines()[0]
+    assert first.startswith("**Scored on the `validation` split, not a held-out test split**")

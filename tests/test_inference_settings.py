@@ -147,14 +147,70 @@ def test_v3_drops_the_last_tokens_audio_whole_and_streamed(tiny_checkpoint, corp
     assert len(streamed) > 1 and sum(map(len, streamed)) == v3.shape[1]
 
 
-def test_auto_precision_guard_judges_a_spanish_sentence_over_64_steps(tiny_checkpoint):
-    from chatterbox_latam.synthesis.tts import GUARD_STEPS, GUARD_TEXT
+def test_auto_precision_guard_decodes_a_spanish_sentence_as_synthesis_does(tiny_checkpoint):
+    """The guard feeds T3 the tokenizer's ids of the normalised sentence, in a real voice (the tiny model has no
+    default voice: the Spanish reference shipped for it), with the generation's repetition penalty (v3: 1.2) and
+    heuristics, over 64 steps of speech tokens: decoding those recorded inputs again gives the recorded tokens."""
+    from chatterbox_latam.constants import SPEECH_VOCAB_SIZE
+    from chatterbox_latam.synthesis.decoding import SamplingSettings, fast_decode
+    from chatterbox_latam.synthesis.tts import GUARD_STEPS, GUARD_TEXT, GUARD_VOICE
 
-    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="auto")
-    assert GUARD_STEPS >= 64 and model.mode_guard["text"] == text_for_model(GUARD_TEXT)
-    assert "$" not in model.mode_guard["text"] and "quince de marzo" in model.mode_guard["text"]
+    tts = load_chatterbox(tiny_checkpoint)
+    assert tts.conds is None
+    model = ChatterboxLatamTTS(tts, mode="auto", generation="v3")
+    guard, hp = model.mode_guard, tts.t3.hp
+    spoken = text_for_model(GUARD_TEXT)
+    assert guard["text"] == spoken and "$" not in spoken and "quince de marzo" in spoken
+    ids = tts.tokenizer.text_to_tokens(spoken, language_id="es")[0].tolist()
+    assert guard["text_tokens"] == [hp.start_text_token, *ids, hp.stop_text_token]
+    assert guard["voice"] == GUARD_VOICE.name and GUARD_VOICE.stat().st_size < 400_000
+    assert guard["repetition_penalty"] == 1.2 and guard["alignment"] is False
+    assert guard["steps"] == GUARD_STEPS >= 64 and len(guard["speech_tokens"]) == GUARD_STEPS
+    assert max(guard["speech_tokens"]) < SPEECH_VOCAB_SIZE
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        again = fast_decode(tts.t3, model.voice(GUARD_VOICE).t3, torch.tensor([guard["text_tokens"]]), GUARD_STEPS,
+                            SamplingSettings(repetition_penalty=1.2, min_new_tokens=GUARD_STEPS), alignment=False)
+    assert again[0].tolist() == guard["speech_tokens"]
     assert [r.steps for r in model.mode_reports] == [GUARD_STEPS] * len(model.mode_reports)
     assert model.mode in {r.mode for r in model.mode_reports if r.holds_up}
+
+
+def test_heuristics_are_off_by_default_where_the_adapter_moved_the_attention_they_read(aligned_checkpoint, corpus,
+                                                                                       tmp_path):
+    """LoRA on T3's attention (the default targets) changes the heads the v2 heuristics read: by default such a
+    model decodes without them (as upstream main decodes every model), an explicit setting still wins, training
+    gets the same rule (`decoding.default_alignment`), and the card says which setting and why."""
+    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.hub.cards import render_model_card
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_t3
+    from chatterbox_latam.models.lora import add_t3_lora, save_adapters
+    from chatterbox_latam.synthesis.decoding import adapted_watched_attention, default_alignment
+
+    config = ModelConfig(base_model=str(aligned_checkpoint), lora_rank=4)
+    t3 = load_t3(resolve_checkpoint(aligned_checkpoint))
+    assert default_alignment(GENERATIONS["v2"], t3) and not default_alignment(GENERATIONS["v3"], t3)
+    t3 = add_t3_lora(t3, config)
+    assert adapted_watched_attention(t3) and not default_alignment(GENERATIONS["v2"], t3)
+    folder = save_adapters(tmp_path / "adapter", t3, None, {
+        "base_model": str(aligned_checkpoint), "recipe": {"T3 target modules": ", ".join(config.target_modules)}})
+    model = ChatterboxLatamTTS.from_pretrained(folder)
+    assert model.alignment_matters() and not model.runs_alignment() and model.runs_alignment(True)
+    # with a likely stop token the heuristics hold it back until the text is read: the default decodes without them
+    _likely_stop(model)
+    reference = _reference(corpus)
+    default = model.tokens("Hola, buenos días.", reference, seed=0, max_new_tokens=60)
+    with_heuristics = model.tokens("Hola, buenos días.", reference, seed=0, max_new_tokens=60, alignment=True)
+    without = model.tokens("Hola, buenos días.", reference, seed=0, max_new_tokens=60, alignment=False)
+    assert torch.equal(default, without) and with_heuristics.shape[1] > default.shape[1]
+    model.alignment = True  # the model-wide setting still wins
+    assert model.runs_alignment()
+    card = str(render_model_card(folder, "user/chatterbox-es-latam"))
+    assert "without its alignment heuristics: the adapter changed T3's attention" in card
+    (folder / "adapter.json").write_text(json.dumps({"base_model": str(aligned_checkpoint),
+                                                     "recipe": {"T3 target modules": "gate_proj, up_proj"}}))
+    assert "repetition penalty 2.0, alignment heuristics on" in str(render_model_card(folder, "user/x"))
 
 
 def test_adapter_records_how_its_data_was_prepared(tmp_path):

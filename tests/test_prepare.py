@@ -150,18 +150,29 @@ def test_feature_columns_have_sane_shapes(prepared):
         assert abs(len(row["speech_tokens"]) - 25 * row["duration"]) <= 2, tokens_per_second
         assert np.linalg.norm(row["speaker_emb"]) == pytest.approx(1.0, abs=1e-4)
         assert np.linalg.norm(row["prompt_speaker_emb"]) == pytest.approx(1.0, abs=1e-4)
-        assert 0 < len(row["prompt_speech_tokens"]) <= 150
+        # every prompt is a whole 6 s reference (the corpus's 2-4 s clips joined): T3's 150 prompt tokens
+        assert len(row["prompt_speech_tokens"]) == 150
         assert max(row["speech_tokens"]) < 6561 and max(row["prompt_speech_tokens"]) < 6561
-        # the prompt comes from another utterance of the same speaker, as that clip's own reference features
-        assert row["prompt_id"] != row["id"] and row["prompt_source"] == "other"
-        prompt = by_id[row["prompt_id"]]
-        assert prompt["speaker_id"] == row["speaker_id"]
-        assert row["prompt_speaker_emb"] == prompt["speaker_emb"]
-        assert row["prompt_speech_tokens"] == prompt["own_prompt_tokens"]
+        # the prompt comes from other utterances of the same speaker, never the row's own
+        assert row["id"] not in row["prompt_ids"] and row["prompt_source"] == "other"
+        assert {by_id[clip]["speaker_id"] for clip in row["prompt_ids"]} == {row["speaker_id"]}
         assert row["supervised_speech_tokens"] == len(row["speech_tokens"])
-    # no validation or test audio conditions a training row
+        if row["reference_ids"]:  # a reference this clip heads: it starts with the clip
+            assert row["reference_ids"][0] == row["id"] and 0 < len(row["reference_speech_tokens"]) <= 150
+    heads = {tuple(r["reference_ids"]): r for r in by_id.values() if r["reference_ids"]}
+    for row in by_id.values():  # a planned reference's features are the head row's reference columns
+        if tuple(row["prompt_ids"]) in heads:
+            head = heads[tuple(row["prompt_ids"])]
+            assert row["prompt_speech_tokens"] == head["reference_speech_tokens"]
+            assert row["prompt_speaker_emb"] == head["reference_speaker_emb"]
+    # no validation or test audio conditions a training row, and every training row has a reference to draw that
+    # does not hold its own clip
+    train_ids = set(dataset["train"]["id"])
     for row in dataset["train"]:
-        assert row["prompt_id"] in set(dataset["train"]["id"])
+        assert set(row["prompt_ids"]) <= train_ids
+        assert not row["reference_ids"] or len(row["reference_speech_tokens"]) == 150  # enough audio in training
+        assert any(row["id"] not in ids and by_id[ids[0]]["speaker_id"] == row["speaker_id"] for ids in heads
+                   if ids[0] in train_ids)
         assert np.asarray(row["speech_feat"]).shape == (2 * len(row["speech_tokens"]), 80)
         assert len(row["xvector"]) == 192
         # the text is what the tokenizer reads: no digits or symbols left
@@ -172,10 +183,9 @@ def test_feature_columns_have_sane_shapes(prepared):
 
 
 def test_no_clip_is_its_own_prompt(corpus, tiny_checkpoint, tmp_path):
-    """A speaker's only clip lends its last part as its prompt when long enough (the loss stops before it), or is
-    left out of training and counted; prompts never cross from validation or test into training."""
-    import soundfile as sf
-
+    """A speaker's only clip is left out of training and counted (its stop token would never be supervised with its
+    own last part as prompt); `self_prompt` keeps today's opt-in: a long enough lone clip lends its last part and
+    the loss stops before it. A speaker with less audio than a whole reference gets a shorter prompt, reported."""
     from chatterbox_latam.data.collator import usable_rows
 
     root = tmp_path / "single"
@@ -192,38 +202,79 @@ def test_no_clip_is_its_own_prompt(corpus, tiny_checkpoint, tmp_path):
         "audio/short.wav,Hola.,solo_short\naudio/b.wav,Hola.,pair\naudio/c.wav,Adiós.,pair\n",
         encoding="utf-8",
     )
-    model, data = make_configs(tiny_checkpoint, root, tmp_path / "out", validation_size=0.0, test_size=0.0)
+    cache = str(tmp_path / "cache")
+    model, data = make_configs(tiny_checkpoint, root, tmp_path / "out", validation_size=0.0, test_size=0.0,
+                               cache_dir=cache)
     result = prepare_dataset(model, data, progress=False)
     train = load_prepared(tmp_path / "out")["train"]
     rows = {r["speaker_id"]: r for r in train if r["speaker_id"] != "pair"}
     pair = [r for r in train if r["speaker_id"] == "pair"]
+    assert rows["solo_long"]["prompt_source"] == rows["solo_short"]["prompt_source"] == "none"
+    assert result.summary["left_out_of_training"] == 2 and result.summary["trained_on_own_tail"] == 0
+    assert "`self_prompt: true`" in (tmp_path / "out" / "summary.md").read_text()
+    assert sorted(usable_rows(train)["speaker_id"]) == ["pair", "pair"]
+    # the pair prompt each other: the other clip alone, less than a whole reference, and said so
+    assert [r["prompt_ids"] for r in pair] == [[pair[1]["id"]], [pair[0]["id"]]]
+    assert all(len(r["prompt_speech_tokens"]) < 150 for r in pair)
+    assert set(result.summary["speakers_short_of_prompt_audio"]["train"]) == {"pair"}
+    assert "Shorter prompts in train" in (tmp_path / "out" / "summary.md").read_text()
 
+    model, data = make_configs(tiny_checkpoint, root, tmp_path / "opt-in", validation_size=0.0, test_size=0.0,
+                               cache_dir=cache, self_prompt=True)
+    result = prepare_dataset(model, data, progress=False)
+    train = load_prepared(tmp_path / "opt-in")["train"]
+    rows = {r["speaker_id"]: r for r in train if r["speaker_id"] != "pair"}
     long, short = rows["solo_long"], rows["solo_short"]
-    assert long["duration"] > 6.0 and long["prompt_source"] == "tail" and long["prompt_id"] == long["id"]
+    assert long["duration"] > 6.0 and long["prompt_source"] == "tail" and long["prompt_ids"] == [long["id"]]
     tail_seconds = min(6.0, long["duration"] / 2)
     # the loss covers only the speech before the prompt's part of the clip
     assert long["supervised_speech_tokens"] == int((long["duration"] - tail_seconds) * 25)
     assert long["supervised_speech_tokens"] < len(long["speech_tokens"])
     # the prompt is the tail, tokenised on its own: not the clip's first 6 s, and no longer than the tail
-    assert long["prompt_speech_tokens"] != long["own_prompt_tokens"]
+    assert long["prompt_speech_tokens"] != long["reference_speech_tokens"]
     assert abs(len(long["prompt_speech_tokens"]) - 25 * tail_seconds) <= 2
     assert long["prompt_speaker_emb"] != long["speaker_emb"]
     assert short["prompt_source"] == "none" and short["supervised_speech_tokens"] == 0
-    assert {r["prompt_id"] for r in pair} == {r["id"] for r in pair} and all(r["prompt_id"] != r["id"] for r in pair)
-
-    assert result.summary["left_out_of_training"] == 1
+    assert result.summary["left_out_of_training"] == 1 and result.summary["trained_on_own_tail"] == 1
     assert result.summary["prompts"]["tail"]["train"] == 1 and result.summary["prompts"]["none"]["train"] == 1
-    assert "left out of training" in (tmp_path / "out" / "summary.md").read_text()
+    assert "trained with their own last part as prompt" in (tmp_path / "opt-in" / "summary.md").read_text()
     assert sorted(usable_rows(train)["speaker_id"]) == ["pair", "pair", "solo_long"]
 
 
-def test_heldout_speakers_form_the_test_split(prepared, tiny_checkpoint, corpus, tmp_path):
+def test_each_sentence_stays_in_one_split(prepared):
+    """The corpus's speakers read the same sentences: every reading of a sentence (normalised, or as written: "$1.250"
+    is pesos for one accent and soles for another) is in one split, and the summary reports the groups."""
+    from chatterbox_latam.data.text import sentence_key
+
+    result, dataset = prepared
+    seen: dict[str, str] = {}
+    for name, split in dataset.items():
+        for row in split:
+            for key in (f"text:{sentence_key(row['text'])}", f"raw:{sentence_key(row['raw_text'])}"):
+                assert seen.setdefault(key, name) == name, key
+    sentences = result.summary["sentences"]
+    assert sentences["in_two_splits"] == 0 and sentences["rule"] == "by sentence"
+    assert sentences["groups"] == 12 and sentences["read_more_than_once"] == 12
+    assert all(len(split) for split in dataset.values())  # each split still holds sentences
+
+
+def test_heldout_and_validation_speakers_form_their_splits(prepared, tiny_checkpoint, corpus, tmp_path):
+    """Whole speakers: the test split for evaluation alone, the validation split for checkpoint selection; the
+    sentences they share with training (the corpus's speakers read the same ones) are reported."""
     model, data = make_configs(tiny_checkpoint, corpus, tmp_path / "out", heldout_speakers=["speaker_006"],
+                               validation_speakers=["speaker_005"],
                                cache_dir=str(Path(prepared[0].dataset_dir).parent / "cache"))
-    prepare_dataset(model, data, progress=False)
+    result = prepare_dataset(model, data, progress=False)
     dataset = load_prepared(tmp_path / "out")
     assert set(dataset["test"]["speaker_id"]) == {"speaker_006"}
-    assert "speaker_006" not in set(dataset["train"]["speaker_id"]) | set(dataset["validation"]["speaker_id"])
+    assert set(dataset["validation"]["speaker_id"]) == {"speaker_005"}
+    assert not {"speaker_005", "speaker_006"} & set(dataset["train"]["speaker_id"])
+    for name in ("validation", "test"):  # their prompts come from their own speaker's clips of the split
+        ids = set(dataset[name]["id"])
+        assert all(set(row["prompt_ids"]) <= ids and len(row["prompt_speech_tokens"]) == 150 for row in dataset[name])
+    sentences = result.summary["sentences"]
+    assert sentences["rule"] == "by sentence, heldout_speakers and validation_speakers by speaker"
+    assert sentences["in_two_splits"] > 0 and "in two splits (e.g." in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_batched_extraction_equals_clip_by_clip(tiny_checkpoint, corpus):
@@ -275,7 +326,8 @@ def test_killed_run_resumes_where_it_stopped(prepared, tiny_checkpoint, corpus, 
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     done_before = _cache_files(features)
-    assert 6 <= len([p for p in done_before if p.endswith(".safetensors")]) < 48
+    clip_features = [p for p in done_before if p.endswith(".safetensors") and "/references/" not in p]
+    assert 6 <= len(clip_features) < 48
     assert not (out / "dataset").exists()  # nothing that looks complete
 
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -284,7 +336,7 @@ def test_killed_run_resumes_where_it_stopped(prepared, tiny_checkpoint, corpus, 
     assert {k: after[k] for k in done_before if k.endswith(".safetensors")} == {
         k: v for k, v in done_before.items() if k.endswith(".safetensors")
     }  # what was done before the kill was not redone
-    assert len([p for p in after if p.endswith(".safetensors")]) == 48
+    assert len([p for p in after if p.endswith(".safetensors") and "/references/" not in p]) == 48
     resumed = load_prepared(out)
     reference = {r["id"]: r["speech_tokens"] for s in prepared[1].values() for r in s}
     assert {r["id"]: r["speech_tokens"] for s in resumed.values() for r in s} == reference

@@ -45,3 +45,8 @@ def test_unknown_key_names_the_known_ones(tmp_path):
 def test_invalid_value_says_what_to_change():
     with pytest.raises(ValueError, match=r"min_audio_length=40.0 and max_audio_length=30.0"):
         parse_recipe(RECIPE_SECTIONS, ["--config", TINY, "--min_audio_length", "40"])
+    with pytest.raises(ValueError, match=r"sampling_rate=16000: the prepared clips must be stored at 24000 Hz"):
+        parse_recipe(RECIPE_SECTIONS, ["--config", TINY, "--sampling_rate", "16000"])
+    with pytest.raises(ValueError, match=r"\['speaker_002'\] are in heldout_speakers and validation_speakers"):
+        parse_recipe(RECIPE_SECTIONS, ["--config", TINY, "--heldout_speakers", "speaker_002",
+                                       "--validation_speakers", "speaker_002"])

@@ -94,10 +94,10 @@ def test_unconditional_rows_are_cfgs_unconditional_branch(t3):
     """A row marked unconditional predicts what inference's unconditional CFG row predicts (text embeddings zeroed,
     positions kept), and carries no text loss."""
     row = _row(t3, 4, 12, 20, 150)
-    loss, _ = _training_loss(t3, [row], prompts=PromptPool({"s": [(row["id"], [], [])]}), uncond_fraction=0.999)
+    loss, _ = _training_loss(t3, [row], prompts=PromptPool({}, {row["id"]}), uncond_fraction=0.999)
     assert loss.item() == pytest.approx(_inference_loss(t3, row, uncond=True).item(), rel=1e-5)
     assert loss.item() != pytest.approx(_inference_loss(t3, row).item(), rel=1e-3)
-    batch = _collator(t3, prompts=PromptPool({"s": [(row["id"], [], [])]}), uncond_fraction=0.999)([row])
+    batch = _collator(t3, prompts=PromptPool({}, {row["id"]}), uncond_fraction=0.999)([row])
     text_loss, _, _ = ChatterboxForTraining(t3, None).t3_losses(
         batch["text_tokens"], batch["text_token_lens"], batch["speech_tokens"], batch["speech_token_lens"],
         batch["speech_loss_lens"], batch["text_uncond"], prompt_speech_tokens=batch["prompt_speech_tokens"],
@@ -108,7 +108,7 @@ def test_unconditional_rows_are_cfgs_unconditional_branch(t3):
 
 def test_uncond_fraction_marks_that_share_of_training_rows_only(t3):
     rows = [_row(t3, 100 + i, 5, 5, 10) for i in range(400)]
-    pool = PromptPool({"s": [(r["id"], r["prompt_speech_tokens"], r["prompt_speaker_emb"]) for r in rows[:300]]})
+    pool = PromptPool({}, {r["id"] for r in rows[:300]})
     marked = _collator(t3, prompts=pool, uncond_fraction=0.1)(rows)["text_uncond"]
     assert 15 <= int(marked[:300].sum()) <= 50  # ~10% of the training rows
     assert not marked[300:].any()  # rows outside the training pool (validation) never
@@ -130,9 +130,11 @@ def test_residual_stream_stays_fp32_under_bf16_autocast(t3):
     assert seen == [torch.float32]
 
 
-def test_prompt_is_drawn_anew_each_epoch_from_the_speakers_other_clips(t3):
+def test_prompt_is_drawn_anew_each_epoch_from_the_speakers_references_without_the_row(t3):
     clips = [_row(t3, 10 + i, 5, 5, 20 + i) for i in range(6)]
-    pool = PromptPool({"s": [(c["id"], c["prompt_speech_tokens"], c["prompt_speaker_emb"]) for c in clips]})
+    # three references of two clips each, as preparation joins a speaker's short clips
+    pool = PromptPool({"s": [(frozenset({clips[i]["id"], clips[i + 1]["id"]}), clips[i]["prompt_speech_tokens"],
+                              clips[i]["prompt_speaker_emb"]) for i in (0, 2, 4)]}, {c["id"] for c in clips})
     rows = [{**c, "prompt_source": "other"} for c in clips]
     collator = _collator(t3, prompts=pool)
     by_epoch = []
@@ -141,7 +143,38 @@ def test_prompt_is_drawn_anew_each_epoch_from_the_speakers_other_clips(t3):
         batch = collator(rows)
         lengths = batch["prompt_speech_lens"].tolist()
         by_epoch.append(lengths)
-        for row, length in zip(rows, lengths):
-            assert length != len(row["prompt_speech_tokens"])  # never the row's own clip
+        for i, length in enumerate(lengths):
+            assert length in (20, 22, 24) and length != 20 + 2 * (i // 2)  # never the reference that holds the row
         assert batch["prompt_speech_lens"].tolist() == collator(rows)["prompt_speech_lens"].tolist()  # seeded
     assert len({tuple(lengths) for lengths in by_epoch}) > 1  # the draw changes between epochs
+
+
+def test_frozen_modules_stay_in_eval_mode_whatever_the_trainer_asks(tiny_checkpoint):
+    """The Trainer calls `train()` every step: frozen modules (T3's perceiver with its attention dropout of 0.2, the
+    dropout layers of the adapted blocks, S3Gen's frozen parts) stay as inference runs them, so two passes give the
+    same conditioning; only LoRA's dropout is active. The module walk does catch an active one."""
+    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_s3gen, load_t3
+    from chatterbox_latam.models.lora import add_s3gen_lora, add_t3_lora
+    from chatterbox_latam.training.model import active_dropout
+
+    checkpoint = resolve_checkpoint(tiny_checkpoint)
+    config = ModelConfig(base_model=str(tiny_checkpoint), train_s3gen=True, lora_dropout=0.1)
+    flow = load_s3gen(checkpoint).flow
+    flow.requires_grad_(False)
+    model = ChatterboxForTraining(add_t3_lora(load_t3(checkpoint), config), add_s3gen_lora(flow, config)).train()
+    assert active_dropout(model) == []
+    lora_dropout = [m for name, m in model.named_modules() if name.endswith("lora_dropout.default")]
+    assert lora_dropout and all(m.training and m.p == 0.1 for m in lora_dropout)
+    row = _row(model.t3, 7, 8, 10, 150)
+    args = (torch.tensor([row["prompt_speech_tokens"]]), None, torch.tensor([row["prompt_speaker_emb"]]),
+            torch.full((1, 1, 1), 0.5))
+    with torch.no_grad():
+        assert torch.equal(model.conditioning(*args), model.conditioning(*args))
+
+    torch.nn.Module.train(model)  # what the Trainer's call did before: every module in train mode
+    walked = active_dropout(model)
+    assert any("perceiver" in name for name in walked) and any(name.startswith("flow.") for name in walked)
+    with torch.no_grad():
+        assert not torch.equal(model.conditioning(*args), model.conditioning(*args))

@@ -26,7 +26,10 @@ from chatterbox_latam.evaluation.harness import evaluate_checkpoint
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (config,) = parse_recipe({"evaluation": EvalConfig}, argv, description=__doc__.splitlines()[0])
-    results = evaluate_checkpoint(config)
+    try:
+        results = evaluate_checkpoint(config)
+    except ValueError as error:  # what to change is in the message: no traceback
+        raise SystemExit(f"evaluate.py: {error}") from None
     for system, values in results["systems"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")
         print(f"{system}: {shown}")

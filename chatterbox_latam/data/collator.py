@@ -21,12 +21,12 @@ Example with two clips (T3 start/stop ids from `T3Config`: text 255/0, speech 65
 Padding positions are excluded through the `*_lens` tensors (the loss turns them into -100 labels). Prompts are
 kept whole and padded: the training module runs T3's perceiver on each prompt length on its own (it has no mask,
 and its output has the same length whatever the prompt's), so training sees prompts of the lengths inference
-gives (up to 150 tokens, 6 s), never cut to the batch's shortest.
+gives (150 tokens from a 6 s reference), never cut to the batch's shortest.
 
-With a `PromptPool` (the training split's clips as references), a training row's prompt is drawn anew each epoch
-from the other clips of its speaker, and a `uncond_fraction` of training rows are marked `text_uncond` (their text
-embeddings are zeroed, as in CFG's unconditional branch). Both draws are seeded by (seed, epoch, row id), so they
-do not depend on batch order or process count and an exact resume holds.
+With a `PromptPool` (the training split's references, `data.references`), a training row's prompt is drawn anew each
+epoch from its speaker's references that do not hold its own clip, and a `uncond_fraction` of training rows are
+marked `text_uncond` (their text embeddings are zeroed, as in CFG's unconditional branch). Both draws are seeded by
+(seed, epoch, row id), so they do not depend on batch order or process count and an exact resume holds.
 """
 
 from __future__ import annotations
@@ -44,27 +44,32 @@ def _pad(sequences: list[list[int]], value: int = 0) -> torch.Tensor:
     return torch.tensor([list(s) + [value] * (width - len(s)) for s in sequences], dtype=torch.long)
 
 
+PoolReference = tuple[frozenset[str], list[int], list[float]]
+"""A reference's clip ids, its prompt tokens and its speaker embedding (as inference takes them from a reference)."""
+
+
 @dataclass
 class PromptPool:
-    """The clips a training row may take its prompt from: per speaker, each clip's own reference features (the
-    prompt tokens of its first 6 s and its speaker embedding, as inference takes them from a reference)."""
+    """The references a training row may take its prompt from, per speaker (the `reference_*` columns of the rows
+    that head one), and the ids of the rows that draw from it."""
 
-    by_speaker: dict[str, list[tuple[str, list[int], list[float]]]] = field(default_factory=dict)
+    by_speaker: dict[str, list[PoolReference]] = field(default_factory=dict)
+    rows: set[str] = field(default_factory=set)
 
     @classmethod
     def from_split(cls, split) -> "PromptPool":
-        pool: dict[str, list[tuple[str, list[int], list[float]]]] = defaultdict(list)
-        columns = split.select_columns(["id", "speaker_id", "own_prompt_tokens", "speaker_emb"])
+        pool: dict[str, list[PoolReference]] = defaultdict(list)
+        columns = split.select_columns(["id", "speaker_id", "reference_ids", "reference_speech_tokens",
+                                        "reference_speaker_emb"])
         for row in columns:
-            pool[row["speaker_id"]].append((row["id"], list(row["own_prompt_tokens"]), list(row["speaker_emb"])))
-        return cls(dict(pool))
+            if row["reference_ids"]:
+                pool[row["speaker_id"]].append((frozenset(row["reference_ids"]), list(row["reference_speech_tokens"]),
+                                                list(row["reference_speaker_emb"])))
+        return cls(dict(pool), set(split["id"]))
 
-    @property
-    def ids(self) -> set[str]:
-        return {clip_id for clips in self.by_speaker.values() for clip_id, _, _ in clips}
-
-    def others(self, speaker: str, clip_id: str) -> list[tuple[str, list[int], list[float]]]:
-        return [clip for clip in self.by_speaker.get(speaker, []) if clip[0] != clip_id]
+    def others(self, speaker: str, clip_id: str) -> list[PoolReference]:
+        """The speaker's references that do not hold `clip_id`."""
+        return [reference for reference in self.by_speaker.get(speaker, []) if clip_id not in reference[0]]
 
 
 @dataclass
@@ -86,7 +91,7 @@ class ChatterboxCollator:
     """Set by `PromptEpochCallback` at each epoch's start."""
 
     def __post_init__(self):
-        self._train_ids = self.prompts.ids if self.prompts is not None else set()
+        self._train_ids = self.prompts.rows if self.prompts is not None else set()
 
     def _rng(self, row_id: str, what: str) -> random.Random:
         return random.Random(f"{self.seed}:{self.epoch}:{row_id}:{what}")
@@ -141,8 +146,8 @@ class ChatterboxCollator:
 
 
 def usable_rows(split):
-    """Rows that can train: every row with a prompt from another clip or from its own clip's tail; rows whose
-    speaker has only a clip too short to lend a prompt (`prompt_source` 'none') are left out."""
+    """Rows that can train: every row with a prompt from other clips of its speaker or (`self_prompt`) from its own
+    clip's tail; a speaker's only clip without one (`prompt_source` 'none') is left out."""
     if "prompt_source" not in split.column_names:
         return split
     return split.filter(lambda source: source != "none", input_columns="prompt_source", desc="rows with a prompt")

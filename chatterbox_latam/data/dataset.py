@@ -32,8 +32,28 @@ def summary_table(summary: dict[str, Any]) -> str:
     out += [f"| prompts from {PROMPT_LABELS[source]} | {sum(prompts[source].values())} |" for source in PROMPT_SOURCES
             if source in prompts]
     if "left_out_of_training" in summary:
-        out.append("| left out of training (a lone clip too short to prompt itself) | "
-                   f"{summary['left_out_of_training']} |")
+        lone = ("a speaker's only clip; `self_prompt: true` trains the long ones on their own last part"
+                if not summary.get("self_prompt") else "a lone clip too short to prompt itself")
+        out.append(f"| left out of training ({lone}) | {summary['left_out_of_training']} |")
+    if summary.get("trained_on_own_tail"):
+        out.append(f"| trained with their own last part as prompt (stop token not supervised) | "
+                   f"{summary['trained_on_own_tail']} |")
+    sentences = summary.get("sentences")
+    if sentences:
+        out += ["", f"Splits drawn {sentences['rule']}: {sentences['groups']} sentences, "
+                    f"{sentences['read_more_than_once']} read more than once (the most: {sentences['largest_group']} "
+                    f"times), {sentences['in_two_splits']} in two splits"
+                    + (f" (e.g. {', '.join(repr(s) for s in sentences['in_two_splits_examples'])})"
+                       if sentences["in_two_splits"] else "") + "."]
+    if summary.get("prompt_tokens"):
+        full = summary["full_prompt_tokens"]
+        out += ["", f"| prompt tokens ({full} = a whole reference) | rows | min | median | mean | max | {full} | "
+                    "joined from several clips |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {name} | {v['rows']} | {v['min']} | {v['median']:g} | {v['mean']:g} | {v['max']} | {v['full']} | "
+                f"{v['joined']} |" for name, v in summary["prompt_tokens"].items()]
+        for name, speakers in summary.get("speakers_short_of_prompt_audio", {}).items():
+            listed = ", ".join(f"{speaker} ({seconds:g} s)" for speaker, seconds in speakers.items())
+            out.append(f"\nShorter prompts in {name}: these speakers have less than a whole reference there: {listed}.")
     out += ["", "| accent | hours |", "|---|---:|"]
     out += [f"| {accent} | {hours:.4f} |" for accent, hours in summary["hours_per_accent"].items()]
     out += ["", "| speaker | accent | clips | hours |", "|---|---|---:|---:|"]
@@ -59,8 +79,21 @@ def load_prepared(prepared_dir: str | os.PathLike):
 
 
 def row_index(dataset) -> dict[str, tuple[str, int]]:
-    """clip id -> (split, row) over every split: how a row's `prompt_id` finds its reference clip."""
+    """clip id -> (split, row) over every split: how a row's `prompt_ids` find their clips."""
     return {row_id: (name, i) for name, split in dataset.items() for i, row_id in enumerate(split["id"])}
+
+
+def reference_audio(dataset, where: dict[str, tuple[str, int]], clip_ids: list[str]) -> tuple[np.ndarray, int]:
+    """A row's reference recording: its `prompt_ids` clips joined as preparation joined them
+    (`references.join_clips`), mono float32, and its sample rate."""
+    from .references import join_clips
+
+    wavs, rate = [], None
+    for clip_id in clip_ids:
+        split, row = where[clip_id]
+        wav, rate = mono_samples(dataset[split][row]["audio"])
+        wavs.append(wav)
+    return join_clips(wavs, rate), rate
 
 
 def mono_samples(audio) -> tuple[np.ndarray, int]:

@@ -9,19 +9,29 @@ assembled in a staging folder and renamed into place, so `<prepared_dir>/dataset
 Columns of every split:
     id, source, audio (cleaned, 24 kHz FLAC), text (what T3 reads), raw_text, speaker_id, accent, duration,
     speech_tokens (S3, 25 Hz), speaker_emb (VoiceEncoder, 256, unit norm),
-    own_prompt_tokens (this clip as a reference: the prompt tokens of its first 6 s, tokenised alone),
-    prompt_id, prompt_source, prompt_speech_tokens, prompt_speaker_emb (the row's prompt, see below),
+    prompt_ids, prompt_source, prompt_speech_tokens, prompt_speaker_emb (the row's prompt, see below),
+    reference_ids, reference_speech_tokens, reference_speaker_emb (the reference this clip heads, see below),
     supervised_speech_tokens (speech tokens that carry the loss),
     and with S3Gen features: speech_feat (2T x 80 mel at 24 kHz), xvector (CAMPPlus, 192);
     plus any extra columns of the source.
 
-No clip is its own prompt. `prompt_source` says where a row's prompt comes from:
-- 'other': another clip of the same speaker in the same split (validation and test rows may take a training
-  clip: a reference is no target, so nothing leaks into training). Training draws it anew each epoch from the
-  speaker's clips (`collator.PromptPool`); this column is the prepared default (evaluation, validation loss).
-- 'tail': the speaker's only clip lends its last part (`self_prompt_min_seconds`); the loss covers only the
-  speech before it (`supervised_speech_tokens`), so nothing the prompt holds is ever a target.
-- 'none': a lone clip too short for that: left out of training and of evaluation, counted in the summary.
+Splits are drawn by sentence: every reading of a normalised sentence (`text.sentence_key`) goes to one split, so a
+sentence several speakers read (Common Voice, OpenSLR) is never trained on and tested. `heldout_speakers` and
+`validation_speakers` make those splits of whole speakers instead; the summary reports the sentence groups and any
+sentence a held-out speaker shares with training.
+
+Every prompt is built the way a user's reference arrives (`references`): 6 s of the speaker, one clip or several of
+the same split joined with a short pause. A clip heads at most one of its speaker's references
+(`reference_*` columns, empty when it heads none); training draws each row's prompt anew each epoch from the
+references of its speaker that do not hold its own clip (`collator.PromptPool`), and `prompt_*` is the prepared
+choice (evaluation, validation loss). No clip is its own prompt. `prompt_source` says where a row's prompt comes
+from:
+- 'other': other clips of the same speaker (`prompt_ids`, joined in that order). Validation and test rows take a
+  reference of their own split when it reaches 6 s, else one of the training split (a reference is no target:
+  nothing leaks into training).
+- 'tail' (only with `self_prompt`): the speaker's only clip lends its last part (`self_prompt_min_seconds`); the
+  loss covers only the speech before it (`supervised_speech_tokens`), so its stop token is never supervised.
+- 'none': a speaker's only clip: left out of training and of evaluation, counted in the summary.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
@@ -54,12 +65,20 @@ from .dataset import (
     SUMMARY_NAME,
     summary_table,
 )
-from .features import FeatureExtractor, length_batches, load_features, save_atomic
+from .features import ClipFeatures, FeatureExtractor, length_batches, load_features, save_atomic
+from .references import (
+    Reference,
+    choose_reference,
+    fallback_reference,
+    join_clips,
+    joined_seconds,
+    plan_references,
+)
 from .sources import SourceRow, detect_format, iter_rows
-from .text import text_for_model, unknown_graphemes
+from .text import sentence_key, text_for_model, unknown_graphemes
 
 logger = logging.getLogger(__name__)
-FEATURES_VERSION = 2  # bump when what features.py computes changes
+FEATURES_VERSION = 3  # bump when what features.py computes changes
 
 
 @dataclass
@@ -79,10 +98,11 @@ class Clip:
 
 @dataclass
 class Prompt:
-    """Where a row's prompt comes from (`PROMPT_SOURCES`), its clip, and for 'tail' the seconds it takes."""
+    """Where a row's prompt comes from (`PROMPT_SOURCES`), the clips of its reference (joined in this order; for
+    'tail' the row's own clip), and for 'tail' the seconds it takes."""
 
     source: str
-    clip_id: str = ""
+    clip_ids: Reference = ()
     tail_seconds: float = 0.0
 
 
@@ -222,78 +242,112 @@ class Preparer:
                 bar.update(len(batch))
 
     # -- prompts and splits ------------------------------------------------------------------------------------------
-    def assign_prompts(self, splits: dict[str, list[Clip]]) -> dict[str, Prompt]:
-        """clip id -> its prompt (see the module docstring): another clip of the speaker in the same split (for
-        validation and test rows, else a training clip), else its own tail when long enough, else none."""
-        by_split: dict[tuple[str, str], list[str]] = defaultdict(list)
+    def plan(self, splits: dict[str, list[Clip]]) -> tuple[dict[str, Prompt], dict[str, Reference]]:
+        """Each clip's prompt and the references clips head (see the module docstring): per split and speaker the
+        references of `references.plan_references`; a row takes one that does not hold its own clip (validation and
+        test rows one of the training split when theirs falls short of `max_prompt_seconds`), else its speaker's
+        other clips joined, else its own tail (`self_prompt`), else none. Seeded per speaker and per clip, so a
+        clip's prompt does not change when other speakers' rows come or go."""
+        seconds, seed = self.config.max_prompt_seconds, self.config.split_seed
+        duration = {clip.id: clip.duration for clips in splits.values() for clip in clips}
+        durations: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         for name, clips in splits.items():
             for clip in clips:
-                by_split[(name, clip.speaker_id)].append(clip.id)
+                durations[(name, clip.speaker_id)][clip.id] = clip.duration
+        planned = {key: plan_references(clips, seconds, f"{seed}:{key[0]}:{key[1]}")
+                   for key, clips in durations.items()}
+
+        def full(reference: Reference | None) -> bool:
+            return reference is not None and joined_seconds([duration[c] for c in reference]) >= seconds
+
         prompts = {}
         for name, clips in splits.items():
             for clip in clips:
-                others = sorted(i for i in by_split[(name, clip.speaker_id)] if i != clip.id)
-                if not others and name != "train":
-                    others = sorted(by_split.get(("train", clip.speaker_id), []))
-                tail = min(self.config.max_prompt_seconds, clip.duration / 2)
-                if others:
-                    # Seeded per clip, so a clip's prompt does not change when other speakers' rows come or go.
-                    rng = random.Random(f"{self.config.split_seed}:{clip.id}")
-                    prompts[clip.id] = Prompt("other", rng.choice(others))
-                elif tail >= self.config.self_prompt_min_seconds:
-                    prompts[clip.id] = Prompt("tail", clip.id, round(tail, 2))
+                key, choice = (name, clip.speaker_id), f"{seed}:{clip.id}"
+                reference = choose_reference(clip.id, planned[key], choice)
+                if name != "train" and not full(reference):
+                    from_training = choose_reference(clip.id, planned.get(("train", clip.speaker_id), []), choice)
+                    reference = from_training if full(from_training) or reference is None else reference
+                reference = reference or fallback_reference(clip.id, durations[key], seconds, choice)
+                tail = min(seconds, clip.duration / 2)
+                if reference:
+                    prompts[clip.id] = Prompt("other", reference)
+                elif self.config.self_prompt and tail >= self.config.self_prompt_min_seconds:
+                    prompts[clip.id] = Prompt("tail", (clip.id,), round(tail, 2))
                 else:
                     prompts[clip.id] = Prompt("none")
-        return prompts
+        heads = {reference[0]: reference for references in planned.values() for reference in references}
+        return prompts, heads
+
+    def reference_path(self, reference: Reference) -> Path:
+        digest = content_digest(*reference)[:24]
+        return self.feature_dir / "references" / digest[:2] / f"{digest}.safetensors"
 
     def tail_path(self, prompt: Prompt) -> Path:
-        return self.feature_path(prompt.clip_id).with_suffix(f".tail{prompt.tail_seconds:.2f}.safetensors")
+        return self.feature_path(prompt.clip_ids[0]).with_suffix(f".tail{prompt.tail_seconds:.2f}.safetensors")
 
-    def extract_tail_prompts(self, clips: list[Clip], prompts: dict[str, Prompt]) -> None:
-        """Reference features (prompt tokens, speaker embedding) of the last part of each clip that prompts
-        itself, cached like the other features."""
-        todo = [c for c in clips if prompts[c.id].source == "tail" and not self.tail_path(prompts[c.id]).exists()]
+    def reference_features(self, reference: Reference) -> ClipFeatures:
+        """What inference takes from the reference: T3's prompt tokens (its first `max_prompt_seconds`, tokenised
+        alone) and the speaker embedding of all of it. A single clip's are its own features."""
+        return load_features(self.feature_path(reference[0]) if len(reference) == 1 else self.reference_path(reference))
+
+    def extract_references(self, clips: list[Clip], references: set[Reference], prompts: dict[str, Prompt]) -> None:
+        """Reference features of every joined reference and every own tail (`self_prompt`), cached like the
+        clips' features: each reference's audio is its clips joined (`references.join_clips`), as a user's
+        recording of several sentences."""
+        by_id = {clip.id: clip for clip in clips}
+        todo: list[tuple[Path, Any]] = [(self.reference_path(r), r) for r in sorted(references) if len(r) > 1]
+        todo += [(self.tail_path(p), p) for p in prompts.values() if p.source == "tail"]
+        todo = [(path, what) for path, what in todo if not path.exists()]
         if not todo:
             return
-        seconds = [prompts[c.id].tail_seconds for c in todo]
-        with tqdm(total=len(todo), desc="own-clip prompts", unit="clip", disable=not self.progress) as bar:
+
+        def audio(what) -> np.ndarray:
+            if isinstance(what, Prompt):  # the last tail_seconds of the clip itself
+                wav, rate = sf.read(by_id[what.clip_ids[0]].clean_path, dtype="float32")
+                return wav[len(wav) - int(what.tail_seconds * rate):]
+            return join_clips([sf.read(by_id[c].clean_path, dtype="float32")[0] for c in what],
+                              self.config.sampling_rate)
+
+        seconds = [what.tail_seconds if isinstance(what, Prompt) else
+                   joined_seconds([by_id[c].duration for c in what]) for _, what in todo]
+        with tqdm(total=len(todo), desc="references", unit="reference", disable=not self.progress) as bar:
             for batch in length_batches(seconds, self.config.feature_batch_seconds):
-                tails = []
-                for i in batch:
-                    wav, rate = sf.read(todo[i].clean_path, dtype="float32")
-                    tails.append(wav[len(wav) - int(seconds[i] * rate):])
-                for i, features in zip(batch, self.extractor.reference_features(tails)):
-                    save_atomic(features, self.tail_path(prompts[todo[i].id]))
+                wavs = [audio(todo[i][1]) for i in batch]
+                for i, features in zip(batch, self.extractor.reference_features(wavs)):
+                    save_atomic(features, todo[i][0])
                 bar.update(len(batch))
 
     def split(self, clips: list[Clip]) -> dict[str, list[Clip]]:
-        rng = random.Random(self.config.split_seed)
+        """train / validation / test (see the module docstring): `heldout_speakers` and `validation_speakers` whole,
+        the rest by sentence groups in a seeded order until each split holds its share of the clips."""
         config = self.config
-        if config.heldout_speakers:
-            speakers = {c.speaker_id for c in clips}
-            unknown = sorted(set(config.heldout_speakers) - speakers)
+        speakers = {c.speaker_id for c in clips}
+        by_speaker = {"test": set(config.heldout_speakers or []), "validation": set(config.validation_speakers or [])}
+        for name, chosen in by_speaker.items():
+            unknown = sorted(chosen - speakers)
             if unknown:
-                raise ValueError(f"heldout_speakers {unknown} have no kept clips; speakers are {sorted(speakers)}.")
-            test = [c for c in clips if c.speaker_id in config.heldout_speakers]
-            rest = [c for c in clips if c.speaker_id not in config.heldout_speakers]
-            test_ids = {c.id for c in test}
-        else:
-            rest = list(clips)
-            test_ids = set()
-        ids = sorted(c.id for c in rest)
-        rng.shuffle(ids)
+                field_name = "heldout_speakers" if name == "test" else "validation_speakers"
+                raise ValueError(f"{field_name} {unknown} have no kept clips; speakers are {sorted(speakers)}.")
+        assigned = {c.id: name for c in clips for name, chosen in by_speaker.items() if c.speaker_id in chosen}
+        groups = sentence_groups([c for c in clips if c.id not in assigned])
+        keys = sorted(groups)
+        random.Random(config.split_seed).shuffle(keys)
 
         def share(fraction: float) -> int:
-            return max(1, round(len(clips) * fraction)) if fraction > 0 and len(ids) >= 3 else 0
+            return max(1, round(len(clips) * fraction)) if fraction > 0 and len(keys) >= 3 else 0
 
-        if not config.heldout_speakers:
-            test_ids = set(ids[: share(config.test_size)])
-            ids = ids[len(test_ids):]
-        val_ids = set(ids[: share(config.validation_size)])
-        splits = {"train": [], "validation": [], "test": []}
+        for name, fraction in (("test", config.test_size), ("validation", config.validation_size)):
+            if by_speaker[name]:
+                continue
+            wanted, taken = share(fraction), 0
+            while taken < wanted and len(keys) > 1:  # the last sentence always trains
+                for clip in groups[keys.pop(0)]:
+                    assigned[clip.id] = name
+                    taken += 1
+        splits: dict[str, list[Clip]] = {"train": [], "validation": [], "test": []}
         for clip in sorted(clips, key=lambda c: (c.speaker_id, c.source)):
-            name = "test" if clip.id in test_ids else "validation" if clip.id in val_ids else "train"
-            splits[name].append(clip)
+            splits[assigned.get(clip.id, "train")].append(clip)
         return splits
 
     # -- dataset ---------------------------------------------------------------------------------------------------------
@@ -311,11 +365,13 @@ class Preparer:
             "duration": datasets.Value("float32"),
             "speech_tokens": datasets.List(datasets.Value("int32")),
             "speaker_emb": datasets.List(datasets.Value("float32"), length=256),
-            "own_prompt_tokens": datasets.List(datasets.Value("int32")),
-            "prompt_id": datasets.Value("string"),
+            "prompt_ids": datasets.List(datasets.Value("string")),
             "prompt_source": datasets.Value("string"),
             "prompt_speech_tokens": datasets.List(datasets.Value("int32")),
             "prompt_speaker_emb": datasets.List(datasets.Value("float32"), length=256),
+            "reference_ids": datasets.List(datasets.Value("string")),
+            "reference_speech_tokens": datasets.List(datasets.Value("int32")),
+            "reference_speaker_emb": datasets.List(datasets.Value("float32"), length=256),
             "supervised_speech_tokens": datasets.Value("int32"),
         }
         if self.model_config.train_s3gen:
@@ -325,13 +381,16 @@ class Preparer:
             columns.setdefault(name, datasets.Value("string"))
         return datasets.Features(columns)
 
-    def records(self, clips: list[Clip], prompts: dict[str, Prompt], extra_columns: list[str]):
+    def records(self, clips: list[Clip], prompts: dict[str, Prompt], heads: dict[str, Reference],
+                extra_columns: list[str]):
         for clip in clips:
             own = load_features(self.feature_path(clip.id))
             prompt = prompts[clip.id]
             supervised = len(own.speech_tokens)
+            headed = heads.get(clip.id, ())
+            head = self.reference_features(headed) if headed else None
             if prompt.source == "other":
-                reference = load_features(self.feature_path(prompt.clip_id))
+                reference = self.reference_features(prompt.clip_ids)
             elif prompt.source == "tail":
                 reference = load_features(self.tail_path(prompt))
                 supervised = min(supervised, int((clip.duration - prompt.tail_seconds) * TOKENS_PER_SECOND))
@@ -343,10 +402,12 @@ class Preparer:
                 "text": clip.text, "raw_text": clip.raw_text, "speaker_id": clip.speaker_id, "accent": clip.accent,
                 "duration": clip.duration,
                 "speech_tokens": own.speech_tokens.tolist(), "speaker_emb": own.speaker_emb.tolist(),
-                "own_prompt_tokens": own.prompt_tokens.tolist(),
-                "prompt_id": prompt.clip_id, "prompt_source": prompt.source,
+                "prompt_ids": list(prompt.clip_ids), "prompt_source": prompt.source,
                 "prompt_speech_tokens": [] if reference is None else reference.prompt_tokens.tolist(),
                 "prompt_speaker_emb": [0.0] * 256 if reference is None else reference.speaker_emb.tolist(),
+                "reference_ids": list(headed),
+                "reference_speech_tokens": [] if head is None else head.prompt_tokens.tolist(),
+                "reference_speaker_emb": [0.0] * 256 if head is None else head.speaker_emb.tolist(),
                 "supervised_speech_tokens": supervised,
             }
             if self.model_config.train_s3gen:
@@ -356,7 +417,8 @@ class Preparer:
                 record.setdefault(name, str(clip.extra.get(name, "")))
             yield record
 
-    def write_dataset(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> Path:
+    def write_dataset(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt],
+                      heads: dict[str, Reference]) -> Path:
         import datasets
 
         extra_columns = sorted({k for clips in splits.values() for c in clips for k in c.extra})
@@ -374,7 +436,8 @@ class Preparer:
                 # Streamed to Arrow files in the staging folder: the split never has to fit in memory.
                 parts[name] = datasets.Dataset.from_generator(
                     self.records, features=schema, cache_dir=arrow,
-                    gen_kwargs={"clips": clips, "prompts": prompts, "extra_columns": tuple(extra_columns)},
+                    gen_kwargs={"clips": clips, "prompts": prompts, "heads": heads,
+                                "extra_columns": tuple(extra_columns)},
                     fingerprint=content_digest(name, *(c.id for c in clips))[:16],
                 )
             datasets.DatasetDict(parts).save_to_disk(str(staging))
@@ -390,14 +453,62 @@ class Preparer:
             )
         self.extract_features(clips)
         splits = self.split(clips)
-        prompts = self.assign_prompts(splits)
-        self.extract_tail_prompts(clips, prompts)
+        prompts, heads = self.plan(splits)
+        self.extract_references(clips, {*heads.values(), *(p.clip_ids for p in prompts.values()
+                                                          if p.source == "other")}, prompts)
         self.__dict__.pop("extractor", None)  # the encoders are not needed to write the dataset
-        dataset_dir = self.write_dataset(splits, prompts)
+        dataset_dir = self.write_dataset(splits, prompts, heads)
         summary = self.write_report(splits, prompts)
         return PrepareResult(dataset_dir=dataset_dir, summary=summary)
 
     # -- report ------------------------------------------------------------------------------------------------------------
+    def sentence_report(self, splits: dict[str, list[Clip]]) -> dict[str, Any]:
+        """How the splits were drawn and the sentence groups they hold: how many sentences, how many are read more
+        than once, and any sentence in two splits (only where heldout_speakers / validation_speakers split by
+        speaker)."""
+        split_of = {clip.id: name for name, clips in splits.items() for clip in clips}
+        groups = sentence_groups([clip for clips in splits.values() for clip in clips])
+        readings = {key: len(group) for key, group in groups.items()}
+        shared = sorted(key for key, group in groups.items() if len({split_of[c.id] for c in group}) > 1)
+        by_speaker = [f for f in ("heldout_speakers", "validation_speakers") if getattr(self.config, f)]
+        return {"rule": "by sentence" + (f", {' and '.join(by_speaker)} by speaker" if by_speaker else ""),
+                "groups": len(readings), "read_more_than_once": sum(1 for n in readings.values() if n > 1),
+                "largest_group": max(readings.values(), default=0), "in_two_splits": len(shared),
+                "in_two_splits_examples": shared[:5]}
+
+    def prompt_lengths(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> dict[str, Any]:
+        """The prompts' lengths in tokens per split (what T3 is conditioned on; a 6 s reference gives 150), how many
+        are joined from several clips, and the speakers whose prompts fall short of `max_prompt_seconds` (too
+        little audio in their split) with the seconds they have."""
+        full = round(self.config.max_prompt_seconds * TOKENS_PER_SECOND)
+        counted: dict[Reference | str, int] = {}
+
+        def tokens(prompt: Prompt) -> int:
+            key = prompt.clip_ids if prompt.source == "other" else f"tail:{prompt.clip_ids[0]}"
+            if key not in counted:
+                features = (self.reference_features(prompt.clip_ids) if prompt.source == "other"
+                            else load_features(self.tail_path(prompt)))
+                counted[key] = len(features.prompt_tokens)
+            return counted[key]
+
+        lengths, short = {}, {}
+        for name, clips in splits.items():
+            given = [(clip, prompts[clip.id]) for clip in clips if prompts[clip.id].source != "none"]
+            if not given:
+                continue
+            counts = np.array([tokens(prompt) for _, prompt in given])
+            lengths[name] = {"rows": len(given), "min": int(counts.min()), "median": float(np.median(counts)),
+                             "mean": round(float(counts.mean()), 1), "max": int(counts.max()),
+                             "full": int((counts >= full).sum()),
+                             "joined": sum(1 for _, prompt in given if len(prompt.clip_ids) > 1)}
+            seconds: Counter = Counter()
+            for clip in clips:
+                seconds[clip.speaker_id] += clip.duration
+            for (clip, _), count in zip(given, counts):
+                if count < full:
+                    short.setdefault(name, {})[clip.speaker_id] = round(seconds[clip.speaker_id], 2)
+        return {"prompt_tokens": lengths, "full_prompt_tokens": full, "speakers_short_of_prompt_audio": short}
+
     def write_report(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> dict[str, Any]:
         kept = [c for clips in splits.values() for c in clips]
         hours_accent: Counter = Counter()
@@ -426,6 +537,10 @@ class Preparer:
             "prompts": {source: {name: sum(1 for c in clips if prompts[c.id].source == source)
                                  for name, clips in splits.items()} for source in PROMPT_SOURCES},
             "left_out_of_training": sum(1 for c in splits.get("train", []) if prompts[c.id].source == "none"),
+            "self_prompt": self.config.self_prompt,
+            "trained_on_own_tail": sum(1 for c in splits.get("train", []) if prompts[c.id].source == "tail"),
+            "sentences": self.sentence_report(splits),
+            **self.prompt_lengths(splits, prompts),
             "s3gen_features": self.model_config.train_s3gen,
         }
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rejected)
@@ -436,6 +551,26 @@ class Preparer:
         settings = {**asdict(self.config), "format": fmt, **asdict(self.model_config)}
         write_atomic(self.prepared_dir / SETTINGS_NAME, json.dumps(settings, indent=2).encode())
         return summary
+
+
+def sentence_groups(clips: list[Clip]) -> dict[str, list[Clip]]:
+    """Clips grouped by sentence: two clips are one sentence when their normalised texts or their raw transcripts
+    match as `text.sentence_key` compares them (so "$1.250" read as pesos and as soles, or "10:30" written two ways,
+    stay together). Keyed by a member's normalised sentence."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for clip in clips:
+        parent[root(f"raw:{sentence_key(clip.raw_text)}")] = root(f"text:{sentence_key(clip.text)}")
+    groups: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        groups[root(f"text:{sentence_key(clip.text)}")].append(clip)
+    return {key.split(":", 1)[1]: members for key, members in groups.items()}
 
 
 def prepare_dataset(model_config: ModelConfig, data_config: DataConfig, progress: bool = True) -> PrepareResult:

@@ -246,6 +246,12 @@ def text_for_model(text: str, accent: str | None = None, normalize: bool = True)
     return punc_norm(normalize_spanish(text, accent=accent) if normalize else text)
 
 
+def sentence_key(text: str) -> str:
+    """A sentence as splits compare it: lower case, words only (punctuation and spacing dropped, accents kept), so
+    "¿Dónde está?" and "dónde está" are one sentence, and a sentence several speakers read stays in one split."""
+    return " ".join(re.sub(r"[^\w\s]|_", " ", unicodedata.normalize("NFC", text).lower()).split())
+
+
 def encode_text(tokenizer, text: str, language_id: str = "es") -> list[int]:
     """T3 text-token ids: the multilingual tokenizer takes the language tag, the English one has none."""
     from chatterbox.models.tokenizers import MTLTokenizer

@@ -195,9 +195,9 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     wanted = list(config.metrics)  # EvalConfig has expanded "all"
     without_reference: list[str] = []
     if config.protocol:
-        items = protocol_items(config.protocol, config.test_data, config.max_samples, without_reference)
+        items = protocol_items(config.protocol, config.test_data, config.max_samples, without_reference, config.split)
     else:
-        items = load_test_items(config.test_data, config.max_samples, without_reference)
+        items = load_test_items(config.test_data, config.max_samples, without_reference, config.split)
     # Hub models load once, up front: an unreachable one is reported before any synthesis, the rest still runs.
     skipped: dict[str, str] = {}
 
@@ -290,7 +290,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
 
     decoding = (f"{generation.name} (repetition penalty {generation.repetition_penalty}, alignment heuristics "
                 f"{'on' if alignment else 'off'}{', last token dropped' if generation.drop_last_token else ''})")
-    results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data,
+    results: dict[str, Any] = {"checkpoint": config.checkpoint, "test_data": config.test_data, "split": config.split,
                                "n_sentences": len(items), "sentences_without_reference": without_reference,
                                "sentences_without_adapter": without_adapter,
                                "decoding": decoding, "compare": list(config.compare),

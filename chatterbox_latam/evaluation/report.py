@@ -20,6 +20,32 @@ TARGETS = {  # the seed's table: metric -> (comparison, value)
 }
 
 
+SPLIT_CAVEATS = {
+    "validation": "its sentences were held out from training but chose the checkpoint, so its figures flatter it",
+    "train": "the model learnt these very sentences, so its figures flatter it",
+}
+"""Why scores on a split other than `test` say less (the report's first line)."""
+
+
+ALIGNMENT_WHY = ("the adapter changed the attention of the layers upstream's alignment heuristics read (heads of "
+                 "layers 9, 12 and 13), whose thresholds were set on the base's attention, so they may misjudge where "
+                 "the speech is in the text")
+
+
+def alignment_note(systems: list[str]) -> list[str]:
+    """Which alignment setting `finetuned` ran with and why, where the evaluation scored the other one beside it
+    (`finetuned_alignment_on` / `_off`: the adapter changed the attention the heuristics read)."""
+    if "finetuned_alignment_on" in systems:
+        return [f"`finetuned` ran without upstream's alignment heuristics, as this model's synthesis does by default: "
+                f"{ALIGNMENT_WHY} (upstream main decodes every model without them). `finetuned_alignment_on` is the "
+                "same model with them on the same sentences, voices and seeds.", ""]
+    if "finetuned_alignment_off" in systems:
+        return [f"`finetuned` ran with upstream's alignment heuristics, as asked (`--alignment on`; this model's "
+                f"synthesis runs without them by default: {ALIGNMENT_WHY}). `finetuned_alignment_off` is the same "
+                "model without them on the same sentences, voices and seeds.", ""]
+    return []
+
+
 def passes(metric: str, value: float) -> bool:
     comparison, target = TARGETS[metric]
     return value < target if comparison == "<" else value > target
@@ -27,9 +53,13 @@ def passes(metric: str, value: float) -> bool:
 
 def write_report(results: dict[str, Any], output_dir: Path) -> None:
     systems = list(results["systems"])
-    lines = [f"# Evaluation of `{results['checkpoint']}`", "",
-             f"Test data: `{results['test_data']}` ({results['n_sentences']} sentences). Device: {results['device']}.",
-             ""]
+    lines = [f"# Evaluation of `{results['checkpoint']}`", ""]
+    if results.get("split") not in (None, "test"):
+        lines[0] = (f"**Scored on the `{results['split']}` split, not a held-out test split** (`--split "
+                    f"{results['split']}`): {SPLIT_CAVEATS.get(results['split'], 'read its figures knowingly')}.")
+        lines += [f"# Evaluation of `{results['checkpoint']}`", ""]
+    lines += [f"Test data: `{results['test_data']}` ({results['n_sentences']} sentences). Device: {results['device']}.",
+              ""]
     if results.get("sentences_without_reference") and not results.get("protocol"):
         lines += [f"{len(results['sentences_without_reference'])} test sentences were left out: their speaker has no "
                   "other clip to take the voice from (a sentence is never spoken from its own audio).", ""]
@@ -49,6 +79,7 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
                   "adapter among the checkpoint's per-accent adapters.", ""]
     if results.get("decoding"):
         lines += [f"Decoding: {results['decoding']}.", ""]
+    lines += alignment_note(systems)
     if "finetuned_fp32" in systems:  # the fast settings beside upstream's, on the same sentences, voices and seeds
         cfg = results.get("cfg_weight", 0.5)
         fast = ", ".join(part for part in (f"T3 {results.get('mode')}", f"cfg_weight {cfg}" if cfg != 0.5 else "",

@@ -1,10 +1,12 @@
 """The sentences an evaluation speaks, each with the voice to speak it in.
 
 - `load_test_items`: the test split of a prepared dataset, or a folder in the seed's layout; each sentence is spoken
-  with another utterance of its speaker (never its own audio) and scored against its recording.
+  with a reference of its speaker built as training's prompts are (6 s of other clips, never its own audio) and
+  scored against its recording.
 - `protocol_items`: a protocol's fixed list (`lists/`), so figures from any machine compare: each sentence is spoken
   by a held-out speaker of its accent (the test data's speakers of that accent in turn, sorted by id; the
-  reference is the speaker's longest clip up to 10 s). There is no recording of these sentences: no ground truth.
+  reference is the speaker's longest clip up to 10 s, joined with the next longest until it reaches 6 s). There is
+  no recording of these sentences: no ground truth.
 """
 
 from __future__ import annotations
@@ -37,27 +39,34 @@ class TestItem:
     sample_rate: int
 
 
-def load_test_items(test_data: str, max_samples: int | None = None,
-                    skipped: list[str] | None = None) -> list[TestItem]:
-    """Test sentences with their recordings and references, from a prepared dataset (its `test` split) or a
-    folder in the seed's layout (reference: another utterance of the speaker). A sentence whose speaker has no
-    other utterance is left out (its id appended to `skipped`): a reference is never the sentence's own audio."""
-    from ..data.dataset import load_prepared, mono_samples, row_index
+def load_test_items(test_data: str, max_samples: int | None = None, skipped: list[str] | None = None,
+                    split: str | None = None) -> list[TestItem]:
+    """Test sentences with their recordings and references, from a prepared dataset (its `test` split, or `split`
+    when asked for knowingly) or a folder in the seed's layout. The reference is built as a user's arrives and as
+    training's prompts are (`data.references`): the prepared prompt's clips joined, or in a folder the speaker's
+    other clips joined in a seeded order until they reach 6 s. A sentence whose speaker has no other clip is left
+    out (its id appended to `skipped`): a reference is never the sentence's own audio."""
+    from ..data.dataset import load_prepared, mono_samples, reference_audio, row_index
 
     path = Path(test_data)
     items: list[TestItem] = []
     skipped = [] if skipped is None else skipped
     if (path / "metadata.csv").exists():
         from ..config import DataConfig
+        from ..constants import PROMPT_SECONDS
         from ..data.audio import CleaningConfig, clean_audio, decode_audio
+        from ..data.references import join_clips, joined_seconds, seeded_order
         from ..data.sources import read_seed
 
+        if split:
+            raise ValueError(f"--split {split}: {test_data} is a folder of recordings, not a prepared dataset with "
+                             "splits; every sentence in it is scored.")
         rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
         by_speaker = defaultdict(list)
         for row in rows:
-            by_speaker[row.speaker_id].append(row)
+            by_speaker[row.speaker_id].append(row.audio)
         cleaning = CleaningConfig()
-        cleaned: dict[str, np.ndarray] = {}  # a speaker's first clip is every other clip's reference: decode once
+        cleaned: dict[str, np.ndarray] = {}  # a clip serves in several references: decode each once
 
         def clean(audio: str) -> np.ndarray:
             if audio not in cleaned:
@@ -65,27 +74,36 @@ def load_test_items(test_data: str, max_samples: int | None = None,
             return cleaned[audio]
 
         for row in rows:
-            others = [r for r in by_speaker[row.speaker_id] if r is not row]
+            others = [audio for audio in by_speaker[row.speaker_id] if audio != row.audio]
             if not others:
                 skipped.append(Path(row.audio).stem)
                 continue
             if max_samples and len(items) >= max_samples:
                 continue  # counted above when it has no reference; beyond max_samples, not decoded
+            joined: list[np.ndarray] = []
+            for audio in seeded_order(others, f"reference:{row.audio}"):
+                joined.append(clean(audio))
+                if joined_seconds([len(w) / cleaning.sampling_rate for w in joined]) >= PROMPT_SECONDS:
+                    break
             items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
-                                  clean(row.audio), clean(others[0].audio), cleaning.sampling_rate))
+                                  clean(row.audio), join_clips(joined, cleaning.sampling_rate),
+                                  cleaning.sampling_rate))
     else:
         dataset = load_prepared(path)
-        split = dataset["test"] if "test" in dataset else next(iter(dataset.values()))
+        name = split or "test"
+        if name not in dataset:
+            hint = ("prepare it with test_size > 0 or heldout_speakers for a held-out test split, or pass --split "
+                    "NAME to score one of these knowingly (the report then says so)")
+            raise ValueError(f"{test_data} has no '{name}' split (its splits: {', '.join(dataset)}): {hint}.")
         where = row_index(dataset)
-        for row in split:
-            if row.get("prompt_source", "other") != "other" or row["prompt_id"] == row["id"]:
+        for row in dataset[name]:
+            if row.get("prompt_source", "other") != "other" or row["id"] in row["prompt_ids"]:
                 skipped.append(row["id"])
                 continue
             truth, sr = mono_samples(row["audio"])
-            prompt_split, prompt_row = where[row["prompt_id"]]
-            reference, ref_sr = mono_samples(dataset[prompt_split][prompt_row]["audio"])
-            reference = resample(reference, ref_sr, sr)
-            items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth, reference, sr))
+            reference, ref_sr = reference_audio(dataset, where, row["prompt_ids"])
+            items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth,
+                                  resample(reference, ref_sr, sr), sr))
     if not items:
         raise ValueError(f"No test sentences in {test_data}" + (
             f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))
@@ -109,11 +127,14 @@ def protocol_list_digest(protocol: str) -> str:
 
 
 def protocol_items(protocol: str, test_data: str, max_samples: int | None = None,
-                   skipped: list[str] | None = None) -> list[TestItem]:
+                   skipped: list[str] | None = None, split: str | None = None) -> list[TestItem]:
     """The protocol's sentences, each with a reference from `test_data`'s held-out speakers of its accent (see the
     module docstring); a sentence whose accent has no speaker there is left out (its id appended to `skipped`)."""
+    from ..constants import PROMPT_SECONDS
+    from ..data.references import join_clips, joined_seconds
+
     skipped = [] if skipped is None else skipped
-    clips = load_test_items(test_data)
+    clips = load_test_items(test_data, split=split)
     by_speaker: dict[str, list[TestItem]] = defaultdict(list)
     for clip in clips:
         by_speaker[clip.speaker_id].append(clip)
@@ -121,10 +142,16 @@ def protocol_items(protocol: str, test_data: str, max_samples: int | None = None
     for speaker in sorted(by_speaker):
         speakers_of[by_speaker[speaker][0].accent].append(speaker)
 
-    def reference(speaker: str) -> TestItem:
+    def reference(speaker: str) -> np.ndarray:
+        """The speaker's longest clip up to 10 s, joined with the next longest until it reaches 6 s (T3's prompt),
+        as `data.references` builds every prompt."""
         fitting = [c for c in by_speaker[speaker] if len(c.truth) <= MAX_REFERENCE_SECONDS * c.sample_rate]
-        return max(fitting or by_speaker[speaker], key=lambda c: (min(len(c.truth), MAX_REFERENCE_SECONDS *
-                                                                      c.sample_rate), c.id))
+        joined: list[np.ndarray] = []
+        for clip in sorted(fitting or by_speaker[speaker], key=lambda c: (-len(c.truth), c.id)):
+            joined.append(clip.truth)
+            if joined_seconds([len(w) / clip.sample_rate for w in joined]) >= PROMPT_SECONDS:
+                break
+        return join_clips(joined, by_speaker[speaker][0].sample_rate)
 
     items, turn = [], defaultdict(int)
     for row in read_protocol_list(protocol):
@@ -132,10 +159,10 @@ def protocol_items(protocol: str, test_data: str, max_samples: int | None = None
         if not speakers:
             skipped.append(row["id"])
             continue
-        clip = reference(speakers[turn[row["accent"]] % len(speakers)])
+        speaker = speakers[turn[row["accent"]] % len(speakers)]
         turn[row["accent"]] += 1
-        items.append(TestItem(row["id"], row["text"], clip.speaker_id, row["accent"], None, clip.truth,
-                              clip.sample_rate))
+        items.append(TestItem(row["id"], row["text"], speaker, row["accent"], None, reference(speaker),
+                              by_speaker[speaker][0].sample_rate))
     if not items:
         raise ValueError(f"{test_data} has no speaker of the accents of the {protocol} list "
                          f"({sorted({r['accent'] for r in read_protocol_list(protocol)})}): pass held-out data with "

@@ -165,6 +165,8 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
     parts = merged.get("adapted") if kind == "merged" else \
         sorted({rel.split("/")[-2] for _, rel in files if rel.endswith("adapter_config.json")})
     adapted = [{"t3": "T3 (Llama backbone)", "s3gen": "S3Gen flow"}.get(p, p) for p in parts or []]
+    generation = merged.get("generation") or LAYOUTS.get(metadata.get("model_variant"),
+                                                         LAYOUTS["multilingual"]).generation
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         language=["es"],
@@ -196,13 +198,26 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
         adapted=adapted,
         torch_dtype=merged.get("torch_dtype", "float32"),
         upstream_layout=any(p == "s3gen.pt" for _, p in files),
-        generation=merged.get("generation") or LAYOUTS.get(metadata.get("model_variant"),
-                                                           LAYOUTS["multilingual"]).generation,
+        generation=generation,
+        alignment_off=alignment_off_reason(generation, list(parts or []), metadata),
         merge_check_text=merge_check_text,
         recipe=metadata.get("recipe"),
         datasets=datasets,
         evaluation=evaluation_table(results) if results else None,
     )
+
+
+def alignment_off_reason(generation: str, parts: list[str], metadata: dict[str, Any]) -> str:
+    """Why this model's synthesis runs without upstream's alignment heuristics where its generation has them (v2):
+    the adapter changed the attention they read (`synthesis.tts.adapts_attention`); '' when it runs them."""
+    from ..constants import GENERATIONS
+    from ..synthesis.tts import adapts_attention
+
+    spec = GENERATIONS.get(generation)
+    if spec is None or not spec.alignment or not adapts_attention(parts, metadata):
+        return ""
+    return ("the adapter changed T3's attention, including the heads of layers 9, 12 and 13 the heuristics read, "
+            "whose thresholds were set on the base's attention; upstream main decodes every model without them")
 
 
 def is_repo_id(value: str | None) -> bool:

@@ -1,11 +1,18 @@
 """Finding a checkpoint: a local folder or a Hub repo id resolved to local files in one of `constants.LAYOUTS`
-(downloading what is missing, the language packs' support files from their base repo)."""
+(downloading what is missing, the language packs' support files from their base repo).
+
+A language pack's own VE, tokenizer and default voice are used wherever the pack has them, by repo id and from a
+folder alike; only the files it lacks come from its support repo. A checkpoint records where each file came from
+and the commit a Hub repo was resolved at, so adapters and merged models can name (and pin) what they were built on.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,10 @@ from ..constants import (
 
 logger = logging.getLogger(__name__)
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_WARNED_NO_VOICE: set[str] = set()
+"""Checkpoints already reported as loading without a default voice (the warning is logged once per folder)."""
+
 
 class CheckpointNotFoundError(FileNotFoundError):
     """A checkpoint could not be found locally nor downloaded; the message says what to do."""
@@ -39,6 +50,44 @@ class Checkpoint:
     layout: CheckpointLayout
     paths: dict[str, Path]
     config: dict[str, Any] = field(default_factory=dict)
+    revision: str | None = None
+    """The commit a Hub repo was resolved at (a branch or tag becomes its commit; the revision asked for where the
+    cache does not tell the commit); None for a local folder."""
+    origins: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Where each file of `paths` came from: (repo id or absolute folder, commit or None for a folder)."""
+
+    def origin(self, key: str) -> tuple[str, str | None]:
+        """(repo id or folder, commit or None for a folder) that the file `key` of `paths` came from."""
+        return self.origins.get(key, (self.source, self.revision))
+
+    def tokenizer_record(self) -> dict[str, str | None]:
+        """The text tokenizer this checkpoint tokenises with, as adapter.json and a merged model's config.json
+        record it: `{"file", "source" (the repo id or folder it came from), "revision" (its commit, None for a
+        folder), "sha256"}`."""
+        path = self.paths["tokenizer"]
+        source, revision = self.origin("tokenizer")
+        return {"file": path.name, "source": source, "revision": revision,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+    def check_tokenizer(self, recorded: dict[str, Any] | None, what: str) -> bool:
+        """Compares a `tokenizer_record` (an adapter's or a merged model's) with this checkpoint's tokenizer. When
+        the SHA-256 differ it logs a warning naming both files and returns False; True when they agree or nothing
+        was recorded (adapters saved before the record existed)."""
+        if not recorded or not recorded.get("sha256"):
+            return True
+        own = self.tokenizer_record()
+        if own["sha256"] == recorded["sha256"]:
+            return True
+
+        def name(record):
+            at = f"@{record['revision'][:12]}" if record.get("revision") else ""
+            return f"{record.get('file')} of {record.get('source')}{at} (SHA-256 {str(record['sha256'])[:16]}...)"
+
+        logger.warning(
+            "%s was made with the text tokenizer %s, but %s tokenises with %s: the same text becomes other token "
+            "ids, so it will not speak as trained. Load it onto the base it was trained on (with that tokenizer).",
+            what, name(recorded), self.source, name(own))
+        return False
 
     @property
     def generation(self) -> Generation:
@@ -128,8 +177,12 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
 
     `variant` picks the layout when a repo holds several (`ResembleAI/chatterbox` holds the multilingual v2 and v3
     T3 and the English model; `t3_model="v3"` is upstream's name for the v3 choice); a local folder is recognised
-    by its files. A language pack's VE, tokenizer and default voice come from its support repo
-    (`ResembleAI/chatterbox`) when the folder or repo does not hold them.
+    by its files. A language pack's VE, tokenizer and default voice are the pack's own where it has them (by repo
+    id and from a folder alike), else its support repo's (`ResembleAI/chatterbox`). A pack without a default voice
+    whose support repo cannot be reached loads without one (references must then be given).
+
+    `revision` (a branch, tag or commit of a Hub repo) is recorded as the commit it resolved to
+    (`Checkpoint.revision`); a local folder has none.
     """
     variant = layout_name(variant, t3_model)
     source = str(name_or_path)
@@ -137,6 +190,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
     if directory.is_dir():
         config = read_config(directory)
         layout = LAYOUTS[variant] if variant else _detect_layout(directory, config)
+        origin, revision = str(directory.resolve()), None
     elif directory.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
         raise CheckpointNotFoundError(
             f"'{source}' is neither a checkpoint folder nor a Hub repo id (OWNER/NAME). "
@@ -145,15 +199,18 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
     else:
         name = variant or REPO_LAYOUTS.get(source.lower()) or _remote_config(source, revision).get("layout")
         layout = LAYOUTS[name or "multilingual"]
-        own = [layout.t3, layout.s3gen, CONFIG_NAME]
+        # A pack's own VE, tokenizer and default voice too: absent ones are simply not downloaded (and then come
+        # from its support repo below), so a pack tokenises the same by repo id as from a downloaded folder.
+        own = [layout.t3, layout.s3gen, CONFIG_NAME, layout.ve, layout.tokenizer,
+               *([layout.conds] if layout.conds else [])]
         if layout.support_repo:
             own.append("t3_*.safetensors")  # a pack's T3 file under another name than expected is still found
-        else:
-            own += [layout.ve, layout.tokenizer, *([layout.conds] if layout.conds else [])]
         directory = _download(source, own, revision)
         config = read_config(directory)
+        origin, revision = source, _commit(directory, revision)
 
     paths = {key: directory / name for key, name in layout.files.items()}
+    origins: dict[str, tuple[str, str | None]] = {}
     if not paths["t3"].exists() and layout.support_repo:
         found = sorted(p for p in directory.glob("t3_*.safetensors") if not p.name.startswith("t3_mtl23ls"))
         if len(found) == 1:
@@ -167,13 +224,27 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
         try:
             support = _download(layout.support_repo, names, None)
         except CheckpointNotFoundError as error:
-            raise CheckpointNotFoundError(
-                f"{source} is a {layout.name} language pack: its {names} come from {layout.support_repo}, which "
-                f"could not be reached ({error}). Put those files beside the pack's own in {directory}, or run "
-                f"`hf download {layout.support_repo} {' '.join(names)} --local-dir {directory}`."
-            ) from None
-        for key, name in zip(wanted, names):
-            paths[key] = support / name
+            if wanted != ["conds"]:
+                required = [name for key, name in zip(wanted, names) if key != "conds"]
+                raise CheckpointNotFoundError(
+                    f"{source} is a {layout.name} language pack: its {required} come from {layout.support_repo}, "
+                    f"which could not be reached ({error}). Put those files beside the pack's own in {directory}, "
+                    f"or run `hf download {layout.support_repo} {' '.join(names)} --local-dir {directory}`."
+                ) from None
+            # Only the default voice is missing, and it is optional: load without one (references are given).
+            if str(directory) not in _WARNED_NO_VOICE:
+                _WARNED_NO_VOICE.add(str(directory))
+                logger.warning(
+                    "%s (%s language pack) has no default voice (%s) and %s, where it would come from, could not be "
+                    "reached: it loads without one, so every generation needs a reference (audio_prompt_path). To "
+                    "have one, run `hf download %s %s --local-dir %s`.", source, layout.name, layout.conds,
+                    layout.support_repo, layout.support_repo, layout.conds, directory)
+            support = None
+        if support is not None:
+            support_revision = _commit(support, None)
+            for key, name in zip(wanted, names):
+                paths[key] = support / name
+                origins[key] = (layout.support_repo, support_revision)
         missing = [key for key, path in paths.items() if not path.exists()]
     if "conds" in missing:
         paths.pop("conds")  # optional: the default voice
@@ -182,8 +253,15 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
         raise CheckpointNotFoundError(
             f"Checkpoint '{source}' ({layout.name} layout) lacks {[layout.files[k] for k in missing]} in {directory}."
         )
-    return Checkpoint(source=source, directory=directory, layout=layout, paths=paths, config=config)
+    origins = {key: origins.get(key, (origin, revision)) for key in paths}
+    return Checkpoint(source=source, directory=directory, layout=layout, paths=paths, config=config,
+                      revision=revision, origins=origins)
 
+
+def _commit(snapshot: Path, revision: str | None) -> str | None:
+    """The commit a Hub snapshot folder (the cache's `snapshots/<commit>`) holds; `revision` where the folder does
+    not say."""
+    return snapshot.name if _COMMIT.fullmatch(snapshot.name) else revision
 
 
 def resolve_meanflow(source: str | os.PathLike | None = None,

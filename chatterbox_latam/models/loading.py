@@ -171,11 +171,13 @@ def load_text_tokenizer(checkpoint: Checkpoint):
 def load_chatterbox(name_or_path: "str | os.PathLike | Checkpoint", device: str | torch.device = "cpu",
                     variant: str | None = None, t3_model: str | None = None):
     """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves
-    (or from an already resolved `Checkpoint`)."""
+    (or from an already resolved `Checkpoint`). A merged model whose tokenizer is not the one its config.json
+    records (the base's it was merged with) gets a warning naming both."""
     if isinstance(name_or_path, Checkpoint):
         checkpoint = name_or_path
     else:
         checkpoint = resolve_checkpoint(name_or_path, variant=variant, t3_model=t3_model)
+    checkpoint.check_tokenizer(checkpoint.config.get("tokenizer"), f"The merged model {checkpoint.source}")
     device = str(device)
     parts = dict(
         t3=load_t3(checkpoint, device),

@@ -74,7 +74,8 @@ def trainable_parameters(module: nn.Module) -> tuple[int, int]:
 
 def save_adapters(output_dir: str | Path, t3_peft=None, flow_peft=None, metadata: dict | None = None) -> Path:
     """Writes the adapters (safetensors + adapter_config.json) of whichever models were adapted, and
-    `adapter.json` (base model, variant, language, accent) so the folder alone says what to load it onto."""
+    `adapter.json` (base model, variant, revision, tokenizer, language, accent) so the folder alone says what to
+    load it onto."""
     output_dir = Path(output_dir)
     for peft_model, name in ((t3_peft, T3_DIR), (flow_peft, S3GEN_DIR)):
         if peft_model is not None:
@@ -87,6 +88,19 @@ def save_adapters(output_dir: str | Path, t3_peft=None, flow_peft=None, metadata
 def read_adapter_metadata(adapter_dir: str | Path) -> dict:
     path = Path(adapter_dir) / ADAPTER_METADATA
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def adapter_base(metadata: dict, base_model: str | None = None) -> tuple[str | None, str | None, str | None]:
+    """(base, layout, revision) to resolve an adapter's base with: the base its adapter.json names, in the layout
+    and at the revision it was trained on (`model_revision`: the commit a Hub base was resolved at, so a base repo
+    that moved on does not change what the adapter loads onto). A `base_model` given by the user is taken as given
+    (its own layout, its newest revision)."""
+    from ..constants import LAYOUTS
+
+    if base_model:
+        return base_model, None, None
+    variant = metadata.get("model_variant")
+    return metadata.get("base_model"), variant if variant in LAYOUTS else None, metadata.get("model_revision")
 
 
 def is_adapter_dir(path: str | Path) -> bool:

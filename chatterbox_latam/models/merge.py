@@ -5,7 +5,8 @@ then casts to the requested dtype: merging fp32 LoRA deltas into bf16 weights wo
 is a checkpoint folder in the `merged` layout of `constants.LAYOUTS` (all safetensors):
 
     t3_mtl23ls_v2.safetensors (v3 bases: t3_mtl23ls_v3)  s3gen.safetensors  ve.safetensors  grapheme_mtl_...json
-    conds.safetensors (the default voice)  config.json (sizes, base, accent, merge check)  README.md (the card)
+    conds.safetensors (the default voice)  README.md (the card)
+    config.json (sizes, base and its revision, the tokenizer's origin and SHA-256, accent, merge check)
     s3gen_meanflow.safetensors (only when the base folder holds one, as the tiny test checkpoint does: unchanged)
     t3-q4_0.gguf (with --gguf: T3's backbone for llama.cpp, `models.gguf`)
 
@@ -91,7 +92,9 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
                   gguf: str | None = None) -> MergeResult:
     """Merges one adapter folder into its base and writes a standalone model folder (see the module docstring).
 
-    `base_model` defaults to the base named in the adapter's adapter.json. `default_voice(model, adapter_metadata)`
+    `base_model` defaults to the base named in the adapter's adapter.json, at the revision recorded there
+    (`model_revision`); a `base_model` given here is taken as given. A base whose tokenizer differs from the one
+    the adapter recorded gets a warning naming both. `default_voice(model, adapter_metadata)`
     gives the model's default voice (upstream `Conditionals`); `synthesis.tts.voice_from(wav)` takes it from a
     recording cleaned as the training clips were. Without it the base's default voice (conds.pt) is kept when it
     has one.
@@ -101,7 +104,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
     """
     from safetensors.torch import save_file
 
-    from .lora import apply_adapters, is_adapter_dir, read_adapter_metadata
+    from .lora import adapter_base, apply_adapters, is_adapter_dir, read_adapter_metadata
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES)}.")
@@ -112,11 +115,11 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
         raise ValueError(f"{adapter_dir} is not an adapter folder (no t3/ or s3gen/ with adapter_config.json). "
                          "Pass the training output's final/ folder, or one of its checkpoint-N folders.")
     metadata = read_adapter_metadata(adapter_dir)
-    base = base_model or metadata.get("base_model")
+    base, variant, revision = adapter_base(metadata, base_model)
     if not base:
         raise ValueError(f"{adapter_dir}/adapter.json does not name the base model: pass --base.")
-    checkpoint = resolve_checkpoint(base, variant=metadata.get("model_variant") if metadata.get("model_variant")
-                                    in LAYOUTS else None)
+    checkpoint = resolve_checkpoint(base, variant=variant, revision=revision)
+    checkpoint.check_tokenizer(metadata.get("tokenizer"), f"The adapter {adapter_dir}")
     upstream_layout = is_full_size(checkpoint) if upstream_layout is None else upstream_layout
     if upstream_layout and not is_full_size(checkpoint):
         raise ValueError(f"{base} is a reduced model: upstream's from_local cannot load it, so it gets no upstream "
@@ -139,7 +142,8 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
     config = {
         "model_type": MODEL_TYPE, "layout": layout.name, "generation": generation,
         **{k: v for k, v in checkpoint.config.items() if k in ("t3", "s3gen", "tiny_version")},
-        "base_model": base, "base_layout": checkpoint.layout.name, "adapter": str(adapter_dir),
+        "base_model": base, "base_layout": checkpoint.layout.name, "model_revision": checkpoint.revision,
+        "tokenizer": checkpoint.tokenizer_record(), "adapter": str(adapter_dir),
         "adapter_metadata": metadata,
         "adapted": [part for part in ("t3", "s3gen") if (adapter_dir / part / "adapter_config.json").exists()],
         "language": metadata.get("language") or "es", "accent": accent,

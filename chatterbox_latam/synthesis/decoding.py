@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..constants import SPEECH_VOCAB_SIZE
+
 # The weight-only kernels are matrix-vector kernels: fast for decoding's few rows, several times slower than bf16's
 # matrix kernels for a prompt's hundreds. Above this many rows the weight-only layers use a bf16 copy of the weight
 # (decoding reads only the small weights; the copy costs memory, not speed).
@@ -60,7 +62,8 @@ class SamplingSettings:
     top_p: float = 1.0
     min_new_tokens: int = 0
     """Steps during which the stop token cannot be drawn (0 in synthesis, as upstream): measurements that need a
-    given number of steps (the precision guard) set it."""
+    given number of steps (the precision guard) set it. During them only speech tokens (ids below
+    `SPEECH_VOCAB_SIZE`) are drawn, and a stop the alignment heuristics force is not taken."""
 
 
 def _processors(settings: SamplingSettings):
@@ -114,6 +117,34 @@ def runs_alignment(t3) -> bool:
     if getattr(t3, "engine", None) is not None:  # an inference engine's backbone exposes no attention maps
         return False
     return bool(t3.hp.is_multilingual) and len(t3.tfmr.layers) > max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
+
+
+def adapted_watched_attention(t3) -> bool:
+    """Whether a LoRA adapter on this T3 changed the attention upstream's alignment heuristics read: they can run
+    on it (`runs_alignment`) and it has LoRA weights in the self-attention of a layer they watch (9, 12, 13) or
+    below one (which changes what the watched heads attend from). Their thresholds were set on the base's attention
+    maps, so on such a T3 they judge alignment from maps the adapter moved."""
+    from chatterbox.models.t3.inference.alignment_stream_analyzer import (
+        LLAMA_ALIGNED_HEADS,
+    )
+
+    if not runs_alignment(t3):
+        return False
+    below = tuple(f"layers.{i}.self_attn." for i in range(max(layer for layer, _ in LLAMA_ALIGNED_HEADS) + 1))
+    return any("lora_" in name and any(layer in name for layer in below) for name, _ in t3.named_parameters())
+
+
+def default_alignment(generation, t3, adapted_attention: bool | None = None) -> bool:
+    """Whether upstream's alignment heuristics run by default when this T3 decodes one utterance: where upstream
+    runs them for its `generation` (`constants.GENERATIONS`: 0.1.7's v2 yes, upstream main's v3 and packs no), and
+    not where an adapter changed the attention they read (`adapted_watched_attention`; `adapted_attention`: what a
+    merged model's config.json says, its T3 holding no LoRA weights to look at), which is how upstream main decodes
+    every model. What synthesis (`ChatterboxLatamTTS`), the precision guard and training's audio samples decode
+    with when nothing says otherwise."""
+    if not generation.alignment or not runs_alignment(t3):
+        return False
+    adapted = adapted_watched_attention(t3) if adapted_attention is None else adapted_attention
+    return not adapted
 
 
 @torch.inference_mode()
@@ -262,10 +293,16 @@ def _decode_steps(t3, embeds, pads, budgets, settings, stop_check_every, static_
         else:
             logits = logits_all.clone()  # (the processors below may write in place)
         seen = generated[:, : step + 1]
+        forced = step < settings.min_new_tokens
         if analyzer is not None:
-            logits = analyzer.step(logits, next_token=int(seen[0, -1]))
-        if step < settings.min_new_tokens:
-            logits[:, hp.stop_speech_token] = -float("inf")
+            # (the analyzer writes into the logits it gets; while the stop is held back, its verdict is set aside)
+            judged = analyzer.step(logits.clone() if forced else logits, next_token=int(seen[0, -1]))
+            logits = logits if forced else judged
+        if forced:
+            # Held back from stopping, the draw is among speech tokens only: not the stop token, nor T3's other
+            # special ids, which S3Gen would drop. The analyzer's forced stop (every logit but the stop token's at
+            # -2**15) is not taken either: with the stop token masked it would leave a uniform draw over all ids.
+            logits[:, SPEECH_VOCAB_SIZE:] = -float("inf")
         logits = penalty(seen, logits)
         if settings.temperature != 1.0:
             logits = logits / settings.temperature

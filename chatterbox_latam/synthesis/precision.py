@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ from .decoding import (
     cast_cond,
     fast_decode,
     prefix_embeds,
+    runs_alignment,
 )
 
 
@@ -196,6 +198,8 @@ class ModeReport:
     holds_up: bool
     steps: int = 0
     """Decoding steps the agreement was judged on."""
+    tokens: list[int] = dataclasses.field(default_factory=list)
+    """fp32's report: the speech tokens fp32 decoded, on which every mode's agreement was judged (teacher-forced)."""
 
 
 def available_modes(device: str = "cpu") -> tuple[str, ...]:
@@ -220,11 +224,17 @@ AUTO_MIN_AGREEMENT = 0.95
 
 
 def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, ...] | None = None,
-                min_agreement: float = AUTO_MIN_AGREEMENT, tokens: int = 64,
-                cache: bool = False) -> tuple[str, list[ModeReport], nn.Module]:
+                min_agreement: float = AUTO_MIN_AGREEMENT, tokens: int = 64, cache: bool = False,
+                settings: SamplingSettings | None = None,
+                alignment: bool | None = None) -> tuple[str, list[ModeReport], nn.Module]:
     """The fastest mode whose teacher-forced agreement with fp32 is at least `min_agreement`, measured on the
-    given conditioning and text (exactly `tokens` steps decoded per mode: the stop token is held back until then);
-    fp32 when none holds up. Returns (mode, reports, that mode's prepared T3).
+    given conditioning and text (exactly `tokens` steps decoded per mode: the stop token is held back until then,
+    and only speech tokens are drawn); fp32 when none holds up. Returns (mode, reports, that mode's prepared T3);
+    fp32's report keeps the tokens fp32 decoded.
+
+    `settings` and `alignment` decode as synthesis will (`fast_decode`'s: the sampling, e.g. the generation's
+    repetition penalty, and upstream's alignment heuristics, None where they can run): a mode is judged on the
+    tokens the model it serves decodes.
 
     A mode's speed is the time of the whole sentence's T3 work (the prompt's prefill and the decoding, as synthesis
     runs them); S3Gen's share does not depend on T3's mode, so this is also the end-to-end ranking. With `cache`,
@@ -234,23 +244,27 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
 
     device = t3.speech_emb.weight.device.type
     candidates = candidates or auto_candidates(device)
-    key = _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens) if cache else None
+    settings = dataclasses.replace(settings or SamplingSettings(), min_new_tokens=tokens)
+    alignment = alignment is not False and runs_alignment(t3)
+    key = _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens, settings,
+                      alignment) if cache else None
     if key is not None and (known := _known_choices().get(key)):
         return known["mode"], [ModeReport(**r) for r in known["reports"]], t3_for_mode(t3, known["mode"])
-    settings = SamplingSettings(min_new_tokens=tokens)
     reports, reference, best = [], None, None
     for mode in ("fp32", *[m for m in candidates if m != "fp32"]):
         model = t3_for_mode(t3, mode)
-        fast_decode(model, t3_cond, text_tokens, 2, settings)  # warm-up
+        fast_decode(model, t3_cond, text_tokens, 2, settings, alignment=alignment)  # warm-up
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             start = time.perf_counter()
-            out = fast_decode(model, t3_cond, text_tokens, tokens, settings)
+            out = fast_decode(model, t3_cond, text_tokens, tokens, settings, alignment=alignment)
             seconds = time.perf_counter() - start
         reference = out if reference is None else reference
-        agreement = 1.0 if mode == "fp32" else teacher_forced_agreement(t3, model, t3_cond, text_tokens, reference)
+        agreement = 1.0 if mode == "fp32" else teacher_forced_agreement(t3, model, t3_cond, text_tokens, reference,
+                                                                       settings.cfg_weight)
         holds_up = mode == "fp32" or agreement >= min_agreement  # fp32 is the reference: always available
-        reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up, reference.shape[1]))
+        reports.append(ModeReport(mode, out.shape[1] / seconds, agreement, holds_up, reference.shape[1],
+                                  reference[0].tolist() if mode == "fp32" else []))
         if holds_up and (best is None or reports[-1].tokens_per_second > best[0].tokens_per_second):
             best = (reports[-1], model)  # only the best so far is kept: each copy costs memory
         del model
@@ -262,9 +276,10 @@ def choose_mode(t3, t3_cond, text_tokens: torch.Tensor, candidates: tuple[str, .
 AUTO_CACHE = "auto-modes.json"
 
 
-def _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens) -> str:
+def _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens, settings: SamplingSettings,
+                alignment: bool) -> str:
     """What a measured choice depends on: the machine (CPU, flags, threads), the libraries, the weights, the
-    question (text, voice, candidates, threshold, steps)."""
+    question (text, voice, candidates, threshold, steps, sampling settings, alignment heuristics)."""
     import hashlib
     import json
     from importlib.metadata import PackageNotFoundError, version
@@ -277,9 +292,11 @@ def _choice_key(t3, t3_cond, text_tokens, candidates, min_agreement, tokens) -> 
     except PackageNotFoundError:
         engine = None
     model, flags = cpu_info()
+    prompt = t3_cond.cond_prompt_speech_tokens
     facts = [model, sorted(flags), torch.get_num_threads(), torch.__version__, engine, weights_key(t3),
-             text_tokens.flatten().tolist(), t3_cond.speaker_emb.flatten()[:32].tolist(), list(candidates),
-             min_agreement, tokens,
+             text_tokens.flatten().tolist(), t3_cond.speaker_emb.flatten()[:32].tolist(),
+             None if prompt is None else prompt.flatten().tolist(),
+             list(candidates), min_agreement, tokens, dataclasses.asdict(settings), alignment,
              str(t3.speech_emb.weight.device)]
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:24]
 

@@ -23,6 +23,7 @@ from ..config import parse_alignment
 from ..data.text import split_sentences
 from ..models.checkpoint import CheckpointNotFoundError
 from ..utils import default_device
+from .decoding import runs_alignment
 from .tts import ChatterboxLatamTTS
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ class SpeechService:
         bf16; CFM_STEPS:
         S3Gen's flow steps (default: the decoder's own, 10 or 2); S3GEN_PROMPT_SECONDS: the
         reference's last seconds S3Gen continues from (default: all of it); ALIGNMENT: upstream's alignment
-        heuristics, auto (default: as upstream for the model's generation), on or off; T3_MODEL: v2 or v3 when the
+        heuristics, auto (default: as upstream for the model's generation, and off where an adapter changed the
+        attention they read), on or off; T3_MODEL: v2 or v3 when the
         model is ResembleAI/chatterbox itself."""
         model = self.model
         report = next((r for r in model.mode_reports if r.mode == model.mode), None)
@@ -173,8 +175,11 @@ class SpeechService:
         if report is not None and model.mode != "fp32":
             said += f" (agrees with fp32 on {report.agreement:.0%} of steps)"
         changes = [model.s3gen_changes] if model.s3gen_changes else []
-        if model.alignment is not None and model.alignment != model.generation.alignment:
-            changes.append(f"alignment heuristics {'on' if model.alignment else 'off'}")
+        setting = model._alignment(None)
+        # a setting that differs from upstream's for the generation: asked for, or the default on adapted attention
+        if setting != model.generation.alignment and (model.alignment is not None or runs_alignment(model.tts.t3)):
+            why = " (the adapter changed the attention they read)" if model.alignment is None else ""
+            changes.append(f"alignment heuristics {'on' if setting else 'off'}{why}")
         return "; ".join([said, *changes])
 
     # -- checks ----------------------------------------------------------------------------------------------------

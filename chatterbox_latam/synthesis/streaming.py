@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..constants import SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
-from .vocoder import flow_mels, with_prompt
+from .vocoder import flow_mels, with_prompt, with_silence_tail
 
 MEL_OVERLAP = 8  # mel frames re-made at each seam (CosyVoice2's mel_cache_len)
 SAMPLES_PER_MEL = 480  # HiFT's hop at 24 kHz (50 mel frames per second, two per speech token)
@@ -77,7 +77,11 @@ class ChunkedVocoder:
         else:  # from the first token whose mels are not all made, continuing the rolling context
             start = (self.mels_done + self.shift) // ratio
             reference, made_from = self._rolling_reference(start), start * ratio  # (the speech's frame of mels[0])
-        mels = flow_mels(self.flow, self.tokens[start:], reference, self.cfm_steps).to(self.s3gen.dtype)
+        tokens = self.tokens[start:]
+        if finished:  # the meanflow decoder's last chunk ends in silence tokens, as `tokens_to_wav` feeds it
+            tokens = with_silence_tail(self.s3gen, tokens)
+        tail = (len(tokens) - len(self.tokens) + start) * SAMPLES_PER_TOKEN  # the silence's samples, cut below
+        mels = flow_mels(self.flow, tokens, reference, self.cfm_steps).to(self.s3gen.dtype)
         ready = made_from + mels.shape[2] - (0 if finished else lookahead * ratio)  # the speech's frames made for good
         new = mels[:, :, self.mels_done + self.shift - made_from: ready - made_from]
         self.mels_done = ready - self.shift
@@ -98,6 +102,8 @@ class ChunkedVocoder:
             fade = self.s3gen.trim_fade
             length = min(len(fade), wav.shape[1])
             wav[:, :length] *= fade[:length]
+        if tail:
+            wav = wav[:, : max(0, wav.shape[1] - tail)]
         if finished and self.drop_last_token:  # the whole utterance ends where `tokens_to_wav` ends it
             wav = wav[:, : max(0, wav.shape[1] - (SAMPLES_PER_TOKEN if len(self.tokens) > 1 else 0))]
         return wav.squeeze(0).float().cpu().numpy()

@@ -19,6 +19,7 @@ import torch
 
 from ..constants import (
     MEANFLOW_STEPS,
+    S3_SR,
     S3GEN_DECODERS,
     S3GEN_MODES,
     S3GEN_SR,
@@ -33,6 +34,15 @@ from .vocoder import apply_watermark, cut_prompt, flow_for_mode, tokens_to_wav
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
+def adapts_attention(adapted: list[str], metadata: dict[str, Any]) -> bool:
+    """Whether an adapter (merged or not) changed T3's attention, from what it records: T3 among the `adapted` parts
+    and attention projections among its LoRA targets (the recipe in its metadata). On a multilingual T3 such an
+    adapter moved the attention upstream's alignment heuristics read, so synthesis runs without them by default
+    (`decoding.default_alignment`); the model card says so."""
+    targets = str((metadata.get("recipe") or {}).get("T3 target modules", ""))
+    return "t3" in adapted and any(t in targets for t in ATTENTION_TARGETS)
+
+
 def default_max_new_tokens(model_text: str) -> int:
     """A token budget for one sentence, from the text T3 reads (spelled out: "$2.345.678,90" is ~80 characters
     once normalised): generous for slow speech (8 characters/s at 25 tokens/s, plus 2 s), capped at upstream's
@@ -45,6 +55,12 @@ def default_max_new_tokens(model_text: str) -> int:
 GUARD_TEXT = ("Buenos días, le habla la Dra. Rojas: su cita quedó para el 15/03 a las 10:30, y el saldo pendiente "
               "es de $1.250,50. ¿Le parece bien?")
 GUARD_STEPS = 64
+GUARD_VOICE = Path(__file__).resolve().parent / "guard_voice.flac"
+"""The voice the guard decodes in when the model has no default voice: 7.7 s of Spanish (three sentences: "Hola,
+buenos días. Hoy revisamos juntos la agenda de la semana. Si tiene preguntas, con gusto le ayudo."), spoken by
+espeak-ng 1.51's Latin-American voice (`espeak-ng -v es-419 -s 160 -w raw.wav "..."`), cleaned as training clips are
+(`data.audio.clean_audio` with `CleaningConfig()`'s defaults: 24 kHz mono, silence trimmed, -23 LUFS) and stored as
+16-bit FLAC (`data.audio.encode_flac`)."""
 
 
 class ChatterboxLatamTTS:
@@ -59,12 +75,14 @@ class ChatterboxLatamTTS:
     with the language fixed to Spanish and an `accent` choice: with per-accent adapters loaded together it picks
     the adapter; it also picks the number-to-words and currency conventions of the text normalisation. Voice
     conditioning is upstream's `prepare_conditionals` (VoiceEncoder embedding, 6 s of prompt tokens, S3Gen
-    reference), so a voice is cloned exactly as upstream clones it.
+    reference), so a voice is cloned exactly as upstream clones it; a model trained on shorter prompts gets its
+    prompt length (`t3_prompt_seconds`).
     """
 
     def __init__(self, tts, language: str = "es", accent: str | None = None, adapters: list[str] | None = None,
                  mode: str = "fp32", generation: str = "v2", normalize_text: bool = True,
-                 reference_cleaning: dict[str, Any] | None = None, adapted_attention: bool | None = None):
+                 reference_cleaning: dict[str, Any] | None = None, adapted_attention: bool | None = None,
+                 prompt_seconds: float | None = None):
         from ..constants import GENERATIONS
 
         self.tts = tts
@@ -75,19 +93,26 @@ class ChatterboxLatamTTS:
         self.generation = GENERATIONS[generation]
         """How upstream decodes this T3 (v2: 0.1.7's `generate`; v3 and the language packs: upstream main's)."""
         self.alignment: bool | None = None
-        """Upstream's alignment heuristics for every call that does not say (None: as upstream runs them for this
-        generation, `generation.alignment`)."""
+        """Upstream's alignment heuristics for every call that does not say (None: `decoding.default_alignment`, as
+        upstream runs them for this generation, and off where the adapter changed the attention they read)."""
         self.normalize_text = normalize_text
         """Spell out numbers, dates, currency... before T3 reads the text (as the training data was prepared)."""
         self.reference_cleaning = reference_cleaning
         """The cleaning the training clips went through (trim, loudness), applied to every reference before the
         voice is taken from it; None (a base model) leaves references as upstream takes them."""
+        self.t3_prompt_seconds = upstream_prompt_seconds(tts) if prompt_seconds is None else float(prompt_seconds)
+        """Seconds of a reference whose speech tokens, tokenised alone, make T3's prompt: the training prompts'
+        length (`max_prompt_seconds` in the adapter's metadata), upstream's 6 s by default. Below 6, upstream's
+        `prepare_conditionals` takes it (`reference_conditionals`)."""
         self.adapted_attention = adapted_attention
         """For a merged model: whether its T3 attention was adapted (config.json says; `alignment_matters`)."""
         self.s3gen_was_adapted = False
         """For a merged model: whether its S3Gen was fine-tuned (config.json says; `s3gen_adapted`)."""
         self.mode_guard: dict[str, Any] = {}
-        """What the `auto` precision guard judged on: the text T3 read and the steps (empty unless mode='auto')."""
+        """What the `auto` precision guard decoded (empty unless mode='auto'): the text T3 read (`text`), the text
+        token ids it was fed (`text_tokens`, with start/stop), the speech tokens fp32 decoded (`speech_tokens`), the
+        `steps`, the `voice` ('default voice' or `GUARD_VOICE`'s file name), the `repetition_penalty` and whether
+        upstream's alignment heuristics ran (`alignment`)."""
         self.meanflow_source: str | None = None
         """Where `set_s3gen(decoder="meanflow")` loads the meanflow S3Gen from when not told: a folder or repo id
         (`from_pretrained` sets the model's own folder when it holds one; None: `constants.MEANFLOW_REPO`)."""
@@ -121,16 +146,25 @@ class ChatterboxLatamTTS:
         self.mode = mode
 
     def _choose_mode(self):
-        """The guard's measurement: a real Spanish sentence (`GUARD_TEXT`) normalised and tokenised as synthesis does,
-        in the default voice (a fixed seeded one when the model has none), at least `GUARD_STEPS` steps."""
-        from ..models.probes import probe_inputs
+        """The guard's measurement, decoded as this model's synthesis decodes by default: a real Spanish sentence
+        (`GUARD_TEXT`) normalised and tokenised as synthesis does, in a real voice (the model's default voice, else
+        `GUARD_VOICE` taken as any reference is), with the generation's repetition penalty and upstream's alignment
+        heuristics as a call without `alignment` runs them (`_alignment`), for `GUARD_STEPS` steps. `mode_guard`
+        records what it decoded."""
         from .precision import choose_mode
 
         t3 = self.tts.t3
-        cond = self.tts.conds.t3 if self.tts.conds is not None else probe_inputs(t3)["t3_cond"]
+        voice = "default voice" if self.tts.conds is not None else GUARD_VOICE.name
+        cond = self.voice(None if self.tts.conds is not None else GUARD_VOICE).t3
         text = self._text_tokens(GUARD_TEXT, self.accent, t3)
-        self.mode_guard = {"text": self.model_text(GUARD_TEXT, self.accent), "steps": GUARD_STEPS}
-        return choose_mode(t3, cond, text, tokens=GUARD_STEPS, cache=True)
+        settings, alignment = self._settings(0.5, 0.8, None, 0.05, 1.0), self._alignment(None)
+        mode, reports, prepared = choose_mode(t3, cond, text, tokens=GUARD_STEPS, cache=True, settings=settings,
+                                              alignment=alignment)
+        self.mode_guard = {"text": self.model_text(GUARD_TEXT, self.accent), "text_tokens": text[0].tolist(),
+                           "speech_tokens": reports[0].tokens, "steps": GUARD_STEPS, "voice": voice,
+                           "repetition_penalty": settings.repetition_penalty,
+                           "alignment": alignment and decoding.runs_alignment(t3)}
+        return mode, reports, prepared
 
     def _t3(self, adapter: str | None):
         from .precision import t3_for_mode
@@ -249,11 +283,11 @@ class ChatterboxLatamTTS:
 
     @classmethod
     def _load(cls, name_or_path, device, base_model, revision, mode, t3_model) -> "ChatterboxLatamTTS":
-        from ..constants import LAYOUTS
         from ..models.checkpoint import resolve_checkpoint
         from ..models.loading import load_chatterbox
         from ..models.lora import (
             accent_adapter_dirs,
+            adapter_base,
             apply_adapters,
             is_adapter_dir,
             read_adapter_metadata,
@@ -269,26 +303,28 @@ class ChatterboxLatamTTS:
             checkpoint = resolve_checkpoint(source, revision=revision, t3_model=t3_model)
             config = checkpoint.config
             trained = config.get("adapter_metadata") or {}
-            targets = str((trained.get("recipe") or {}).get("T3 target modules", ""))
-            attention = "t3" in config.get("adapted", []) and any(t in targets for t in ATTENTION_TARGETS)
+            attention = adapts_attention(config.get("adapted", []), trained)
             model = cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
                         mode=mode, generation=checkpoint.generation.name,
                         normalize_text=trained.get("normalize_text", True),
                         reference_cleaning=trained.get("reference_cleaning"),
-                        adapted_attention=attention if config.get("adapted") else None)
+                        adapted_attention=attention if config.get("adapted") else None,
+                        prompt_seconds=trained.get("max_prompt_seconds"))
             model.s3gen_was_adapted = "s3gen" in config.get("adapted", [])
             return model.found_in(checkpoint.directory)
         metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
-        bases = {(base_model or m.get("base_model"), None if base_model else m.get("model_variant"))
-                 for m in metadata.values()}
-        if any(not base for base, _ in bases):
+        # Each adapter's base at the revision it was trained on (adapter.json); a base_model given is taken as given.
+        bases = {adapter_base(m, base_model) for m in metadata.values()}
+        if any(not base for base, _, _ in bases):
             raise ValueError(f"{source} holds adapters without adapter.json: pass the base model they were trained on "
                              "(base_model=... / --base_model).")
         if len(bases) > 1:
-            raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases)}: load them "
-                             "one at a time.")
-        base, variant = bases.pop()
-        checkpoint = resolve_checkpoint(base, variant=variant if variant in LAYOUTS else None, t3_model=t3_model)
+            raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases, key=str)}: "
+                             "load them one at a time.")
+        base, variant, base_revision = bases.pop()
+        checkpoint = resolve_checkpoint(base, variant=variant, revision=base_revision, t3_model=t3_model)
+        for name, path in adapters.items():
+            checkpoint.check_tokenizer(metadata[name].get("tokenizer"), f"The adapter {path}")
         tts = load_chatterbox(checkpoint, device)
         for name, path in adapters.items():
             apply_adapters(tts, path, adapter_name=name)
@@ -296,7 +332,8 @@ class ChatterboxLatamTTS:
         accent = first.get("accent") if len(adapters) == 1 else None
         return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode,
                    generation=checkpoint.generation.name, normalize_text=first.get("normalize_text", True),
-                   reference_cleaning=first.get("reference_cleaning")).found_in(checkpoint.directory)
+                   reference_cleaning=first.get("reference_cleaning"),
+                   prompt_seconds=first.get("max_prompt_seconds")).found_in(checkpoint.directory)
 
     def found_in(self, directory: Path) -> "ChatterboxLatamTTS":
         """Notes a meanflow decoder shipped in the checkpoint's folder as this model's `meanflow_source`."""
@@ -323,7 +360,8 @@ class ChatterboxLatamTTS:
             conds = self._conditionals(audio_prompt, exaggeration)
         else:
             stat = os.stat(audio_prompt)
-            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size, id(self.s3gen))
+            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size, id(self.s3gen),
+                   self.t3_prompt_seconds)
             if key not in self._voices:
                 self._voices = {**dict(list(self._voices.items())[-7:]),
                                 key: self._conditionals(audio_prompt, exaggeration)}
@@ -340,7 +378,8 @@ class ChatterboxLatamTTS:
         """Upstream's conditionals; with the meanflow decoder, S3Gen's reference is taken by that decoder's own
         `embed_ref` (its tokenizer and speaker encoder), as Chatterbox-Turbo takes it. The model's default voice
         (no reference) keeps the reference its own S3Gen took."""
-        conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning)
+        conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning,
+                                       prompt_seconds=self.t3_prompt_seconds)
         if self.s3gen is not self.tts.s3gen:
             decoder_conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning,
                                                    s3gen=self.s3gen)
@@ -376,7 +415,8 @@ class ChatterboxLatamTTS:
         `batch_size` above 1, that many sentences are decoded together (`decoding.fast_decode_batch`).
 
         `repetition_penalty` and `alignment` (upstream's alignment heuristics) default to what upstream uses for
-        this model's generation (`generation`: v2 2.0 with the heuristics; v3 and the packs 1.2 without)."""
+        this model's generation (`generation`: v2 2.0 with the heuristics; v3 and the packs 1.2 without); the
+        heuristics are off too where the adapter changed the attention they read (`alignment_matters`)."""
         return self.generate_batch([text], audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
                                    repetition_penalty, min_p, top_p, max_new_tokens, alignment)[0]
 
@@ -515,26 +555,23 @@ class ChatterboxLatamTTS:
     def alignment_matters(self) -> bool:
         """Whether the two alignment settings can make this model say different things in ways the base never
         showed: the heuristics can run on this T3 (multilingual, with the layers they watch) and its attention
-        in or below those layers was adapted (they read attention maps the base's thresholds were set on)."""
-        from chatterbox.models.t3.inference.alignment_stream_analyzer import (
-            LLAMA_ALIGNED_HEADS,
-        )
-
+        in or below those layers was adapted (they read attention maps the base's thresholds were set on). Such a
+        model decodes without them unless told (`decoding.default_alignment`)."""
         if not decoding.runs_alignment(self.tts.t3):
             return False
         if self.adapted_attention is not None:  # a merged model: what its config.json says was adapted
             return self.adapted_attention
-        last = max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
-        return any("lora_" in name and any(f"layers.{i}.self_attn." in name for i in range(last + 1))
-                   for name, _ in self.tts.t3.named_parameters())
+        return decoding.adapted_watched_attention(self.tts.t3)
 
     def _alignment(self, alignment: bool | None) -> bool:
-        """Upstream's alignment heuristics for one call: as asked, else the model's setting, else the generation's
-        (they run only on a multilingual T3 with the layers they watch: `decoding.runs_alignment`)."""
+        """Upstream's alignment heuristics for one call: as asked, else the model's setting, else the default
+        (`decoding.default_alignment`): the generation's (v2 on, v3 and the packs off), and off where the adapter
+        changed the attention they read (`alignment_matters`), as upstream main decodes every model. They run only
+        on a multilingual T3 with the layers they watch (`decoding.runs_alignment`)."""
         for choice in (alignment, self.alignment):
             if choice is not None:
                 return bool(choice)
-        return self.generation.alignment
+        return decoding.default_alignment(self.generation, self.tts.t3, self.adapted_attention)
 
     def _wav(self, speech: torch.Tensor, conds, adapter: str | None, watermark: bool = True) -> np.ndarray:
         """S3Gen at this model's settings (flow precision and steps, prompt length) for one utterance's tokens."""
@@ -604,28 +641,40 @@ def _with_pauses(wavs: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
 SENTENCE_PAUSE_SECONDS = 0.25
 
 
+def upstream_prompt_seconds(tts) -> float:
+    """Seconds of a reference upstream tokenises for T3's prompt (`ENC_COND_LEN`, 6 s)."""
+    return type(tts).ENC_COND_LEN / S3_SR
+
+
 def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray, int], exaggeration: float = 0.5,
-                           cleaning: dict[str, Any] | None = None, s3gen=None):
+                           cleaning: dict[str, Any] | None = None, s3gen=None, prompt_seconds: float | None = None):
     """Upstream `Conditionals` (speaker embedding, prompt tokens, S3Gen reference) of a reference file or
     `(samples, sample_rate)`, taken by upstream's own `prepare_conditionals` after the reference went through
     `cleaning` (the fields of `audio.CleaningConfig` the training clips were cleaned with: trim, loudness; None:
-    as it is). `s3gen`: another S3Gen to take them with (the meanflow decoder). The model's default voice and
-    S3Gen are left as they were."""
-    default, own = tts.conds, tts.s3gen
+    as it is). `s3gen`: another S3Gen to take them with (the meanflow decoder). `prompt_seconds`: T3's prompt is
+    the tokens of the reference's first that many seconds, tokenised alone, as training prompts were (a model
+    trained with `max_prompt_seconds` below upstream's 6 s); upstream's `ENC_COND_LEN` is set to it for the call.
+    The model's default voice, S3Gen and prompt length are left as they were."""
+    default, own, length = tts.conds, tts.s3gen, tts.ENC_COND_LEN
     with _reference_file(reference, cleaning) as path:
         try:  # upstream stores the result on the model; keep the default voice as it was
             tts.s3gen = s3gen or own
+            if prompt_seconds is not None and prompt_seconds < upstream_prompt_seconds(tts):
+                # upstream tokenises `ref_16k_wav[:self.ENC_COND_LEN]`, alone, for the prompt
+                tts.ENC_COND_LEN = int(prompt_seconds * S3_SR)
             tts.prepare_conditionals(str(path), exaggeration=exaggeration)
             return tts.conds
         finally:
-            tts.conds, tts.s3gen = default, own
+            tts.conds, tts.s3gen, tts.ENC_COND_LEN = default, own, length
 
 
 def voice_from(reference: str | os.PathLike | tuple[np.ndarray, int]):
     """A default voice for `models.merge.merge_adapter`: the conditionals of `reference`, cleaned with the settings
-    the adapter's training clips were cleaned with (recorded in its adapter.json), as every reference at inference."""
+    the adapter's training clips were cleaned with and with T3's prompt as long as its training prompts (both
+    recorded in its adapter.json), as every reference at inference."""
     def default_voice(tts, adapter_metadata: dict[str, Any]):
-        return reference_conditionals(tts, reference, cleaning=adapter_metadata.get("reference_cleaning"))
+        return reference_conditionals(tts, reference, cleaning=adapter_metadata.get("reference_cleaning"),
+                                      prompt_seconds=adapter_metadata.get("max_prompt_seconds"))
 
     return default_voice
 

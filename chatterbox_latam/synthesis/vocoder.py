@@ -18,19 +18,44 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
     """S3Gen (flow + HiFT) on valid speech tokens, then Resemble's Perth watermark (kept in all the project ships).
     `cfm_steps`: Euler steps of the flow-matching decoder (upstream: 10; fewer is faster, see the benchmark).
     `flow`: an S3Gen copy to run the flow with (`flow_for_mode`, e.g. bf16); the vocoder always runs on `s3gen`.
-    `drop_last_token`: cut the last token's audio, as upstream main does for v3 (`Generation.drop_last_token`)."""
+    `drop_last_token`: cut the last token's audio, as upstream main does for v3 (`Generation.drop_last_token`).
+
+    The meanflow decoder is fed as Chatterbox-Turbo feeds it (`ChatterboxTurboTTS.generate`): the tokens followed by
+    three silence tokens (`with_silence_tail`), so its 3-token lookahead reads silence, not zero padding, past the
+    last real token; the silence's audio is then cut, so the utterance lasts as long as with the standard decoder."""
     speech_tokens = speech_tokens[speech_tokens < SPEECH_VOCAB_SIZE].to(s3gen.device)
     if speech_tokens.numel() == 0:
         return np.zeros(0, dtype=np.float32)
+    spoken = speech_tokens.numel()
+    speech_tokens = with_silence_tail(s3gen, speech_tokens)
     if flow is None or flow is s3gen:
         wav, _ = s3gen.inference(speech_tokens=speech_tokens, ref_dict=ref_dict, n_cfm_timesteps=cfm_steps)
     else:  # upstream's inference with the flow's mels from the copy
         wav, _ = s3gen.hift_inference(flow_mels(flow, speech_tokens, ref_dict, cfm_steps))
         wav[:, : len(s3gen.trim_fade)] *= s3gen.trim_fade
     wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
+    if speech_tokens.numel() > spoken:  # the silence tail's audio
+        wav = wav[: spoken * SAMPLES_PER_TOKEN]
     if drop_last_token:
-        wav = wav[: max(1, speech_tokens.numel() - 1) * SAMPLES_PER_TOKEN]
+        wav = wav[: max(1, spoken - 1) * SAMPLES_PER_TOKEN]
     return apply_watermark(wav, sample_rate) if watermark else wav
+
+
+MEANFLOW_SILENCE_TOKENS = 3
+"""Silence tokens (upstream's `S3GEN_SIL`) Chatterbox-Turbo appends before its meanflow S3Gen: one per token of the
+flow encoder's lookahead (`pre_lookahead_len`)."""
+
+
+def with_silence_tail(s3gen, speech_tokens: torch.Tensor) -> torch.Tensor:
+    """The 1-D valid `speech_tokens` as `s3gen` is to be fed them: with `MEANFLOW_SILENCE_TOKENS` of upstream's
+    `S3GEN_SIL` appended for the meanflow decoder (as `ChatterboxTurboTTS.generate` does), unchanged for the
+    standard one (as `ChatterboxMultilingualTTS.generate` feeds it)."""
+    from chatterbox.models.s3gen.const import S3GEN_SIL
+
+    if not getattr(s3gen, "meanflow", False):
+        return speech_tokens
+    silence = torch.full((MEANFLOW_SILENCE_TOKENS,), S3GEN_SIL, dtype=speech_tokens.dtype, device=speech_tokens.device)
+    return torch.cat([speech_tokens, silence])
 
 
 def flow_mels(flow, speech_tokens: torch.Tensor, ref_dict: dict, cfm_steps: int | None) -> torch.Tensor:
@@ -55,10 +80,14 @@ def with_prompt(ref_dict: dict, tokens: torch.Tensor, mels: torch.Tensor) -> dic
 
 def cut_prompt(ref_dict: dict, tokens: int) -> dict:
     """`ref_dict` with its prompt cut to the last `tokens` speech tokens (the new speech continues the prompt, so
-    its end is kept)."""
-    if ref_dict["prompt_token"].shape[1] <= tokens:
+    its end is kept), each with its two mel frames. Token i of the prompt goes with frames 2i and 2i + 1 counted
+    from the start: `S3Gen.embed_ref` keeps `mel frames // 2` tokens, so a reference may hold one frame more than
+    two a token (an odd count), and that frame, after the last token's, is left out."""
+    total = ref_dict["prompt_token"].shape[1]
+    if total <= tokens:
         return ref_dict
-    return with_prompt(ref_dict, ref_dict["prompt_token"][:, -tokens:], ref_dict["prompt_feat"][:, -2 * tokens:])
+    return with_prompt(ref_dict, ref_dict["prompt_token"][:, -tokens:],
+                       ref_dict["prompt_feat"][:, 2 * (total - tokens): 2 * total])
 
 
 def flow_for_mode(s3gen, mode: str):

@@ -17,7 +17,16 @@ residual stream runs at the precision inference runs it.
 Rows marked `text_uncond` are CFG's unconditional branch as inference builds it (`prepare_input_embeds` zeroes
 the text token embeddings and keeps their position embeddings); their text loss is masked.
 
-S3Gen's loss is upstream's flow-matching loss (`CausalMaskedDiffWithXvec.compute_loss`).
+Frozen modules never train in train mode: `train()` keeps every submodule without trainable parameters (T3's
+conditioning encoder with its perceiver's attention dropout of 0.2, S3Gen's tokenizer, CAMPPlus, the dropout layers
+of the adapted blocks) in eval mode, as inference runs them, so the conditioning prefix a row gets is the one
+inference computes; only LoRA's own dropout is active (`active_dropout` lists any other).
+
+S3Gen's loss is upstream's flow-matching loss (`CausalMaskedDiffWithXvec.compute_loss`), CosyVoice's recipe, which is
+how the base S3Gen was trained: each row is conditioned on its own clip's x-vector and, at random, on a prefix of
+its own mel as the prompt the flow continues (inside `compute_loss`), and the CFM drops the conditions at its
+training rate. At inference the x-vector and the prompt come from the reference and the speech continues it: the
+same relation. That is the recipe, not a leak: do not replace the clip's own features with another clip's.
 """
 
 from __future__ import annotations
@@ -27,6 +36,22 @@ import torch.nn.functional as F
 from torch import nn
 
 IGNORE_INDEX = -100
+
+
+def active_dropout(module: nn.Module) -> list[str]:
+    """Names of the submodules that would drop activations in the module's current mode, other than LoRA's own
+    dropout: dropout layers with p > 0 and modules whose attention reads a dropout rate while training (upstream's
+    perceiver, Llama's attention). Empty when only LoRA's dropout is active."""
+    found = []
+    for name, child in module.named_modules():
+        if not child.training or "lora_dropout" in name:
+            continue
+        rate = child.p if isinstance(child, nn.modules.dropout._DropoutNd) else max(
+            (float(getattr(child, attr)) for attr in ("dropout_rate", "attention_dropout")
+             if isinstance(getattr(child, attr, None), (int, float))), default=0.0)
+        if rate > 0:
+            found.append(name)
+    return found
 
 
 class ChatterboxForTraining(nn.Module):
@@ -41,6 +66,21 @@ class ChatterboxForTraining(nn.Module):
         self.flow = flow
         self.text_loss_weight = text_loss_weight
         self.s3gen_loss_weight = s3gen_loss_weight
+
+    def train(self, mode: bool = True) -> "ChatterboxForTraining":
+        """Train mode for what trains: every submodule without trainable parameters (and so every dropout layer but
+        LoRA's) stays in eval mode, as inference runs it, whatever the Trainer asks (it calls this every step)."""
+        super().train(mode)
+        if mode:
+            trainable = {""}
+            for name, parameter in self.named_parameters():
+                if parameter.requires_grad:
+                    parts = name.split(".")
+                    trainable.update(".".join(parts[:i]) for i in range(1, len(parts)))
+            for name, child in self.named_modules():
+                if name not in trainable and "lora_dropout" not in name:
+                    child.training = False
+        return self
 
     def conditioning(self, prompt_speech_tokens, prompt_speech_lens, speaker_emb, emotion_adv) -> torch.Tensor:
         """T3's conditioning prefix per row, each prompt whole: rows are grouped by prompt length and each group
@@ -63,19 +103,31 @@ class ChatterboxForTraining(nn.Module):
         inverse[torch.cat(order)] = torch.arange(len(inverse), device=inverse.device)
         return torch.cat(parts)[inverse]
 
+    def text_inputs(self, text_tokens, text_uncond=None) -> torch.Tensor:
+        """Text embeddings with their positions; rows of CFG's unconditional branch get zeroed token embeddings and
+        keep their positions, as upstream's `prepare_input_embeds` builds that row."""
+        t3 = self.t3
+        text_emb = t3.text_emb(text_tokens)
+        if text_uncond is not None:
+            text_emb = text_emb * (~text_uncond).to(text_emb.dtype)[:, None, None]
+        return text_emb + t3.text_pos_emb(text_tokens)
+
+    def speech_inputs(self, speech_tokens, speech_token_lens) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech embeddings as inference feeds them, and their lengths: the start-of-speech token twice, both at
+        speech position 0 (upstream's prefix ends with one and its loop appends another), then the tokens at 1, 2,
+        ... (`speech_tokens` starts with the start token)."""
+        t3 = self.t3
+        speech_emb = t3.speech_emb(speech_tokens) + t3.speech_pos_emb(speech_tokens)
+        return torch.cat([speech_emb[:, :1], speech_emb], dim=1), speech_token_lens + 1
+
     def t3_hidden(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, prompt_speech_tokens,
                   speaker_emb, emotion_adv, prompt_speech_lens=None, text_uncond=None):
-        """Backbone output for packed `[cond | text | BOS | speech]` sequences and the conditioning's length."""
+        """Backbone output for packed `[cond | text | speech inputs]` sequences, the conditioning's length, and
+        where the first hidden state predicting `speech_tokens[:, 1]` sits after the text."""
         t3 = self.t3
         cond_emb = self.conditioning(prompt_speech_tokens, prompt_speech_lens, speaker_emb, emotion_adv)
-        text_emb = t3.text_emb(text_tokens)
-        if text_uncond is not None:  # CFG's unconditional branch: token embeddings zeroed, positions kept
-            text_emb = text_emb * (~text_uncond).to(text_emb.dtype)[:, None, None]
-        text_emb = text_emb + t3.text_pos_emb(text_tokens)
-        speech_emb = t3.speech_emb(speech_tokens) + t3.speech_pos_emb(speech_tokens)
-        # upstream's second start-of-speech token, at position 0 again (`speech_emb[:, 0]` is BOS at position 0)
-        speech_emb = torch.cat([speech_emb[:, :1], speech_emb], dim=1)
-        speech_lens = speech_token_lens + 1
+        text_emb = self.text_inputs(text_tokens, text_uncond)
+        speech_emb, speech_lens = self.speech_inputs(speech_tokens, speech_token_lens)
         batch, len_cond, dim = cond_emb.shape
         total = len_cond + text_token_lens + speech_lens
         length = int(total.max())
@@ -90,7 +142,8 @@ class ChatterboxForTraining(nn.Module):
             embeds[i, len_cond + lt : len_cond + lt + ls] = speech_emb[i, :ls]
         mask = torch.arange(length, device=embeds.device)[None] < total[:, None]
         out = t3.tfmr(inputs_embeds=embeds, attention_mask=mask.long(), use_cache=False, return_dict=True)
-        return out.last_hidden_state, len_cond
+        # the hidden state that predicts the first speech token: the last start token's
+        return out.last_hidden_state, len_cond, speech_emb.shape[1] - speech_tokens.shape[1]
 
     @staticmethod
     def _gather(hidden: torch.Tensor, start: torch.Tensor, width: int) -> torch.Tensor:
@@ -98,33 +151,58 @@ class ChatterboxForTraining(nn.Module):
         return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
 
     @staticmethod
-    def _shifted_ce(logits: torch.Tensor, tokens: torch.Tensor, supervised: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _targets(tokens: torch.Tensor, supervised: torch.Tensor) -> torch.Tensor:
         """Position j predicts token j+1; the first `supervised` targets of each row carry the loss, the rest
         (padding, a masked tail) get -100."""
         targets = tokens[:, 1:].clone()
         targets[torch.arange(targets.shape[1], device=tokens.device)[None] >= supervised[:, None]] = IGNORE_INDEX
+        return targets
+
+    @classmethod
+    def _shifted_ce(cls, logits: torch.Tensor, tokens: torch.Tensor,
+                    supervised: torch.Tensor) -> tuple[torch.Tensor, int]:
+        targets = cls._targets(tokens, supervised)
         count = int((targets != IGNORE_INDEX).sum())
         if count == 0:  # e.g. every row of the batch is an unconditional one: no text loss, but keep the graph
             return logits.sum() * 0.0, 0
         loss = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX)
         return loss, count
 
+    def t3_logits(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, text_uncond=None,
+                  **conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text and speech logits at every position of the packed sequences: position j predicts token j+1."""
+        hidden, len_cond, offset = self.t3_hidden(text_tokens, text_token_lens, speech_tokens, speech_token_lens,
+                                                  text_uncond=text_uncond, **conditioning)
+        text_start = torch.full((hidden.shape[0],), len_cond, device=hidden.device)
+        text_hidden = self._gather(hidden, text_start, text_tokens.shape[1])
+        # from the last start-of-speech token on (the first one's output is unused at inference too)
+        speech_hidden = self._gather(hidden, text_start + text_token_lens + offset, speech_tokens.shape[1])
+        return self.t3.text_head(text_hidden), self.t3.speech_head(speech_hidden)
+
+    def speech_logprobs(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, speech_loss_lens=None,
+                        text_uncond=None, **conditioning) -> torch.Tensor:
+        """Log-probability of each target speech token (and the stop token), (B, T-1), NaN where no target is: what
+        the speech loss averages, for checks against the inference path (`testing.check_real`)."""
+        _, logits = self.t3_logits(text_tokens, text_token_lens, speech_tokens, speech_token_lens, text_uncond,
+                                   **conditioning)
+        if speech_loss_lens is None:
+            speech_loss_lens = speech_token_lens - 1
+        targets = self._targets(speech_tokens, speech_loss_lens)
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        picked = logprobs.gather(-1, targets.clamp_min(0)[..., None])[..., 0]
+        return picked.masked_fill(targets == IGNORE_INDEX, float("nan"))
+
     def t3_losses(self, text_tokens, text_token_lens, speech_tokens, speech_token_lens, speech_loss_lens=None,
                   text_uncond=None, **conditioning):
-        hidden, len_cond = self.t3_hidden(text_tokens, text_token_lens, speech_tokens, speech_token_lens,
-                                          text_uncond=text_uncond, **conditioning)
-        batch = hidden.shape[0]
-        text_start = torch.full((batch,), len_cond, device=hidden.device)
-        text_hidden = self._gather(hidden, text_start, text_tokens.shape[1])
-        # from the second start-of-speech token on (the first one's output is unused at inference too)
-        speech_hidden = self._gather(hidden, text_start + text_token_lens + 1, speech_tokens.shape[1])
+        text_logits, speech_logits = self.t3_logits(text_tokens, text_token_lens, speech_tokens, speech_token_lens,
+                                                    text_uncond, **conditioning)
         text_supervised = text_token_lens - 1
         if text_uncond is not None:
             text_supervised = text_supervised.masked_fill(text_uncond, 0)
         if speech_loss_lens is None:
             speech_loss_lens = speech_token_lens - 1
-        loss_text, _ = self._shifted_ce(self.t3.text_head(text_hidden), text_tokens, text_supervised)
-        loss_speech, n_speech = self._shifted_ce(self.t3.speech_head(speech_hidden), speech_tokens, speech_loss_lens)
+        loss_text, _ = self._shifted_ce(text_logits, text_tokens, text_supervised)
+        loss_speech, n_speech = self._shifted_ce(speech_logits, speech_tokens, speech_loss_lens)
         return loss_text, loss_speech, n_speech
 
     def s3gen_loss(self, s3_tokens, s3_token_lens, speech_feat, speech_feat_lens, xvector):

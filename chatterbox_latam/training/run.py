@@ -18,7 +18,7 @@ import torch
 from ..config import BEST_MODEL_METRICS, Recipe
 from ..constants import S3GEN_SR
 from ..data.collator import ChatterboxCollator, PromptPool, usable_rows
-from ..data.dataset import load_prepared, mono_samples, row_index, tokenize_dataset
+from ..data.dataset import load_prepared, reference_audio, row_index, tokenize_dataset
 from ..models.checkpoint import resolve_checkpoint
 from ..models.loading import load_s3gen, load_t3, load_text_tokenizer, t3_config
 from ..models.lora import (
@@ -148,49 +148,42 @@ def _accent_subsets(dataset, recipe: Recipe) -> dict[str, Any]:
 
 
 def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
-    """A few sentences with their reference (prompt) audio, for the audio-sample callback: of speakers not in
-    training where the validation or the test split holds some (preparation's `heldout_speakers` go to the test
-    split), else of the validation split. Always the same rows, so evaluations compare."""
+    """A few validation sentences with their reference audio (the prompt's clips joined, as preparation built the
+    prompt), for the audio-sample callback and so for checkpoint selection: of speakers not in training where the
+    validation split holds some (`validation_speakers`), else of trained speakers. Never the test split, which only
+    evaluation reads. Always the same rows, so evaluations compare."""
     count = recipe.logging.eval_audio_samples
     if count <= 0 or "validation" not in dataset or len(dataset["validation"]) == 0:
         return []
     where = row_index(dataset)
-    samples = []
     trained = set(dataset["train"]["speaker_id"])
-    candidates = []
-    for name in ("validation", "test"):
-        if name not in dataset:
-            continue
-        rows = dataset[name]
-        if "prompt_source" in rows.column_names:  # a reference from another clip, never the row's own audio
-            rows = rows.filter(lambda source: source == "other", input_columns="prompt_source")
-        candidates.append((name, rows.filter(lambda speaker: speaker not in trained, input_columns="speaker_id"),
-                           rows))
-    held_out = next(((name, rows) for name, rows, _ in candidates if len(rows)), None)
-    if held_out is None:
-        validation = candidates[0][2]
-        if recipe.output.metric_for_best_model not in (None, "eval_loss"):
-            logger.warning("no speakers outside training in the validation or test split: the checkpoint is chosen "
-                           "on validation sentences of trained speakers (prepare with heldout_speakers for unseen "
-                           "ones).")
-    else:
-        name, validation = held_out
-        logger.info("audio samples: %d sentences of speakers not in training (%s split)", min(count, len(validation)),
-                    name)
+    validation = dataset["validation"]
+    if "prompt_source" in validation.column_names:  # a reference from other clips, never the row's own audio
+        validation = validation.filter(lambda source: source == "other", input_columns="prompt_source")
+    unseen = validation.filter(lambda speaker: speaker not in trained, input_columns="speaker_id")
+    if len(unseen):
+        validation = unseen
+        logger.info("audio samples: %d validation sentences of speakers not in training", min(count, len(unseen)))
+    elif recipe.output.metric_for_best_model not in (None, "eval_loss"):
+        logger.warning("no speakers outside training in the validation split: the checkpoint is chosen on "
+                       "validation sentences of trained speakers (prepare with validation_speakers for unseen ones).")
+    samples = []
     for row in validation.select(range(min(count, len(validation)))):
-        split, index = where[row["prompt_id"]]
-        reference, reference_sr = mono_samples(dataset[split][index]["audio"])
+        reference, reference_sr = reference_audio(dataset, where, row["prompt_ids"])
         samples.append({**{k: row[k] for k in ("text", "text_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
-                                                "accent", "speech_tokens")},
+                                                "accent")},
                         "reference": reference, "reference_sr": reference_sr})
     return samples
 
 
 def _synthesizer(s3gen, generation):
-    """Synthesis of one validation sample as inference decodes for the base's `generation`."""
+    """Synthesis of one validation sample as inference will decode it with this adapter: the base's `generation`
+    (repetition penalty, the last token's audio), upstream's alignment heuristics only where the adapter leaves the
+    attention they read alone (`decoding.default_alignment`), and the token budget the sentence's text gets."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    from ..synthesis.decoding import SamplingSettings, fast_decode
+    from ..synthesis.decoding import SamplingSettings, default_alignment, fast_decode
+    from ..synthesis.tts import default_max_new_tokens
     from ..synthesis.vocoder import tokens_to_wav
 
     settings = SamplingSettings(repetition_penalty=generation.repetition_penalty)
@@ -211,8 +204,9 @@ def _synthesizer(s3gen, generation):
             text = torch.tensor([[hp.start_text_token, *sample["text_tokens"], hp.stop_text_token]])
             with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
                 torch.manual_seed(0)
-                tokens = fast_decode(t3, cond, text, max_new_tokens=2 * len(sample["speech_tokens"]) + 10,
-                                     settings=settings, alignment=generation.alignment)[0]
+                # the budget inference gives the sentence, from its text (not from the recording's length)
+                tokens = fast_decode(t3, cond, text, max_new_tokens=default_max_new_tokens(sample["text"]),
+                                     settings=settings, alignment=default_alignment(generation, t3))[0]
             s3gen.to(device)
             ref = s3gen.embed_ref(torch.as_tensor(sample["reference"][: 10 * sample["reference_sr"]]),
                                   sample["reference_sr"], device=device)
@@ -248,6 +242,7 @@ def preparation_settings(recipe: Recipe) -> dict[str, Any]:
     path = Path(recipe.data.prepared_dir) / "settings.json"
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else vars(recipe.data)
     return {"normalize_text": bool(data.get("normalize_text", True)),
+            "max_prompt_seconds": float(data.get("max_prompt_seconds", recipe.data.max_prompt_seconds)),
             "reference_cleaning": {key: data.get(key, getattr(recipe.data, key))
                                    for key in ("trim_silence", "trim_top_db", "target_loudness")}}
 
@@ -281,7 +276,7 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
         if left_out:
             logger.warning("%s: %d training rows left out (each a speaker's only clip, too short to lend its own "
                            "prompt; see the preparation summary).", name, left_out)
-        pool = PromptPool.from_split(train_split) if "own_prompt_tokens" in train_split.column_names else None
+        pool = PromptPool.from_split(train_split) if "reference_ids" in train_split.column_names else None
         collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
                                       hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen, prompts=pool,
                                       uncond_fraction=recipe.training.uncond_fraction, seed=recipe.training.seed)
@@ -312,6 +307,7 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
             raise ValueError(f"metric_for_best_model={best} needs evaluations: the prepared data has no validation "
                              "split (prepare with validation_size > 0).")
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
+                    "model_revision": checkpoint.revision, "tokenizer": checkpoint.tokenizer_record(),
                     "language": recipe.data.language, "accent": None if name == "shared" else name,
                     "dataset": recipe.data.input_path, "recipe": recipe_summary(recipe, len(subset["train"])),
                     "left_out_of_training": left_out, **preparation_settings(recipe)}
