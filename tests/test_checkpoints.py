@@ -192,6 +192,7 @@ def test_training_records_the_bases_tokenizer_and_revision(trained_adapter, tiny
     from chatterbox_latam.models.lora import read_adapter_metadata
 
     metadata = read_adapter_metadata(trained_adapter)
+    assert metadata["max_prompt_seconds"] == 6.0  # the prompts' length, which inference mirrors below 6 s
     assert "model_revision" in metadata and metadata["model_revision"] is None  # a local folder has none
     assert metadata["tokenizer"] == {"file": PACK.tokenizer, "source": str(Path(tiny_checkpoint).resolve()),
                                      "revision": None, "sha256": sha256(Path(tiny_checkpoint) / PACK.tokenizer)}

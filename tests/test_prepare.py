@@ -272,6 +272,21 @@ def test_heldout_and_validation_speakers_form_their_splits(prepared, tiny_checkp
     for name in ("validation", "test"):  # their prompts come from their own speaker's clips of the split
         ids = set(dataset[name]["id"])
         assert all(set(row["prompt_ids"]) <= ids and len(row["prompt_speech_tokens"]) == 150 for row in dataset[name])
+    # checkpoint selection's samples are the validation speaker's, never the test split's, also where the validation
+    # split holds only trained speakers and the test split unseen ones
+    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.data.dataset import tokenize_dataset
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_text_tokenizer
+    from chatterbox_latam.training.run import _audio_samples
+
+    recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, ["--config", str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"),
+                                                    "--eval_audio_samples", "3"]))
+    dataset = tokenize_dataset(dataset, load_text_tokenizer(resolve_checkpoint(tiny_checkpoint)), "es")
+    assert {s["speaker_id"] for s in _audio_samples(dataset, recipe)} == {"speaker_005"}
+    trained_only = type(dataset)(train=dataset["train"], validation=dataset["train"].select(range(4)),
+                                 test=dataset["test"])
+    assert "speaker_006" not in {s["speaker_id"] for s in _audio_samples(trained_only, recipe)}
     sentences = result.summary["sentences"]
     assert sentences["rule"] == "by sentence, heldout_speakers and validation_speakers by speaker"
     assert sentences["in_two_splits"] > 0 and "in two splits (e.g." in (tmp_path / "out" / "summary.md").read_text()

@@ -4,6 +4,7 @@ the collator draws each row's prompt from the speaker's other clips, anew each e
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -178,3 +179,26 @@ def test_frozen_modules_stay_in_eval_mode_whatever_the_trainer_asks(tiny_checkpo
     assert any("perceiver" in name for name in walked) and any(name.startswith("flow.") for name in walked)
     with torch.no_grad():
         assert not torch.equal(model.conditioning(*args), model.conditioning(*args))
+
+
+def test_training_samples_get_the_token_budget_their_text_gets_at_inference(tiny_checkpoint):
+    """The audio-sample callback decodes a validation sentence with the budget inference gives its text
+    (`default_max_new_tokens`), not one from the recording's length: the untrained tiny T3 never stops, so it runs
+    to exactly that budget."""
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_s3gen, load_t3
+    from chatterbox_latam.synthesis.tts import default_max_new_tokens
+    from chatterbox_latam.training.run import _synthesizer
+
+    checkpoint = resolve_checkpoint(tiny_checkpoint)
+    t3 = load_t3(checkpoint)
+    with torch.no_grad():  # speech tokens far likelier than any special id: it never stops
+        t3.speech_head.weight[6561:] = 0
+        t3.speech_head.weight[:6561] *= 100
+    text = "Buenos días, ¿cómo está usted? Hoy hace un día precioso en la ciudad."
+    row = _row(t3, 11, 0, 0, 150)
+    sample = {"text": text, "text_tokens": [705, *range(10, 40)], "prompt_speech_tokens": row["prompt_speech_tokens"],
+              "prompt_speaker_emb": row["prompt_speaker_emb"], "accent": "mx",
+              "reference": (0.1 * np.sin(np.arange(72_000) / 9)).astype(np.float32), "reference_sr": 24_000}
+    wav = _synthesizer(load_s3gen(checkpoint), checkpoint.generation)(ChatterboxForTraining(t3, None), sample)
+    assert len(wav) == default_max_new_tokens(text) * 960

@@ -133,6 +133,9 @@ class ChatterboxCollator:
         if "id" in rows[0]:
             batch["ids"] = [r["id"] for r in rows]  # not a tensor: the trainer takes it out before the model
         if self.with_s3gen:
+            # Each row's own mel and own x-vector, as CosyVoice's flow recipe (upstream's `compute_loss`) trained the
+            # base: the flow's prompt is a prefix of the same mel, drawn inside `compute_loss`. Not a leak to fix:
+            # at inference the prompt and x-vector come from the reference the new speech continues.
             feats = [torch.as_tensor(r["speech_feat"], dtype=torch.float32) for r in rows]
             frames = max(f.shape[0] for f in feats)
             batch["speech_feat"] = torch.stack(

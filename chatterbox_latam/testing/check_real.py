@@ -138,13 +138,13 @@ MIN_AGREEMENT = 0.99
 decoding steps whose most likely next token the project's path picks too, both fed upstream's tokens."""
 
 
-def check_decoding(model, text: str = CHECK_TEXT, seed: int = 0, reference=None, exact: bool | None = None
-                   ) -> CheckResult:
+def check_decoding(model, text: str = CHECK_TEXT, seed: int = 0, reference=None, exact: bool | None = None,
+                   max_new_tokens: int = 1000) -> CheckResult:
     """Upstream's own `generate` (its T3 tokens, caught on their way to S3Gen) against `model.tokens`, fp32, same
     seed, same voice (the default one, or `reference`). `exact` (default: on the CPU) asks for the same tokens; on a
     GPU, where upstream's eager attention and the project's SDPA round differently and a near-tie can send the two
     samplers apart, it asks for the same tokens or a teacher-forced agreement of at least `MIN_AGREEMENT` on
-    upstream's tokens (what can be compared there)."""
+    upstream's tokens (what can be compared there). `max_new_tokens`: the budget of both (upstream's 1000)."""
     tts = model.tts
     generation = model.generation
     caught: list[torch.Tensor] = []
@@ -154,7 +154,7 @@ def check_decoding(model, text: str = CHECK_TEXT, seed: int = 0, reference=None,
         """Upstream's tokens are in hand: its S3Gen and watermark have nothing to add to this check."""
 
     def catch(*args, **kwargs):  # upstream's own call, its result kept
-        caught.append(inference(*args, **kwargs))
+        caught.append(inference(*args, **{**kwargs, "max_new_tokens": max_new_tokens}))
         raise Caught
 
     tts.t3.inference = catch
@@ -171,7 +171,7 @@ def check_decoding(model, text: str = CHECK_TEXT, seed: int = 0, reference=None,
         del tts.t3.inference
         tts.conds = default_voice
     upstream = caught[0][:1]
-    ours = model.tokens(text, reference, seed=seed, max_new_tokens=1000, alignment=generation.alignment)
+    ours = model.tokens(text, reference, seed=seed, max_new_tokens=max_new_tokens, alignment=generation.alignment)
     same = torch.equal(upstream.cpu(), ours.cpu())
     figures = {"upstream_tokens": int(upstream.shape[1]), "our_tokens": int(ours.shape[1]),
                "generation": generation.name}
@@ -256,7 +256,8 @@ LAYOUT_MARGIN = 1e-4
 """Nats per speech token by which the right layout must beat each wrong one (and by which CFG's unconditional branch
 must differ from the conditional one). The two losses are computed on the same tokens, without sampling: only
 rounding (~2e-6 here) separates two equal layouts, so any margin well above it is a preference the model learnt.
-The tiny test model, trained 20 steps, prefers the right layout by 3e-4 to 6e-3; a published base should by more."""
+The tiny test model, trained 20 steps, prefers the right layout by 6.6e-4 to 1.4e-2; a published base, which learnt
+its layout over far more steps, should by more."""
 WRONG_LAYOUTS = {
     "single_bos": "one start-of-speech token instead of upstream's two",
     "positions_plus_one": "every speech position one higher",

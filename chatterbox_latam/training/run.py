@@ -171,7 +171,7 @@ def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
     for row in validation.select(range(min(count, len(validation)))):
         reference, reference_sr = reference_audio(dataset, where, row["prompt_ids"])
         samples.append({**{k: row[k] for k in ("text", "text_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
-                                                "accent")},
+                                                "accent", "speaker_id")},
                         "reference": reference, "reference_sr": reference_sr})
     return samples
 
