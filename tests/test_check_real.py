@@ -152,6 +152,8 @@ def test_s3gen_check_prefers_each_rows_own_speaker(prepared, tiny_checkpoint):
     swapped = check_s3gen_speaker(flow, [{**rows[0], "xvector": rows[1]["xvector"]},
                                          {**rows[1], "xvector": rows[0]["xvector"]}], t3)
     assert not swapped.passed and "does not prefer the right speaker" in swapped.detail
+    one_speaker = check_s3gen_speaker(flow, [rows[0], {**rows[0], "id": "another"}], t3)
+    assert one_speaker.skipped and "one speaker" in one_speaker.detail  # reported, not failed
 
 
 def test_where_kernels_differ_the_decoding_check_compares_teacher_forced_choices(aligned_checkpoint,  # noqa: F811
@@ -168,6 +170,19 @@ def test_where_kernels_differ_the_decoding_check_compares_teacher_forced_choices
     compared = check_decoding(model, reference=reference, exact=False, max_new_tokens=40)
     agreement = compared.figures["teacher_forced_agreement"]
     assert 0.5 < agreement <= 1.0 and compared.passed == (agreement >= 0.99), compared.detail
+    # upstream's side of the comparison runs every attention layer eager, as `output_attentions` makes it
+    from chatterbox_latam.testing.check_real import _EagerT3
+
+    t3, seen = model.tts.t3, []
+    hook = t3.tfmr.layers[0].self_attn.register_forward_pre_hook(
+        lambda module, args: seen.append(module.config._attn_implementation))
+    try:
+        with torch.no_grad():
+            _EagerT3(t3).tfmr(inputs_embeds=torch.zeros(1, 3, 1024), use_cache=False)
+            t3.tfmr(inputs_embeds=torch.zeros(1, 3, 1024), use_cache=False)
+    finally:
+        hook.remove()
+    assert seen == ["eager", "sdpa"]
 
 
 def test_offline_it_stops_at_once_and_says_where_to_run_it():

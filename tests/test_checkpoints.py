@@ -196,3 +196,28 @@ def test_training_records_the_bases_tokenizer_and_revision(trained_adapter, tiny
     assert "model_revision" in metadata and metadata["model_revision"] is None  # a local folder has none
     assert metadata["tokenizer"] == {"file": PACK.tokenizer, "source": str(Path(tiny_checkpoint).resolve()),
                                      "revision": None, "sha256": sha256(Path(tiny_checkpoint) / PACK.tokenizer)}
+
+
+def test_a_packs_support_files_are_pinned_to_the_commit_recorded(pack, tmp_path):
+    """A pack that takes its VE from the support repo records that repo's commit (`support_revision`, which training
+    writes into adapter.json); resolved at it, the pack keeps that VE after the support repo moves on."""
+    from huggingface_hub import HfApi
+
+    from chatterbox_latam.models.lora import adapter_base
+
+    upload(linked_copy(pack, tmp_path / "no-ve", leave_out=(PACK.ve,)), "latam/pack-without-ve")
+    first = resolve_checkpoint("latam/pack-without-ve")
+    commit, ve = first.support_revision, sha256(first.paths["ve"])
+    assert commit == HfApi().repo_info(SUPPORT_REPO).sha and first.origin("ve") == (SUPPORT_REPO, commit)
+    original = tmp_path / "original-ve.pt"
+    shutil.copy(first.paths["ve"], original)
+    torch.save({k: v + 1 for k, v in torch.load(original).items()}, tmp_path / PACK.ve)
+    HfApi().upload_file(path_or_fileobj=str(tmp_path / PACK.ve), path_in_repo=PACK.ve, repo_id=SUPPORT_REPO)
+    try:
+        assert sha256(resolve_checkpoint("latam/pack-without-ve").paths["ve"]) != ve  # the newest, unpinned
+        base, variant, revision, support = adapter_base({"base_model": "latam/pack-without-ve",
+                                                         "model_variant": PACK.name, "support_revision": commit})
+        pinned = resolve_checkpoint(base, variant=variant, revision=revision, support_revision=support)
+        assert sha256(pinned.paths["ve"]) == ve and pinned.support_revision == commit
+    finally:  # the support repo serves other tests: its VE as it was
+        HfApi().upload_file(path_or_fileobj=str(original), path_in_repo=PACK.ve, repo_id=SUPPORT_REPO)

@@ -207,10 +207,10 @@ def test_heuristics_are_off_by_default_where_the_adapter_moved_the_attention_the
     model.alignment = True  # the model-wide setting still wins
     assert model.runs_alignment()
     card = str(render_model_card(folder, "user/chatterbox-es-latam"))
-    assert "without its alignment heuristics: the adapter changed T3's attention" in card
-    (folder / "adapter.json").write_text(json.dumps({"base_model": str(aligned_checkpoint),
-                                                     "recipe": {"T3 target modules": "gate_proj, up_proj"}}))
-    assert "repetition penalty 2.0, alignment heuristics on" in str(render_model_card(folder, "user/x"))
+    assert "without its alignment heuristics: the adapter changed T3's layers" in card
+    # LoRA on the MLP of the layers below the watched ones moves the maps those heads compute too
+    mlp = ModelConfig(base_model=str(aligned_checkpoint), lora_rank=4, target_modules=["gate_proj", "up_proj"])
+    assert adapted_watched_attention(add_t3_lora(load_t3(resolve_checkpoint(aligned_checkpoint)), mlp))
 
 
 def test_adapter_records_how_its_data_was_prepared(tmp_path):
@@ -222,5 +222,5 @@ def test_adapter_records_how_its_data_was_prepared(tmp_path):
                                                         "trim_top_db": 30.0, "target_loudness": None}))
     recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, ["--prepared_dir", str(tmp_path)]))
     assert preparation_settings(recipe) == {
-        "normalize_text": False,
+        "normalize_text": False, "max_prompt_seconds": 6.0,
         "reference_cleaning": {"trim_silence": False, "trim_top_db": 30.0, "target_loudness": None}}

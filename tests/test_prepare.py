@@ -259,10 +259,21 @@ def test_each_sentence_stays_in_one_split(prepared):
 
 
 def test_heldout_and_validation_speakers_form_their_splits(prepared, tiny_checkpoint, corpus, tmp_path):
-    """Whole speakers: the test split for evaluation alone, the validation split for checkpoint selection; the
-    sentences they share with training (the corpus's speakers read the same ones) are reported."""
-    model, data = make_configs(tiny_checkpoint, corpus, tmp_path / "out", heldout_speakers=["speaker_006"],
-                               validation_speakers=["speaker_005"],
+    """Whole speakers: the test split for evaluation alone, the validation split for checkpoint selection; the other
+    speakers' readings of their sentences are left out and counted, so still no sentence is in two splits. The
+    corpus's clips with a transcript of their own each (the split never reads the audio), but one sentence every
+    speaker reads."""
+    root = tmp_path / "own-sentences"
+    (root / "audio").mkdir(parents=True)
+    lines = ["audio_path,transcript,speaker_id,accent"]
+    for speaker in sorted(p.name for p in (corpus / "audio").iterdir()):
+        for n in range(1, 9):
+            os.link(_wav(corpus, speaker, n), root / "audio" / f"{speaker}_{n}.wav")
+            text = "Hola, ¿cómo estás?" if n == 1 else f"Frase {n} de {speaker.replace('_', ' ')}."
+            lines.append(f'audio/{speaker}_{n}.wav,"{text}",{speaker},mx')
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    model, data = make_configs(tiny_checkpoint, root, tmp_path / "out", heldout_speakers=["speaker_006"],
+                               validation_speakers=["speaker_005"], train_s3gen=True,
                                cache_dir=str(Path(prepared[0].dataset_dir).parent / "cache"))
     result = prepare_dataset(model, data, progress=False)
     dataset = load_prepared(tmp_path / "out")
@@ -287,9 +298,17 @@ def test_heldout_and_validation_speakers_form_their_splits(prepared, tiny_checkp
     trained_only = type(dataset)(train=dataset["train"], validation=dataset["train"].select(range(4)),
                                  test=dataset["test"])
     assert "speaker_006" not in {s["speaker_id"] for s in _audio_samples(trained_only, recipe)}
+    from chatterbox_latam.data.text import sentence_key
+
     sentences = result.summary["sentences"]
     assert sentences["rule"] == "by sentence, heldout_speakers and validation_speakers by speaker"
-    assert sentences["in_two_splits"] > 0 and "in two splits (e.g." in (tmp_path / "out" / "summary.md").read_text()
+    assert sentences["in_two_splits"] == 0 and sentences["left_out_readings"] == 5  # "Hola" by all but speaker_006
+    assert result.summary["kept"] == 43 and "hola cómo estás" not in {
+        sentence_key(t) for name in ("train", "validation") for t in dataset[name]["text"]}
+    held = {sentence_key(t) for name in ("validation", "test") for t in dataset[name]["raw_text"]}
+    assert not held & {sentence_key(t) for t in dataset["train"]["raw_text"]}
+    assert "by other speakers of sentences a held-out speaker reads are left out" in (
+        tmp_path / "out" / "summary.md").read_text()
 
 
 def test_batched_extraction_equals_clip_by_clip(tiny_checkpoint, corpus):

@@ -134,8 +134,10 @@ def test_residual_stream_stays_fp32_under_bf16_autocast(t3):
 def test_prompt_is_drawn_anew_each_epoch_from_the_speakers_references_without_the_row(t3):
     clips = [_row(t3, 10 + i, 5, 5, 20 + i) for i in range(6)]
     # three references of two clips each, as preparation joins a speaker's short clips
-    pool = PromptPool({"s": [(frozenset({clips[i]["id"], clips[i + 1]["id"]}), clips[i]["prompt_speech_tokens"],
-                              clips[i]["prompt_speaker_emb"]) for i in (0, 2, 4)]}, {c["id"] for c in clips})
+    lone = {**_row(t3, 30, 5, 5, 33), "speaker_id": "t", "prompt_source": "other"}  # its only reference holds it
+    pool = PromptPool({"s": [((clips[i]["id"], clips[i + 1]["id"]), clips[i]["prompt_speech_tokens"],
+                              clips[i]["prompt_speaker_emb"]) for i in (0, 2, 4)],
+                       "t": [((lone["id"],), [1] * 150, lone["prompt_speaker_emb"])]}, {c["id"] for c in clips + [lone]})
     rows = [{**c, "prompt_source": "other"} for c in clips]
     collator = _collator(t3, prompts=pool)
     by_epoch = []
@@ -148,6 +150,7 @@ def test_prompt_is_drawn_anew_each_epoch_from_the_speakers_references_without_th
             assert length in (20, 22, 24) and length != 20 + 2 * (i // 2)  # never the reference that holds the row
         assert batch["prompt_speech_lens"].tolist() == collator(rows)["prompt_speech_lens"].tolist()  # seeded
     assert len({tuple(lengths) for lengths in by_epoch}) > 1  # the draw changes between epochs
+    assert collator([lone])["prompt_speech_lens"].tolist() == [33]  # no reference without it: its prepared prompt
 
 
 def test_frozen_modules_stay_in_eval_mode_whatever_the_trainer_asks(tiny_checkpoint):

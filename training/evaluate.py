@@ -21,6 +21,7 @@ import logging
 from chatterbox_latam.config import EvalConfig, parse_recipe
 from chatterbox_latam.evaluation.accent import accent_report
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint
+from chatterbox_latam.evaluation.testset import EvaluationDataError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     (config,) = parse_recipe({"evaluation": EvalConfig}, argv, description=__doc__.splitlines()[0])
     try:
         results = evaluate_checkpoint(config)
-    except ValueError as error:  # what to change is in the message: no traceback
+    except EvaluationDataError as error:  # what to change is in the message: no traceback
         raise SystemExit(f"evaluate.py: {error}") from None
     for system, values in results["systems"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values["aggregate"].items() if k != "n")

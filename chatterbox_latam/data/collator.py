@@ -38,38 +38,48 @@ from typing import Any
 
 import torch
 
+from .references import SpeakerReferences
+
 
 def _pad(sequences: list[list[int]], value: int = 0) -> torch.Tensor:
     width = max(len(s) for s in sequences)
     return torch.tensor([list(s) + [value] * (width - len(s)) for s in sequences], dtype=torch.long)
 
 
-PoolReference = tuple[frozenset[str], list[int], list[float]]
-"""A reference's clip ids, its prompt tokens and its speaker embedding (as inference takes them from a reference)."""
-
-
 @dataclass
 class PromptPool:
     """The references a training row may take its prompt from, per speaker (the `reference_*` columns of the rows
-    that head one), and the ids of the rows that draw from it."""
+    that head one: clip ids, prompt tokens, speaker embedding, as inference takes them from a reference), and the
+    ids of the rows that draw from it."""
 
-    by_speaker: dict[str, list[PoolReference]] = field(default_factory=dict)
+    by_speaker: dict[str, list[tuple[tuple[str, ...], list[int], list[float]]]] = field(default_factory=dict)
     rows: set[str] = field(default_factory=set)
+
+    def __post_init__(self):
+        # which reference holds each clip: a draw skips it in constant time (`references.SpeakerReferences`)
+        self._held = {speaker: SpeakerReferences([ids for ids, _, _ in references])
+                      for speaker, references in self.by_speaker.items()}
 
     @classmethod
     def from_split(cls, split) -> "PromptPool":
-        pool: dict[str, list[PoolReference]] = defaultdict(list)
+        pool: dict[str, list[tuple[tuple[str, ...], list[int], list[float]]]] = defaultdict(list)
         columns = split.select_columns(["id", "speaker_id", "reference_ids", "reference_speech_tokens",
                                         "reference_speaker_emb"])
         for row in columns:
             if row["reference_ids"]:
-                pool[row["speaker_id"]].append((frozenset(row["reference_ids"]), list(row["reference_speech_tokens"]),
+                pool[row["speaker_id"]].append((tuple(row["reference_ids"]), list(row["reference_speech_tokens"]),
                                                 list(row["reference_speaker_emb"])))
         return cls(dict(pool), set(split["id"]))
 
-    def others(self, speaker: str, clip_id: str) -> list[PoolReference]:
-        """The speaker's references that do not hold `clip_id`."""
-        return [reference for reference in self.by_speaker.get(speaker, []) if clip_id not in reference[0]]
+    def draw(self, speaker: str, clip_id: str, rng: random.Random) -> tuple[list[int], list[float]] | None:
+        """Prompt tokens and speaker embedding of one of the speaker's references that does not hold `clip_id`
+        (None when there is none)."""
+        held = self._held.get(speaker)
+        index = held.draw_index(clip_id, rng) if held is not None else None
+        if index is None:
+            return None
+        _, tokens, embedding = self.by_speaker[speaker][index]
+        return tokens, embedding
 
 
 @dataclass
@@ -97,11 +107,11 @@ class ChatterboxCollator:
         return random.Random(f"{self.seed}:{self.epoch}:{row_id}:{what}")
 
     def _prompt(self, row: dict[str, Any]) -> tuple[list[int], list[float]]:
+        """A training row's prompt drawn from its speaker's references without its clip; else the prepared one."""
         if row.get("id") in self._train_ids and row.get("prompt_source", "other") == "other":
-            others = self.prompts.others(row["speaker_id"], row["id"])
-            if others:
-                _, tokens, embedding = self._rng(row["id"], "prompt").choice(others)
-                return tokens, embedding
+            drawn = self.prompts.draw(row["speaker_id"], row["id"], self._rng(row["id"], "prompt"))
+            if drawn is not None:
+                return drawn
         return list(row["prompt_speech_tokens"]), list(row["prompt_speaker_emb"])
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

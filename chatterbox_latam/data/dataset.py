@@ -45,6 +45,10 @@ def summary_table(summary: dict[str, Any]) -> str:
                     f"times), {sentences['in_two_splits']} in two splits"
                     + (f" (e.g. {', '.join(repr(s) for s in sentences['in_two_splits_examples'])})"
                        if sentences["in_two_splits"] else "") + "."]
+        if sentences.get("left_out_readings"):
+            out[-1] += (f" {sentences['left_out_readings']} readings ({sentences['left_out_hours']:.4f} h) by other "
+                        "speakers of sentences a held-out speaker reads are left out: no split trains on, or chooses "
+                        "the checkpoint by, a sentence another split is scored on.")
     if summary.get("prompt_tokens"):
         full = summary["full_prompt_tokens"]
         out += ["", f"| prompt tokens ({full} = a whole reference) | rows | min | median | mean | max | {full} | "
@@ -53,7 +57,8 @@ def summary_table(summary: dict[str, Any]) -> str:
                 f"{v['joined']} |" for name, v in summary["prompt_tokens"].items()]
         for name, speakers in summary.get("speakers_short_of_prompt_audio", {}).items():
             listed = ", ".join(f"{speaker} ({seconds:g} s)" for speaker, seconds in speakers.items())
-            out.append(f"\nShorter prompts in {name}: these speakers have less than a whole reference there: {listed}.")
+            out.append(f"\nShorter prompts in {name} (too little audio of the speaker for a whole reference; the "
+                       f"shortest prompt each): {listed}.")
     out += ["", "| accent | hours |", "|---|---:|"]
     out += [f"| {accent} | {hours:.4f} |" for accent, hours in summary["hours_per_accent"].items()]
     out += ["", "| speaker | accent | clips | hours |", "|---|---|---:|---:|"]
@@ -61,7 +66,7 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-PROMPT_LABELS = {"other": "another clip of the speaker", "tail": "the clip's own last part", "none": "nowhere"}
+PROMPT_LABELS = {"other": "other clips of the speaker", "tail": "the clip's own last part", "none": "nowhere"}
 
 
 def load_prepared(prepared_dir: str | os.PathLike):
@@ -75,7 +80,13 @@ def load_prepared(prepared_dir: str | os.PathLike):
         raise FileNotFoundError(
             f"No prepared dataset in {prepared_dir}: run `python training/prepare_data.py --config RECIPE` first."
         )
-    return datasets.load_from_disk(str(path))
+    dataset = datasets.load_from_disk(str(path))
+    columns = next(iter(dataset.values())).column_names if len(dataset) else []
+    if "prompt_id" in columns and "prompt_ids" not in columns:
+        raise ValueError(f"{prepared_dir} holds the old prompt columns (prompt_id: one clip as each prompt, splits "
+                         "drawn by clip): prepare it again with `python training/prepare_data.py --config RECIPE` "
+                         "(its feature cache is reused).")
+    return dataset
 
 
 def row_index(dataset) -> dict[str, tuple[str, int]]:

@@ -68,7 +68,7 @@ from .dataset import (
 from .features import ClipFeatures, FeatureExtractor, length_batches, load_features, save_atomic
 from .references import (
     Reference,
-    choose_reference,
+    SpeakerReferences,
     fallback_reference,
     join_clips,
     joined_seconds,
@@ -78,7 +78,7 @@ from .sources import SourceRow, detect_format, iter_rows
 from .text import sentence_key, text_for_model, unknown_graphemes
 
 logger = logging.getLogger(__name__)
-FEATURES_VERSION = 3  # bump when what features.py computes changes
+FEATURES_VERSION = 2  # bump when what features.py computes changes
 
 
 @dataclass
@@ -246,29 +246,34 @@ class Preparer:
         """Each clip's prompt and the references clips head (see the module docstring): per split and speaker the
         references of `references.plan_references`; a row takes one that does not hold its own clip (validation and
         test rows one of the training split when theirs falls short of `max_prompt_seconds`), else its speaker's
-        other clips joined, else its own tail (`self_prompt`), else none. Seeded per speaker and per clip, so a
-        clip's prompt does not change when other speakers' rows come or go."""
+        other clips joined: the first of those that reaches `max_prompt_seconds`, else the longest. Else its own tail
+        (`self_prompt`), else none. Seeded per speaker and per clip, so a clip's prompt does not change when other
+        speakers' rows come or go."""
         seconds, seed = self.config.max_prompt_seconds, self.config.split_seed
         duration = {clip.id: clip.duration for clips in splits.values() for clip in clips}
         durations: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         for name, clips in splits.items():
             for clip in clips:
                 durations[(name, clip.speaker_id)][clip.id] = clip.duration
-        planned = {key: plan_references(clips, seconds, f"{seed}:{key[0]}:{key[1]}")
+        planned = {key: SpeakerReferences(plan_references(clips, seconds, f"{seed}:{key[0]}:{key[1]}"))
                    for key, clips in durations.items()}
+        none = SpeakerReferences([])
 
-        def full(reference: Reference | None) -> bool:
-            return reference is not None and joined_seconds([duration[c] for c in reference]) >= seconds
+        def length(reference: Reference) -> float:
+            return joined_seconds([duration[c] for c in reference])
 
         prompts = {}
         for name, clips in splits.items():
             for clip in clips:
                 key, choice = (name, clip.speaker_id), f"{seed}:{clip.id}"
-                reference = choose_reference(clip.id, planned[key], choice)
-                if name != "train" and not full(reference):
-                    from_training = choose_reference(clip.id, planned.get(("train", clip.speaker_id), []), choice)
-                    reference = from_training if full(from_training) or reference is None else reference
-                reference = reference or fallback_reference(clip.id, durations[key], seconds, choice)
+                options = [planned[key].draw(clip.id, random.Random(choice))]
+                if name != "train":
+                    options.append(planned.get(("train", clip.speaker_id), none).draw(clip.id, random.Random(choice)))
+                options = [option for option in options if option]
+                if not any(length(option) >= seconds for option in options):  # (rare: sorts the speaker's clips)
+                    options += [fallback_reference(clip.id, durations[key], seconds, choice) or ()]
+                # the first that is a whole reference, else the longest there is
+                reference = next((o for o in options if length(o) >= seconds), max(options, key=length, default=()))
                 tail = min(seconds, clip.duration / 2)
                 if reference:
                     prompts[clip.id] = Prompt("other", reference)
@@ -276,7 +281,7 @@ class Preparer:
                     prompts[clip.id] = Prompt("tail", (clip.id,), round(tail, 2))
                 else:
                     prompts[clip.id] = Prompt("none")
-        heads = {reference[0]: reference for references in planned.values() for reference in references}
+        heads = {reference[0]: reference for references in planned.values() for reference in references.references}
         return prompts, heads
 
     def reference_path(self, reference: Reference) -> Path:
@@ -318,9 +323,11 @@ class Preparer:
                     save_atomic(features, todo[i][0])
                 bar.update(len(batch))
 
-    def split(self, clips: list[Clip]) -> dict[str, list[Clip]]:
-        """train / validation / test (see the module docstring): `heldout_speakers` and `validation_speakers` whole,
-        the rest by sentence groups in a seeded order until each split holds its share of the clips."""
+    def split(self, clips: list[Clip]) -> tuple[dict[str, list[Clip]], list[Clip]]:
+        """train / validation / test (see the module docstring), no sentence in two of them: `heldout_speakers` and
+        `validation_speakers` whole, and the other readings of their sentences left out (returned second: they
+        would train on, or choose the checkpoint by, a sentence the split is scored on); the other sentences in a
+        seeded order until each split holds its share of the clips."""
         config = self.config
         speakers = {c.speaker_id for c in clips}
         by_speaker = {"test": set(config.heldout_speakers or []), "validation": set(config.validation_speakers or [])}
@@ -329,10 +336,22 @@ class Preparer:
             if unknown:
                 field_name = "heldout_speakers" if name == "test" else "validation_speakers"
                 raise ValueError(f"{field_name} {unknown} have no kept clips; speakers are {sorted(speakers)}.")
-        assigned = {c.id: name for c in clips for name, chosen in by_speaker.items() if c.speaker_id in chosen}
-        groups = sentence_groups([c for c in clips if c.id not in assigned])
+        speaker_split = {c.id: name for c in clips for name, chosen in by_speaker.items() if c.speaker_id in chosen}
+        assigned, left_out, groups = {}, [], {}
+        for key, group in sentence_groups(clips).items():
+            names = {speaker_split[c.id] for c in group if c.id in speaker_split}
+            if not names:
+                groups[key] = group  # a sentence no held-out speaker reads: drawn below
+                continue
+            keep = "test" if "test" in names else "validation"  # a sentence a test speaker reads is test's
+            for clip in group:
+                if speaker_split.get(clip.id) == keep:
+                    assigned[clip.id] = keep
+                else:
+                    left_out.append(clip)
         keys = sorted(groups)
         random.Random(config.split_seed).shuffle(keys)
+        keys.reverse()  # taken from the end: the seeded order, each in constant time
 
         def share(fraction: float) -> int:
             return max(1, round(len(clips) * fraction)) if fraction > 0 and len(keys) >= 3 else 0
@@ -342,13 +361,15 @@ class Preparer:
                 continue
             wanted, taken = share(fraction), 0
             while taken < wanted and len(keys) > 1:  # the last sentence always trains
-                for clip in groups[keys.pop(0)]:
+                for clip in groups[keys.pop()]:
                     assigned[clip.id] = name
                     taken += 1
         splits: dict[str, list[Clip]] = {"train": [], "validation": [], "test": []}
+        out = {clip.id for clip in left_out}
         for clip in sorted(clips, key=lambda c: (c.speaker_id, c.source)):
-            splits[assigned.get(clip.id, "train")].append(clip)
-        return splits
+            if clip.id not in out:
+                splits[assigned.get(clip.id, "train")].append(clip)
+        return splits, left_out
 
     # -- dataset ---------------------------------------------------------------------------------------------------------
     def features_schema(self, extra_columns: list[str]):
@@ -452,20 +473,20 @@ class Preparer:
                 f"(see {self.prepared_dir / REPORT_NAME})."
             )
         self.extract_features(clips)
-        splits = self.split(clips)
+        splits, left_out = self.split(clips)
         prompts, heads = self.plan(splits)
         self.extract_references(clips, {*heads.values(), *(p.clip_ids for p in prompts.values()
                                                           if p.source == "other")}, prompts)
         self.__dict__.pop("extractor", None)  # the encoders are not needed to write the dataset
         dataset_dir = self.write_dataset(splits, prompts, heads)
-        summary = self.write_report(splits, prompts)
+        summary = self.write_report(splits, prompts, left_out)
         return PrepareResult(dataset_dir=dataset_dir, summary=summary)
 
     # -- report ------------------------------------------------------------------------------------------------------------
-    def sentence_report(self, splits: dict[str, list[Clip]]) -> dict[str, Any]:
+    def sentence_report(self, splits: dict[str, list[Clip]], left_out: list[Clip]) -> dict[str, Any]:
         """How the splits were drawn and the sentence groups they hold: how many sentences, how many are read more
-        than once, and any sentence in two splits (only where heldout_speakers / validation_speakers split by
-        speaker)."""
+        than once, any sentence in two splits (none: the check of the rule), and the readings left out because a
+        held-out speaker reads the same sentence."""
         split_of = {clip.id: name for name, clips in splits.items() for clip in clips}
         groups = sentence_groups([clip for clips in splits.values() for clip in clips])
         readings = {key: len(group) for key, group in groups.items()}
@@ -474,12 +495,13 @@ class Preparer:
         return {"rule": "by sentence" + (f", {' and '.join(by_speaker)} by speaker" if by_speaker else ""),
                 "groups": len(readings), "read_more_than_once": sum(1 for n in readings.values() if n > 1),
                 "largest_group": max(readings.values(), default=0), "in_two_splits": len(shared),
-                "in_two_splits_examples": shared[:5]}
+                "in_two_splits_examples": shared[:5], "left_out_readings": len(left_out),
+                "left_out_hours": round(sum(c.duration for c in left_out) / 3600, 4)}
 
     def prompt_lengths(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> dict[str, Any]:
         """The prompts' lengths in tokens per split (what T3 is conditioned on; a 6 s reference gives 150), how many
         are joined from several clips, and the speakers whose prompts fall short of `max_prompt_seconds` (too
-        little audio in their split) with the seconds they have."""
+        little audio to gather a whole reference) with their shortest prompt in seconds."""
         full = round(self.config.max_prompt_seconds * TOKENS_PER_SECOND)
         counted: dict[Reference | str, int] = {}
 
@@ -501,15 +523,14 @@ class Preparer:
                              "mean": round(float(counts.mean()), 1), "max": int(counts.max()),
                              "full": int((counts >= full).sum()),
                              "joined": sum(1 for _, prompt in given if len(prompt.clip_ids) > 1)}
-            seconds: Counter = Counter()
-            for clip in clips:
-                seconds[clip.speaker_id] += clip.duration
             for (clip, _), count in zip(given, counts):
                 if count < full:
-                    short.setdefault(name, {})[clip.speaker_id] = round(seconds[clip.speaker_id], 2)
+                    shortest = short.setdefault(name, {}).get(clip.speaker_id, full)
+                    short[name][clip.speaker_id] = round(min(shortest, count) / TOKENS_PER_SECOND, 2)
         return {"prompt_tokens": lengths, "full_prompt_tokens": full, "speakers_short_of_prompt_audio": short}
 
-    def write_report(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt]) -> dict[str, Any]:
+    def write_report(self, splits: dict[str, list[Clip]], prompts: dict[str, Prompt],
+                     left_out: list[Clip] = ()) -> dict[str, Any]:
         kept = [c for clips in splits.values() for c in clips]
         hours_accent: Counter = Counter()
         hours_speaker: Counter = Counter()
@@ -539,7 +560,7 @@ class Preparer:
             "left_out_of_training": sum(1 for c in splits.get("train", []) if prompts[c.id].source == "none"),
             "self_prompt": self.config.self_prompt,
             "trained_on_own_tail": sum(1 for c in splits.get("train", []) if prompts[c.id].source == "tail"),
-            "sentences": self.sentence_report(splits),
+            "sentences": self.sentence_report(splits, left_out),
             **self.prompt_lengths(splits, prompts),
             "s3gen_features": self.model_config.train_s3gen,
         }

@@ -9,13 +9,15 @@ gives a shorter reference; the preparation summary names such speakers.
 
 Each clip belongs to at most one of its speaker's references (`plan_references`), so the references of a split
 hold each clip's audio once and are tokenised once. A row's prompt is one of its speaker's references that does
-not hold the row's own clip (`choose_reference`); where every reference holds it (a speaker with just enough audio
-for one), the speaker's other clips are joined for that row alone (`fallback_reference`).
+not hold the row's own clip (`SpeakerReferences.draw`); where every reference holds it (a speaker with just enough
+audio for one), the speaker's other clips are joined for that row alone (`fallback_reference`).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from ..constants import REFERENCE_GAP_SECONDS
 
 Reference = tuple[str, ...]
 """Clip ids, in the order their audio is joined."""
+T = TypeVar("T")
 
 
 def joined_seconds(durations: list[float]) -> float:
@@ -59,21 +62,46 @@ def plan_references(durations: dict[str, float], seconds: float, seed: str) -> l
     return references + [tuple(group) for group in joined]
 
 
-def choose_reference(clip_id: str, references: list[Reference], seed: str) -> Reference | None:
-    """A reference that does not hold `clip_id`, drawn with `seed` (None when every one holds it)."""
-    eligible = [reference for reference in references if clip_id not in reference]
-    return random.Random(seed).choice(eligible) if eligible else None
+class SpeakerReferences:
+    """One speaker's references in one split, and which one holds each clip: `draw` picks one that does not hold a
+    given clip in constant time, however many the speaker has."""
+
+    def __init__(self, references: list[Reference]):
+        self.references = list(references)
+        self.holder = {clip: i for i, reference in enumerate(self.references) for clip in reference}
+
+    def draw_index(self, clip_id: str, rng: random.Random) -> int | None:
+        """The index of a reference that does not hold `clip_id`, drawn with `rng` (None when none is left)."""
+        count, held = len(self.references), self.holder.get(clip_id)
+        if held is None:
+            return rng.randrange(count) if count else None
+        if count == 1:
+            return None
+        index = rng.randrange(count - 1)
+        return index + (index >= held)
+
+    def draw(self, clip_id: str, rng: random.Random) -> Reference | None:
+        """A reference that does not hold `clip_id`, drawn with `rng` (None when none is left)."""
+        index = self.draw_index(clip_id, rng)
+        return None if index is None else self.references[index]
+
+
+def take_until(items: Iterable[T], seconds_of: Callable[[T], float], seconds: float) -> list[T]:
+    """The first `items` whose audio, joined with the gap between them, reaches `seconds` (all of them when it does
+    not): how a reference of several clips is gathered."""
+    taken: list[T] = []
+    for item in items:
+        taken.append(item)
+        if joined_seconds([seconds_of(x) for x in taken]) >= seconds:
+            break
+    return taken
 
 
 def fallback_reference(clip_id: str, durations: dict[str, float], seconds: float, seed: str) -> Reference | None:
     """The speaker's other clips (`durations`), in a seeded order, joined until they reach `seconds` (all of them
     when they do not): the prompt of a row whose every reference holds its own clip. None for a lone clip."""
-    chosen: list[str] = []
-    for clip in seeded_order((clip for clip in durations if clip != clip_id), seed):
-        chosen.append(clip)
-        if joined_seconds([durations[c] for c in chosen]) >= seconds:
-            break
-    return tuple(chosen) or None
+    others = seeded_order((clip for clip in durations if clip != clip_id), seed)
+    return tuple(take_until(others, durations.__getitem__, seconds)) or None
 
 
 def join_clips(wavs: list[np.ndarray], sample_rate: int) -> np.ndarray:

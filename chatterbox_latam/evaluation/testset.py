@@ -21,6 +21,11 @@ import numpy as np
 from ..data.audio import resample
 from ..utils import content_digest
 
+class EvaluationDataError(ValueError):
+    """The test data cannot be scored as asked (no such split, no sentence with a reference); the message says what
+    to change."""
+
+
 LISTS = Path(__file__).parent / "lists"
 PROTOCOL_LISTS = {"seed-tts-eval": LISTS / "seed_tts_eval_es.tsv"}
 MAX_REFERENCE_SECONDS = 10.0
@@ -55,12 +60,12 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
         from ..config import DataConfig
         from ..constants import PROMPT_SECONDS
         from ..data.audio import CleaningConfig, clean_audio, decode_audio
-        from ..data.references import join_clips, joined_seconds, seeded_order
+        from ..data.references import join_clips, seeded_order, take_until
         from ..data.sources import read_seed
 
         if split:
-            raise ValueError(f"--split {split}: {test_data} is a folder of recordings, not a prepared dataset with "
-                             "splits; every sentence in it is scored.")
+            raise EvaluationDataError(f"--split {split}: {test_data} is a folder of recordings, not a prepared "
+                                      "dataset with splits; every sentence in it is scored.")
         rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
         by_speaker = defaultdict(list)
         for row in rows:
@@ -80,11 +85,8 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
                 continue
             if max_samples and len(items) >= max_samples:
                 continue  # counted above when it has no reference; beyond max_samples, not decoded
-            joined: list[np.ndarray] = []
-            for audio in seeded_order(others, f"reference:{row.audio}"):
-                joined.append(clean(audio))
-                if joined_seconds([len(w) / cleaning.sampling_rate for w in joined]) >= PROMPT_SECONDS:
-                    break
+            joined = take_until((clean(audio) for audio in seeded_order(others, f"reference:{row.audio}")),
+                                lambda wav: len(wav) / cleaning.sampling_rate, PROMPT_SECONDS)
             items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
                                   clean(row.audio), join_clips(joined, cleaning.sampling_rate),
                                   cleaning.sampling_rate))
@@ -94,7 +96,8 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
         if name not in dataset:
             hint = ("prepare it with test_size > 0 or heldout_speakers for a held-out test split, or pass --split "
                     "NAME to score one of these knowingly (the report then says so)")
-            raise ValueError(f"{test_data} has no '{name}' split (its splits: {', '.join(dataset)}): {hint}.")
+            raise EvaluationDataError(f"{test_data} has no '{name}' split (its splits: {', '.join(dataset)}): "
+                                      f"{hint}.")
         where = row_index(dataset)
         for row in dataset[name]:
             if row.get("prompt_source", "other") != "other" or row["id"] in row["prompt_ids"]:
@@ -105,7 +108,7 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
             items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth,
                                   resample(reference, ref_sr, sr), sr))
     if not items:
-        raise ValueError(f"No test sentences in {test_data}" + (
+        raise EvaluationDataError(f"No test sentences in {test_data}" + (
             f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))
     return items[:max_samples] if max_samples else items
 
@@ -131,7 +134,7 @@ def protocol_items(protocol: str, test_data: str, max_samples: int | None = None
     """The protocol's sentences, each with a reference from `test_data`'s held-out speakers of its accent (see the
     module docstring); a sentence whose accent has no speaker there is left out (its id appended to `skipped`)."""
     from ..constants import PROMPT_SECONDS
-    from ..data.references import join_clips, joined_seconds
+    from ..data.references import join_clips, take_until
 
     skipped = [] if skipped is None else skipped
     clips = load_test_items(test_data, split=split)
@@ -146,12 +149,9 @@ def protocol_items(protocol: str, test_data: str, max_samples: int | None = None
         """The speaker's longest clip up to 10 s, joined with the next longest until it reaches 6 s (T3's prompt),
         as `data.references` builds every prompt."""
         fitting = [c for c in by_speaker[speaker] if len(c.truth) <= MAX_REFERENCE_SECONDS * c.sample_rate]
-        joined: list[np.ndarray] = []
-        for clip in sorted(fitting or by_speaker[speaker], key=lambda c: (-len(c.truth), c.id)):
-            joined.append(clip.truth)
-            if joined_seconds([len(w) / clip.sample_rate for w in joined]) >= PROMPT_SECONDS:
-                break
-        return join_clips(joined, by_speaker[speaker][0].sample_rate)
+        joined = take_until(sorted(fitting or by_speaker[speaker], key=lambda c: (-len(c.truth), c.id)),
+                            lambda clip: len(clip.truth) / clip.sample_rate, PROMPT_SECONDS)
+        return join_clips([clip.truth for clip in joined], by_speaker[speaker][0].sample_rate)
 
     items, turn = [], defaultdict(int)
     for row in read_protocol_list(protocol):
@@ -164,7 +164,7 @@ def protocol_items(protocol: str, test_data: str, max_samples: int | None = None
         items.append(TestItem(row["id"], row["text"], speaker, row["accent"], None, reference(speaker),
                               by_speaker[speaker][0].sample_rate))
     if not items:
-        raise ValueError(f"{test_data} has no speaker of the accents of the {protocol} list "
-                         f"({sorted({r['accent'] for r in read_protocol_list(protocol)})}): pass held-out data with "
-                         "an accent column.")
+        raise EvaluationDataError(f"{test_data} has no speaker of the accents of the {protocol} list "
+                                  f"({sorted({r['accent'] for r in read_protocol_list(protocol)})}): pass held-out "
+                                  "data with an accent column.")
     return items[:max_samples] if max_samples else items

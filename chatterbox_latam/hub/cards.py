@@ -199,7 +199,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
         torch_dtype=merged.get("torch_dtype", "float32"),
         upstream_layout=any(p == "s3gen.pt" for _, p in files),
         generation=generation,
-        alignment_off=alignment_off_reason(generation, list(parts or []), metadata),
+        alignment_off=alignment_off_reason(generation, list(parts or [])),
         merge_check_text=merge_check_text,
         recipe=metadata.get("recipe"),
         datasets=datasets,
@@ -207,17 +207,17 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
     )
 
 
-def alignment_off_reason(generation: str, parts: list[str], metadata: dict[str, Any]) -> str:
+def alignment_off_reason(generation: str, parts: list[str]) -> str:
     """Why this model's synthesis runs without upstream's alignment heuristics where its generation has them (v2):
     the adapter changed the attention they read (`synthesis.tts.adapts_attention`); '' when it runs them."""
     from ..constants import GENERATIONS
     from ..synthesis.tts import adapts_attention
 
     spec = GENERATIONS.get(generation)
-    if spec is None or not spec.alignment or not adapts_attention(parts, metadata):
+    if spec is None or not spec.alignment or not adapts_attention(parts):
         return ""
-    return ("the adapter changed T3's attention, including the heads of layers 9, 12 and 13 the heuristics read, "
-            "whose thresholds were set on the base's attention; upstream main decodes every model without them")
+    return ("the adapter changed T3's layers, and so the attention maps of layers 9, 12 and 13 the heuristics read, "
+            "whose thresholds were set on the base's maps; upstream main decodes every model without them")
 
 
 def is_repo_id(value: str | None) -> bool:

@@ -56,6 +56,13 @@ class Checkpoint:
     origins: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     """Where each file of `paths` came from: (repo id or absolute folder, commit or None for a folder)."""
 
+    @property
+    def support_revision(self) -> str | None:
+        """The commit of the support repo a language pack took files from (None when it took none, or for a
+        folder): recorded beside `revision`, so a reload pins those files too."""
+        support = self.layout.support_repo
+        return next((commit for repo, commit in self.origins.values() if support and repo == support), None)
+
     def origin(self, key: str) -> tuple[str, str | None]:
         """(repo id or folder, commit or None for a folder) that the file `key` of `paths` came from."""
         return self.origins.get(key, (self.source, self.revision))
@@ -172,7 +179,7 @@ def _remote_config(repo_id: str, revision: str | None) -> dict[str, Any]:
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = None, revision: str | None = None,
-                       t3_model: str | None = None) -> Checkpoint:
+                       t3_model: str | None = None, support_revision: str | None = None) -> Checkpoint:
     """Finds a checkpoint's files: a local folder as it is, a Hub repo id through `snapshot_download`.
 
     `variant` picks the layout when a repo holds several (`ResembleAI/chatterbox` holds the multilingual v2 and v3
@@ -182,7 +189,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
     whose support repo cannot be reached loads without one (references must then be given).
 
     `revision` (a branch, tag or commit of a Hub repo) is recorded as the commit it resolved to
-    (`Checkpoint.revision`); a local folder has none.
+    (`Checkpoint.revision`); a local folder has none. `support_revision`: the same for a pack's support repo
+    (`Checkpoint.support_revision`; default its newest).
     """
     variant = layout_name(variant, t3_model)
     source = str(name_or_path)
@@ -222,7 +230,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
         wanted = [k for k in missing if k not in ("t3", "s3gen")]
         names = [layout.files[k] if k != "conds" else layout.conds for k in wanted]
         try:
-            support = _download(layout.support_repo, names, None)
+            support = _download(layout.support_repo, names, support_revision)
         except CheckpointNotFoundError as error:
             if wanted != ["conds"]:
                 required = [name for key, name in zip(wanted, names) if key != "conds"]
@@ -241,10 +249,10 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
                     layout.support_repo, layout.support_repo, layout.conds, directory)
             support = None
         if support is not None:
-            support_revision = _commit(support, None)
+            support_commit = _commit(support, support_revision)
             for key, name in zip(wanted, names):
                 paths[key] = support / name
-                origins[key] = (layout.support_repo, support_revision)
+                origins[key] = (layout.support_repo, support_commit)
         missing = [key for key, path in paths.items() if not path.exists()]
     if "conds" in missing:
         paths.pop("conds")  # optional: the default voice

@@ -90,17 +90,20 @@ def read_adapter_metadata(adapter_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def adapter_base(metadata: dict, base_model: str | None = None) -> tuple[str | None, str | None, str | None]:
-    """(base, layout, revision) to resolve an adapter's base with: the base its adapter.json names, in the layout
-    and at the revision it was trained on (`model_revision`: the commit a Hub base was resolved at, so a base repo
-    that moved on does not change what the adapter loads onto). A `base_model` given by the user is taken as given
-    (its own layout, its newest revision)."""
+def adapter_base(metadata: dict, base_model: str | None = None
+                 ) -> tuple[str | None, str | None, str | None, str | None]:
+    """(base, layout, revision, support revision) to resolve an adapter's base with: the base its adapter.json names,
+    in the layout and at the revision it was trained on (`model_revision`: the commit a Hub base was resolved at, so
+    a base repo that moved on does not change what the adapter loads onto; `support_revision`: the same for the
+    files a language pack takes from its support repo). A `base_model` given by the user is taken as given (its own
+    layout, its newest revision)."""
     from ..constants import LAYOUTS
 
     if base_model:
-        return base_model, None, None
+        return base_model, None, None, None
     variant = metadata.get("model_variant")
-    return metadata.get("base_model"), variant if variant in LAYOUTS else None, metadata.get("model_revision")
+    return (metadata.get("base_model"), variant if variant in LAYOUTS else None, metadata.get("model_revision"),
+            metadata.get("support_revision"))
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -115,10 +115,10 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
         raise ValueError(f"{adapter_dir} is not an adapter folder (no t3/ or s3gen/ with adapter_config.json). "
                          "Pass the training output's final/ folder, or one of its checkpoint-N folders.")
     metadata = read_adapter_metadata(adapter_dir)
-    base, variant, revision = adapter_base(metadata, base_model)
+    base, variant, revision, support_revision = adapter_base(metadata, base_model)
     if not base:
         raise ValueError(f"{adapter_dir}/adapter.json does not name the base model: pass --base.")
-    checkpoint = resolve_checkpoint(base, variant=variant, revision=revision)
+    checkpoint = resolve_checkpoint(base, variant=variant, revision=revision, support_revision=support_revision)
     checkpoint.check_tokenizer(metadata.get("tokenizer"), f"The adapter {adapter_dir}")
     upstream_layout = is_full_size(checkpoint) if upstream_layout is None else upstream_layout
     if upstream_layout and not is_full_size(checkpoint):
@@ -143,6 +143,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
         "model_type": MODEL_TYPE, "layout": layout.name, "generation": generation,
         **{k: v for k, v in checkpoint.config.items() if k in ("t3", "s3gen", "tiny_version")},
         "base_model": base, "base_layout": checkpoint.layout.name, "model_revision": checkpoint.revision,
+        "support_revision": checkpoint.support_revision,
         "tokenizer": checkpoint.tokenizer_record(), "adapter": str(adapter_dir),
         "adapter_metadata": metadata,
         "adapted": [part for part in ("t3", "s3gen") if (adapter_dir / part / "adapter_config.json").exists()],

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -120,18 +121,23 @@ def runs_alignment(t3) -> bool:
 
 
 def adapted_watched_attention(t3) -> bool:
-    """Whether a LoRA adapter on this T3 changed the attention upstream's alignment heuristics read: they can run
-    on it (`runs_alignment`) and it has LoRA weights in the self-attention of a layer they watch (9, 12, 13) or
-    below one (which changes what the watched heads attend from). Their thresholds were set on the base's attention
-    maps, so on such a T3 they judge alignment from maps the adapter moved."""
+    """Whether a LoRA adapter on this T3 changed the attention maps upstream's alignment heuristics read (heads of
+    layers 9, 12 and 13): they can run on it (`runs_alignment`) and it has LoRA weights in any module of a layer
+    below the last one they watch (which changes the stream those maps are computed from) or in that layer's
+    attention. Their thresholds were set on the base's maps, so on such a T3 they judge alignment from maps the
+    adapter moved. (The project's LoRA targets apply to every layer: any T3 adapter does.)"""
     from chatterbox.models.t3.inference.alignment_stream_analyzer import (
         LLAMA_ALIGNED_HEADS,
     )
 
     if not runs_alignment(t3):
         return False
-    below = tuple(f"layers.{i}.self_attn." for i in range(max(layer for layer, _ in LLAMA_ALIGNED_HEADS) + 1))
-    return any("lora_" in name and any(layer in name for layer in below) for name, _ in t3.named_parameters())
+    last = max(layer for layer, _ in LLAMA_ALIGNED_HEADS)
+    for name, _ in t3.named_parameters():
+        found = re.search(r"layers\.(\d+)\.", name) if "lora_" in name else None
+        if found and (int(found.group(1)) < last or (int(found.group(1)) == last and ".self_attn." in name)):
+            return True
+    return False
 
 
 def default_alignment(generation, t3, adapted_attention: bool | None = None) -> bool:

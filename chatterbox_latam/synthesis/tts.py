@@ -31,16 +31,13 @@ from ..utils import default_device, wav_bytes, write_wav
 from . import decoding
 from .vocoder import apply_watermark, cut_prompt, flow_for_mode, tokens_to_wav
 
-ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
-def adapts_attention(adapted: list[str], metadata: dict[str, Any]) -> bool:
-    """Whether an adapter (merged or not) changed T3's attention, from what it records: T3 among the `adapted` parts
-    and attention projections among its LoRA targets (the recipe in its metadata). On a multilingual T3 such an
-    adapter moved the attention upstream's alignment heuristics read, so synthesis runs without them by default
-    (`decoding.default_alignment`); the model card says so."""
-    targets = str((metadata.get("recipe") or {}).get("T3 target modules", ""))
-    return "t3" in adapted and any(t in targets for t in ATTENTION_TARGETS)
+def adapts_attention(adapted: list[str]) -> bool:
+    """Whether a merged model's adapter changed the attention maps upstream's alignment heuristics read, from the
+    parts its config.json says were adapted: T3's LoRA targets apply to every layer of its backbone, so any T3
+    adapter did (`decoding.adapted_watched_attention` tells it from the weights of an unmerged one). On a
+    multilingual T3 synthesis then runs without the heuristics by default (`decoding.default_alignment`); the model
+    card says so."""
+    return "t3" in adapted
 
 
 def default_max_new_tokens(model_text: str) -> int:
@@ -303,7 +300,7 @@ class ChatterboxLatamTTS:
             checkpoint = resolve_checkpoint(source, revision=revision, t3_model=t3_model)
             config = checkpoint.config
             trained = config.get("adapter_metadata") or {}
-            attention = adapts_attention(config.get("adapted", []), trained)
+            attention = adapts_attention(config.get("adapted", []))
             model = cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
                         mode=mode, generation=checkpoint.generation.name,
                         normalize_text=trained.get("normalize_text", True),
@@ -315,14 +312,15 @@ class ChatterboxLatamTTS:
         metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
         # Each adapter's base at the revision it was trained on (adapter.json); a base_model given is taken as given.
         bases = {adapter_base(m, base_model) for m in metadata.values()}
-        if any(not base for base, _, _ in bases):
+        if any(not base for base, *_ in bases):
             raise ValueError(f"{source} holds adapters without adapter.json: pass the base model they were trained on "
                              "(base_model=... / --base_model).")
         if len(bases) > 1:
             raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases, key=str)}: "
                              "load them one at a time.")
-        base, variant, base_revision = bases.pop()
-        checkpoint = resolve_checkpoint(base, variant=variant, revision=base_revision, t3_model=t3_model)
+        base, variant, base_revision, support_revision = bases.pop()
+        checkpoint = resolve_checkpoint(base, variant=variant, revision=base_revision, t3_model=t3_model,
+                                        support_revision=support_revision)
         for name, path in adapters.items():
             checkpoint.check_tokenizer(metadata[name].get("tokenizer"), f"The adapter {path}")
         tts = load_chatterbox(checkpoint, device)

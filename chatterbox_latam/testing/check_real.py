@@ -72,6 +72,8 @@ class CheckResult:
     passed: bool
     detail: str
     figures: dict[str, Any]
+    skipped: bool = False
+    """Not run on this data (the detail says why); it fails nothing."""
 
 
 def hub_unreachable(timeout: float = 10.0, environ: dict[str, str] | None = None) -> str | None:
@@ -371,13 +373,25 @@ def flow_loss(flow, batch: dict[str, Any], seeds: int = 8) -> float:
     return total / seeds
 
 
+def _by_speaker_in_turn(split, count: int) -> list[dict[str, Any]]:
+    """Up to `count` rows of `split`, one speaker after another (a prepared split is sorted by speaker)."""
+    by_speaker: dict[str, list[int]] = {}
+    for index, speaker in enumerate(split["speaker_id"]):
+        by_speaker.setdefault(speaker, []).append(index)
+    queues = list(by_speaker.values())
+    chosen = [queue[turn] for turn in range(max(map(len, queues), default=0)) for queue in queues
+              if turn < len(queue)][:count]
+    return list(split.select(chosen))
+
+
 def check_s3gen_speaker(flow, rows, t3) -> CheckResult:
     """S3Gen's training rows condition the flow on the right speaker: on one batch (`rows` with S3Gen features of at
     least two speakers), the flow loss with each row's own x-vector is lower than with another speaker's (the prompt
     is upstream's own: a prefix of the row's own mel, inside `compute_loss`)."""
     speakers = [row["speaker_id"] for row in rows]
     if len(set(speakers)) < 2:
-        raise ValueError("check_s3gen_speaker needs rows of at least two speakers.")
+        return CheckResult("S3Gen conditioning", True, "not checked: the clips hold one speaker, and the check "
+                           "compares speakers (pass --data with clips of two or more)", {}, skipped=True)
     batch = _collated(t3, rows, with_s3gen=True)
     # each row takes the x-vector of the next row of another speaker
     order = [next(j for k in range(1, len(rows)) if speakers[(j := (i + k) % len(rows))] != speakers[i])
@@ -442,8 +456,7 @@ def run_checks(base: str, t3_model: str | None, workdir: Path, data: str | None 
     train = tokenize_dataset(load_prepared(workdir / "data"), model.tts.tokenizer, "es")["train"]
     results.append(check_loss(model.tts.t3, train))
     if results[-1].passed:
-        usable = usable_rows(train)
-        rows = list(usable.select(range(min(8, len(usable)))))
+        rows = _by_speaker_in_turn(usable_rows(train), 8)
         results.append(check_layout(model.tts.t3, rows))
         if results[-1].passed:
             results.append(check_s3gen_speaker(model.tts.s3gen.flow, rows, model.tts.t3))
@@ -492,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir or tmp)
         results = run_checks(repo, t3_model, workdir, args.data, args.device)
     for result in results:
-        print(f"[{'pass' if result.passed else 'FAIL'}] {result.name}: {result.detail}")
+        print(f"[{'skip' if result.skipped else 'pass' if result.passed else 'FAIL'}] {result.name}: {result.detail}")
     print(json.dumps([asdict(r) for r in results], indent=2))
     return 0 if all(r.passed for r in results) and len(results) == CHECKS else 1
 

@@ -147,15 +147,17 @@ def _accent_subsets(dataset, recipe: Recipe) -> dict[str, Any]:
     return subsets
 
 
-def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
+def _audio_samples(dataset, recipe: Recipe, clips=None) -> list[dict[str, Any]]:
     """A few validation sentences with their reference audio (the prompt's clips joined, as preparation built the
     prompt), for the audio-sample callback and so for checkpoint selection: of speakers not in training where the
     validation split holds some (`validation_speakers`), else of trained speakers. Never the test split, which only
-    evaluation reads. Always the same rows, so evaluations compare."""
+    evaluation reads. Always the same rows, so evaluations compare. `clips`: the whole prepared dataset where
+    `dataset` is a part of it (one accent's rows): a reference's clips are looked up there."""
     count = recipe.logging.eval_audio_samples
     if count <= 0 or "validation" not in dataset or len(dataset["validation"]) == 0:
         return []
-    where = row_index(dataset)
+    clips = clips if clips is not None else dataset
+    where = row_index(clips)
     trained = set(dataset["train"]["speaker_id"])
     validation = dataset["validation"]
     if "prompt_source" in validation.column_names:  # a reference from other clips, never the row's own audio
@@ -169,7 +171,7 @@ def _audio_samples(dataset, recipe: Recipe) -> list[dict[str, Any]]:
                        "validation sentences of trained speakers (prepare with validation_speakers for unseen ones).")
     samples = []
     for row in validation.select(range(min(count, len(validation)))):
-        reference, reference_sr = reference_audio(dataset, where, row["prompt_ids"])
+        reference, reference_sr = reference_audio(clips, where, row["prompt_ids"])
         samples.append({**{k: row[k] for k in ("text", "text_tokens", "prompt_speech_tokens", "prompt_speaker_emb",
                                                 "accent", "speaker_id")},
                         "reference": reference, "reference_sr": reference_sr})
@@ -190,8 +192,8 @@ def _synthesizer(s3gen, generation):
 
     def synthesize(model: ChatterboxForTraining, sample: dict[str, Any]):
         t3 = model.t3
-        was_training = t3.training
-        t3.eval()
+        was_training = model.training
+        model.eval()
         s3gen.eval()
         try:
             device = t3.device
@@ -212,7 +214,7 @@ def _synthesizer(s3gen, generation):
                                   sample["reference_sr"], device=device)
             return tokens_to_wav(s3gen, tokens, ref, drop_last_token=generation.drop_last_token)
         finally:
-            t3.train(was_training)
+            model.train(was_training)  # what trains, and only that (`ChatterboxForTraining.train`)
 
     return synthesize
 
@@ -274,8 +276,8 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
             eval_split = usable_rows(subset["validation"]) if "validation" in subset else None
         left_out = len(subset["train"]) - len(train_split)
         if left_out:
-            logger.warning("%s: %d training rows left out (each a speaker's only clip, too short to lend its own "
-                           "prompt; see the preparation summary).", name, left_out)
+            logger.warning("%s: %d training rows left out (each a speaker's only clip, with no other clip to prompt "
+                           "it; see the preparation summary).", name, left_out)
         pool = PromptPool.from_split(train_split) if "reference_ids" in train_split.column_names else None
         collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
                                       hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen, prompts=pool,
@@ -287,7 +289,7 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
         callbacks = [PromptEpochCallback(collator)]
         listening = None
         if s3gen is not None and model.t3 is not None and eval_split is not None:
-            samples = _audio_samples(subset, recipe)
+            samples = _audio_samples(subset, recipe, dataset)
             if samples:
                 listening = AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
                                                  sample_rate=S3GEN_SR, score=recipe.logging.eval_audio_metrics,
@@ -307,7 +309,8 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
             raise ValueError(f"metric_for_best_model={best} needs evaluations: the prepared data has no validation "
                              "split (prepare with validation_size > 0).")
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
-                    "model_revision": checkpoint.revision, "tokenizer": checkpoint.tokenizer_record(),
+                    "model_revision": checkpoint.revision, "support_revision": checkpoint.support_revision,
+                    "tokenizer": checkpoint.tokenizer_record(),
                     "language": recipe.data.language, "accent": None if name == "shared" else name,
                     "dataset": recipe.data.input_path, "recipe": recipe_summary(recipe, len(subset["train"])),
                     "left_out_of_training": left_out, **preparation_settings(recipe)}
