@@ -64,7 +64,7 @@ demo: install
 	    --reference $(DEMO)/corpus/audio/speaker_003/audio_002.wav --output_dir $(DEMO)/generated --seed 0
 
 test: install
-	$(OFFLINE) $(PY) -m pytest -q tests
+	$(OFFLINE) $(PY) -m pytest -q --durations=25 tests
 
 # The same without the few whole-pipeline tests (marker `pipeline`): every stage on its own, in a fraction of the time.
 test-fast: install
