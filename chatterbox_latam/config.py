@@ -637,6 +637,10 @@ class EvalConfig(SynthesisConfig):
                 "0.5, 0.9) and cloning from 3, 6 and 10 s of reference, fine-tune and base (default: with all "
                 "metrics, the full evaluation).", "nargs": "?", "const": True})
     goals_sentences: int = field(default=6, metadata={"help": "Test sentences the goals are measured on."})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "Speech tokens each sentence may take, every system alike (default: synthesis's budget from the "
+                "text, up to 1000). A converged T3 stops well before; a cap bounds the time of an early checkpoint "
+                "that does not stop yet; the report states it."})
     cfg_weight: float = field(default=0.5, metadata={
         "help": "The fine-tune's classifier-free guidance weight (upstream's 0.5 by default). 0 decodes one "
                 "backbone row instead of two (exact, about twice as fast on a CPU); at another value than 0.5 the "
@@ -647,6 +651,9 @@ class EvalConfig(SynthesisConfig):
         unknown = sorted(set(self.metrics) - {*METRICS, "all"})
         if unknown:
             raise ValueError(f"metrics {unknown}: use any of {list(METRICS)}, or all.")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens}: give a positive number of speech tokens "
+                             "(25 per second), or leave it out for the budget from the text.")
         if self.protocol and self.goals:
             raise ValueError("--goals measures cloning against each sentence's recording, and a protocol's list has "
                              "none: run the goals in an evaluation without --protocol.")

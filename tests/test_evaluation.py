@@ -8,10 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from chatterbox_latam.config import EvalConfig
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint, load_test_items
 from chatterbox_latam.evaluation.metrics import normalize_spanish_for_wer
+
+
+CAP = 100
+"""Speech tokens per sentence (4 s): the untrained tiny T3 never stops, so every synthesis would run to the text's
+budget (up to 10 s here) and every metric would read that much more audio."""
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,7 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
 
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=test_data,
                                              output_dir=str(tmp_path), compare_base=True, max_samples=2,
-                                             goals_sentences=1),
+                                             goals_sentences=1, max_new_tokens=CAP),
                                   transcriber=transcriber)
     assert set(results["systems"]) == {"finetuned", "base", "ground_truth"}
     assert "microsoft/wavlm-base-plus-sv" in results["skipped"]["WavLM speaker similarity"]  # not on the local Hub
@@ -58,6 +64,9 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
     wer = f"{(1 + words[1]) / (words[0] + words[1]):.3f}"
     assert f"| wer_spanish | < 0.15 | {wer} FAIL | {wer} FAIL | {wer} |" in report
     assert "| speaker_sim | > 0.85 |" in report and "## Per accent" in report
+    assert f"capped at {CAP} speech tokens" in report and saved["max_new_tokens"] == CAP
+    for wav in (tmp_path / "audio" / "finetuned").glob("*.wav"):
+        assert sf.info(wav).duration <= CAP / 25 + 0.5
     for plot in ("per_accent.png", "distributions.png"):
         assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     assert len(list((tmp_path / "audio" / "finetuned").glob("*.wav"))) == 2
@@ -82,7 +91,7 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
 def test_seed_layout_test_data_offline_asr_and_fast_settings_beside_upstreams(adapter, corpus, tmp_path, hub):
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(corpus),
                                              output_dir=str(tmp_path), metrics=["wer", "mos"], max_samples=1,
-                                             mode="int4-wo", s3gen="meanflow"))
+                                             mode="int4-wo", s3gen="meanflow", max_new_tokens=CAP))
     assert "openai/whisper-large-v3" in results["skipped"]["WER/CER"]
     assert "mos" in results["systems"]["finetuned"]["aggregate"]
     assert "wer_spanish" not in results["systems"]["finetuned"]["aggregate"]
@@ -99,12 +108,17 @@ def test_guidance_off_is_scored_beside_upstreams_guidance(adapter, corpus, tmp_p
     beside it on the same sentence, voice and seed."""
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(corpus),
                                              output_dir=str(tmp_path), metrics=["rtf"], max_samples=1,
-                                             cfg_weight=0.0))
+                                             cfg_weight=0.0, max_new_tokens=CAP))
     assert results["cfg_weight"] == 0.0 and set(results["systems"]) >= {"finetuned", "finetuned_fp32"}
     (guided,) = (tmp_path / "audio" / "finetuned_fp32").glob("*.wav")
     unguided = tmp_path / "audio" / "finetuned" / guided.name
     assert unguided.read_bytes() != guided.read_bytes()
     assert "`finetuned` ran at T3 fp32, cfg_weight 0.0;" in (tmp_path / "report.md").read_text()
+
+
+def test_a_token_cap_that_is_not_positive_is_refused_before_any_model_loads():
+    with pytest.raises(ValueError, match=r"max_new_tokens 0: give a positive number of speech tokens"):
+        EvalConfig(checkpoint="adapter", test_data="data", output_dir="out", max_new_tokens=0)
 
 
 def test_adapter_loads_by_hub_repo_id(adapter, hub):
@@ -136,7 +150,7 @@ def test_more_systems_side_by_side_and_no_sentence_spoken_from_its_own_audio(ada
     (data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(data),
                                              output_dir=str(tmp_path / "eval"), metrics=["rtf"],
-                                             compare=[str(tiny_checkpoint)]))
+                                             compare=[str(tiny_checkpoint)], max_new_tokens=CAP))
     assert set(results["systems"]) == {"finetuned", tiny_checkpoint.name, "ground_truth"}
     assert results["n_sentences"] == 2 and results["sentences_without_reference"] == ["2"]
     assert "1 test sentences were left out" in (tmp_path / "eval" / "report.md").read_text()
@@ -175,7 +189,8 @@ def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched
         # short sentences: an untrained T3 decodes to its token budget, which grows with the text
         writer.writerows({**row, "transcript": "Hola."} for row in rows)
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(data),
-                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1))
+                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1,
+                                             max_new_tokens=CAP))
     assert set(results["systems"]) == {"finetuned", "finetuned_alignment_on", "ground_truth"}
     assert "alignment heuristics off" in results["decoding"]
     report = (tmp_path / "eval" / "report.md").read_text()
@@ -202,7 +217,8 @@ def test_a_dataset_without_a_test_split_is_refused_and_another_split_is_scored_k
     assert "Traceback" not in refused.stderr and not (tmp_path / "eval" / "results.json").exists()
 
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=str(no_test), split="validation",
-                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1))
+                                             output_dir=str(tmp_path / "eval"), metrics=["rtf"], max_samples=1,
+                                             max_new_tokens=CAP))
     assert results["split"] == "validation"
     first = (tmp_path / "eval" / "report.md").read_text().splitlines()[0]
     assert first.startswith("**Scored on the `validation` split, not a held-out test split**")

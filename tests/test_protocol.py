@@ -87,7 +87,8 @@ def test_evaluation_under_the_protocol(trained_adapter, corpus, tmp_path):
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(trained_adapter), test_data=str(corpus),
                                              output_dir=str(tmp_path / "eval"), metrics=["wer", "speaker_sim"],
                                              protocol="seed-tts-eval", sv_checkpoint=str(checkpoint),
-                                             max_samples=2, wavlm_model=""), transcriber=transcriber)
+                                             max_samples=2, wavlm_model="", max_new_tokens=100),
+                                  transcriber=transcriber)
     assert set(results["systems"]) == {"finetuned"}  # the list's sentences have no recording
     aggregate = results["systems"]["finetuned"]["aggregate"]
     assert aggregate["wer_seed_tts_eval"] == 0.5  # per sentence: (0 + 1) / 2, not the corpus rate

@@ -188,7 +188,7 @@ def test_merged_model_round_trip_with_evaluation_in_the_card(shared_adapter, pre
                 "--default_voice", str(reference_wav)).returncode == 0
     evaluate_checkpoint(EvalConfig(checkpoint=str(merged), test_data=str(Path(prepared[0].dataset_dir).parent),
                                    output_dir=str(tmp_path / "eval"), metrics=["speaker_sim", "mos", "rtf"],
-                                   max_samples=1))
+                                   max_samples=1, max_new_tokens=100))
     run = _run("push_to_hub.py", "--repo_id", "latam/tiny-merged", "--what", "merged", "--path", str(merged),
                "--results", str(tmp_path / "eval" / "results.json"), "--base_model_id", "ResembleAI/chatterbox")
     assert run.returncode == 0, run.stderr[-3000:]

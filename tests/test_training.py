@@ -126,7 +126,7 @@ def test_the_checkpoint_the_listening_scores_prefer_is_the_final_adapter_and_res
         heard.append((step, len(samples), all(len(w) > 0 for w in wavs)))
         return {"eval_speaker_sim": preference[step], "eval_dnsmos": 1.0}
 
-    common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "8", "--save_total_limit", "10",
+    common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "4", "--save_total_limit", "10",
               "--eval_audio_samples", "1", "--metric_for_best_model", "speaker_sim"]
     straight = tmp_path / "straight"
     run_finetune(_recipe(prepared, tiny_checkpoint, straight, *common), scorer=scorer)

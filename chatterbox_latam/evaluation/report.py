@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import TOKENS_PER_SECOND
 from .accent import accent_report, write_confusion_plot
 from .goals import goals_report, write_goal_plots
 
@@ -79,6 +80,10 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
                   "adapter among the checkpoint's per-accent adapters.", ""]
     if results.get("decoding"):
         lines += [f"Decoding: {results['decoding']}.", ""]
+    if results.get("max_new_tokens"):
+        cap = results["max_new_tokens"]
+        lines += [f"Every system's sentences were capped at {cap} speech tokens ({cap / TOKENS_PER_SECOND:g} s, "
+                  "`--max_new_tokens`): a sentence that had not stopped by then was cut there.", ""]
     lines += alignment_note(systems)
     if "finetuned_fp32" in systems:  # the fast settings beside upstream's, on the same sentences, voices and seeds
         cfg = results.get("cfg_weight", 0.5)
