@@ -48,6 +48,8 @@ $(STAMP): requirements.lock setup.cfg
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# The demo's evaluation caps each sentence at 150 speech tokens (6 s): the tiny model's T3, trained for a minute,
+# rarely says its stop token and would otherwise speak every sentence to the end of its text budget.
 demo: install
 	$(OFFLINE) $(PY) -m chatterbox_latam.testing.tiny_model --output_dir $(DEMO)/tiny_model
 	$(OFFLINE) $(PY) -m chatterbox_latam.testing.espeak_corpus --output_dir $(DEMO)/corpus \
@@ -57,7 +59,8 @@ demo: install
 	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
 	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
 	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \
-	    --output_dir $(DEMO)/eval --compare_base --s3gen meanflow --goals_sentences 2
+	    --output_dir $(DEMO)/eval --compare_base --s3gen meanflow --goals_sentences 2 \
+	    --max_new_tokens 150
 	$(OFFLINE) $(PY) training/merge.py --adapter $(DEMO)/checkpoints/final --output_dir $(DEMO)/merged \
 	    --default_voice $(DEMO)/corpus/audio/speaker_001/audio_001.wav
 	$(OFFLINE) $(PY) training/generate.py --model $(DEMO)/merged --texts examples/textos.txt \

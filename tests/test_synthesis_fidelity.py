@@ -119,6 +119,31 @@ def test_the_meanflow_decoder_ends_as_chatterbox_turbo_ends(meanflow_model, corp
     assert len(unpadded) == len(ours) and not np.allclose(unpadded, ours, atol=1e-3)
 
 
+def test_the_standard_decoder_is_upstreams_and_a_one_token_utterance_is_faded_not_refused(tiny_checkpoint, corpus):
+    """`tokens_to_wav` runs upstream's `S3Gen.inference` in its two steps: the same audio for an utterance; and
+    after a reference with an odd number of mel frames (one frame more than two a token, which `embed_ref` warns
+    of and keeps), an utterance of one token (a T3 that stopped at once) comes out one frame short, shorter than
+    upstream's fade-in: upstream fails on it, we fade what there is."""
+    from chatterbox_latam.synthesis.vocoder import tokens_to_wav, with_prompt
+
+    model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
+    ref = model.voice(sorted((corpus / "audio").rglob("*.wav"))[0]).gen
+    n = ref["prompt_token"].shape[1] - 1
+    odd = with_prompt(ref, ref["prompt_token"][:, :n], ref["prompt_feat"][:, : 2 * n + 1])
+    tokens = torch.arange(40, 60)
+    torch.manual_seed(0)
+    upstream = model.s3gen.inference(speech_tokens=tokens, ref_dict=odd)[0][0].numpy()
+    torch.manual_seed(0)
+    ours = tokens_to_wav(model.s3gen, tokens, odd, watermark=False)
+    np.testing.assert_allclose(ours, upstream, atol=1e-5)
+    one = tokens[:1]
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        model.s3gen.inference(speech_tokens=one, ref_dict=odd)
+    wav = tokens_to_wav(model.s3gen, one, odd, watermark=False)
+    assert 0 < len(wav) <= SAMPLES_PER_TOKEN
+    assert np.all(wav[: min(len(wav), len(model.s3gen.trim_fade) // 2)] == 0)  # the fade's silent first half
+
+
 def test_t3_prompt_is_as_long_as_the_training_prompts(tiny_checkpoint, tmp_path):
     """An adapter trained on 3 s prompts (adapter.json's max_prompt_seconds): T3's prompt is the S3 tokens of the
     reference's first 3 s tokenised alone, as preparation made the training prompts; other models keep upstream's

@@ -28,11 +28,12 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
         return np.zeros(0, dtype=np.float32)
     spoken = speech_tokens.numel()
     speech_tokens = with_silence_tail(s3gen, speech_tokens)
-    if flow is None or flow is s3gen:
-        wav, _ = s3gen.inference(speech_tokens=speech_tokens, ref_dict=ref_dict, n_cfm_timesteps=cfm_steps)
-    else:  # upstream's inference with the flow's mels from the copy
-        wav, _ = s3gen.hift_inference(flow_mels(flow, speech_tokens, ref_dict, cfm_steps))
-        wav[:, : len(s3gen.trim_fade)] *= s3gen.trim_fade
+    # upstream's `S3Gen.inference` in its two steps, so the flow may run on a copy at another precision and the
+    # fade-in against spill-over from the reference also fits an utterance shorter than the fade (one token)
+    mels = flow_mels(s3gen if flow is None else flow, speech_tokens, ref_dict, cfm_steps)
+    wav, _ = s3gen.hift_inference(mels.to(s3gen.dtype))
+    fade = s3gen.trim_fade[: wav.shape[1]]
+    wav[:, : len(fade)] *= fade
     wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
     if speech_tokens.numel() > spoken:  # the silence tail's audio
         wav = wav[: spoken * SAMPLES_PER_TOKEN]
