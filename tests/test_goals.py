@@ -40,10 +40,22 @@ def test_references_come_from_the_speakers_other_audio_never_the_sentence_itself
     available = sum(len(it.truth) for it in speaker[1:]) / item.sample_rate
     assert reference_of(items, item, 3.0)[1] == pytest.approx(3.0)  # real clips are joined up to the length
     assert reference_of(items, item, 1000.0)[1] >= available  # all of it, the sentence's own audio left out
-    own = item.truth[: item.sample_rate]
-    joined = reference_of(items, item, 1000.0)[0]
-    windows = np.lib.stride_tricks.sliding_window_view(joined, len(own))[:: item.sample_rate // 50]
-    assert not any(np.allclose(w, own) for w in windows)
+    for each in items:  # every sentence: the other items' references are joined from clips that include it
+        own = each.truth[: each.sample_rate]
+        joined = reference_of(items, each, 1000.0)[0]
+        windows = np.lib.stride_tricks.sliding_window_view(joined, len(own))[:: each.sample_rate // 50]
+        assert not any(np.allclose(w, own) for w in windows), each.id
+
+
+def test_a_folders_references_are_the_same_wherever_it_lies(corpus, tmp_path):
+    """The seeded order of a speaker's clips follows the speaker and file names, not the folder's path: a report
+    made from a copy elsewhere voices each sentence the same way."""
+    import shutil
+
+    copy = shutil.copytree(corpus, tmp_path / "elsewhere" / "corpus")
+    here, there = load_test_items(str(corpus)), load_test_items(str(copy))
+    assert [it.id for it in here] == [it.id for it in there]
+    assert all(np.array_equal(a.reference, b.reference) for a, b in zip(here, there))
 
 
 def test_the_full_evaluation_measures_the_goals_unless_told_otherwise():

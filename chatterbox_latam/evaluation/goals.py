@@ -87,25 +87,32 @@ def expressivity(synthesize: Callable[[Any, float], np.ndarray], items: Sequence
 
 
 def reference_of(items: Sequence[Any], item: Any, seconds: float) -> tuple[np.ndarray, float]:
-    """`seconds` of `item`'s speaker's other audio (their recordings and references, never the item's own
-    recording), joined in order with 0.2 s of silence; shorter when the speaker has less. Returns the audio and
-    its length in seconds."""
+    """`seconds` of `item`'s speaker's other audio, never the item's own recording: its own reference (joined from
+    the speaker's other clips), then the speaker's other recordings not already in it, with 0.2 s of silence
+    between; shorter when the speaker has less. Returns the audio and its length in seconds. The other items'
+    references are not used: each is joined from its speaker's clips and may hold this item's recording."""
     rate = item.sample_rate
-
-    def key(audio) -> tuple[int, float]:
-        return len(audio), round(float(np.abs(np.asarray(audio, np.float64)).sum()), 3)
-
-    pieces, seen = [], {key(item.truth)}  # another item's reference may be this item's own recording
+    reference = np.asarray(item.reference, np.float32)
+    pieces, seen = [reference, np.zeros(rate // 5, np.float32)], [item.truth]
     for other in items:
-        if other.speaker_id != item.speaker_id:
+        truth = other.truth
+        if (other.speaker_id != item.speaker_id or truth is None or holds(reference, truth)
+                or any(len(truth) == len(s) and np.array_equal(truth, s) for s in seen)):
             continue
-        for audio in (other.truth, other.reference):
-            if key(audio) not in seen:
-                seen.add(key(audio))
-                pieces += [np.asarray(audio, np.float32), np.zeros(rate // 5, np.float32)]
-    joined = np.concatenate(pieces[:-1]) if pieces else np.zeros(0, np.float32)
-    joined = joined[: int(seconds * rate)]
+        seen.append(truth)
+        pieces += [np.asarray(truth, np.float32), np.zeros(rate // 5, np.float32)]
+    joined = np.concatenate(pieces[:-1])[: int(seconds * rate)]
     return joined, len(joined) / rate
+
+
+def holds(audio: np.ndarray, clip: np.ndarray) -> bool:
+    """Whether `clip` appears, sample for sample, inside `audio` (a reference joined from clips)."""
+    if len(clip) == 0 or len(clip) > len(audio):
+        return False
+    for start in np.flatnonzero(audio[: len(audio) - len(clip) + 1] == clip[0]):
+        if np.array_equal(audio[start: start + len(clip)], clip):
+            return True
+    return False
 
 
 def cloning_by_reference_length(synthesize: Callable[[Any, np.ndarray], np.ndarray], items: Sequence[Any],

@@ -49,7 +49,8 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
     """Test sentences with their recordings and references, from a prepared dataset (its `test` split, or `split`
     when asked for knowingly) or a folder in the seed's layout. The reference is built as a user's arrives and as
     training's prompts are (`data.references`): the prepared prompt's clips joined, or in a folder the speaker's
-    other clips joined in a seeded order until they reach 6 s. A sentence whose speaker has no other clip is left
+    other clips joined until they reach 6 s, in an order seeded by the speaker and the file name (the same
+    references wherever the folder lies). A sentence whose speaker has no other clip is left
     out (its id appended to `skipped`): a reference is never the sentence's own audio."""
     from ..data.dataset import load_prepared, mono_samples, reference_audio, row_index
 
@@ -85,7 +86,7 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
                 continue
             if max_samples and len(items) >= max_samples:
                 continue  # counted above when it has no reference; beyond max_samples, not decoded
-            joined = take_until((clean(audio) for audio in seeded_order(others, f"reference:{row.audio}")),
+            joined = take_until((clean(audio) for audio in seeded_order(others, f"reference:{row.speaker_id}/{Path(row.audio).name}")),
                                 lambda wav: len(wav) / cleaning.sampling_rate, PROMPT_SECONDS)
             items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
                                   clean(row.audio), join_clips(joined, cleaning.sampling_rate),
