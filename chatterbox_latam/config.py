@@ -549,7 +549,7 @@ class SynthesisConfig:
                                                                            "is a GPU)."})
     mode: str = field(default="fp32", metadata={
         "help": "T3 precision: fp32 (exact: upstream's tokens), bf16, int8 / int8-wo / int4-wo (CPU), or auto (the "
-                "fastest that agrees with fp32 on this model; see README, Synthesis speed). evaluate.py scores a "
+                "fastest that agrees with fp32 on this model; see docs/speed.md). evaluate.py scores a "
                 "faster setting beside fp32.",
         "choices": [*MODES, "auto"]})
     s3gen: str = field(default="standard", metadata={

@@ -14,13 +14,13 @@ every step to test for the stop token. This decoder
   (`torch.ao.quantization.quantize_dynamic`, CPU only), int8 / int4 weights with bf16 activations (`int8-wo`,
   `int4-wo`, CPU), or the backbone on llama.cpp (`llamacpp-q4_0` / `llamacpp-q8_0`, CPU: `synthesis.engine`, fed
   the same embeddings, read by the same speech head and sampling). On CPU, fp32 decoding is bound by reading the
-  weights (see the README's figures): the bytes per weight, not loop overhead, are the lever there.
+  weights (see docs/speed.md for the figures): the bytes per weight, not loop overhead, are the lever there.
 
 Upstream's multilingual alignment heuristics (`AlignmentStreamAnalyzer`: suppress the stop token until the text
 has been read, force it on a long tail or repetition) run, as upstream runs them, for a multilingual T3 that has
 the layers they watch (`runs_alignment`), whenever one utterance is decoded (`alignment=False` turns them off).
 They read attention maps of layers 9, 12 and 13: those three layers run eager attention (upstream switches all of
-them), and the analyzer looks at every step on the host (see the README for the cost). They follow one
+them), and the analyzer looks at every step on the host (see docs/speed.md for the cost). They follow one
 utterance, so utterances decoded together (`fast_decode_batch`) go without them, and so does llama.cpp's backbone,
 which exposes no attention maps.
 """
