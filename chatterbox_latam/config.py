@@ -638,9 +638,9 @@ class EvalConfig(SynthesisConfig):
                 "metrics, the full evaluation).", "nargs": "?", "const": True})
     goals_sentences: int = field(default=6, metadata={"help": "Test sentences the goals are measured on."})
     max_new_tokens: int | None = field(default=None, metadata={
-        "help": "Speech tokens each sentence may take, every system alike (default: synthesis's budget from the "
-                "text, up to 1000). A converged T3 stops well before; a cap bounds the time of an early checkpoint "
-                "that does not stop yet; the report states it."})
+        "help": "The most speech tokens a sentence may take, every system alike: synthesis's budget from the text "
+                "(up to 1000), capped at this (default: no cap). A converged T3 stops well before; a cap bounds "
+                "the time of an early checkpoint that does not stop yet; the report states it."})
     cfg_weight: float = field(default=0.5, metadata={
         "help": "The fine-tune's classifier-free guidance weight (upstream's 0.5 by default). 0 decodes one "
                 "backbone row instead of two (exact, about twice as fast on a CPU); at another value than 0.5 the "

@@ -36,6 +36,10 @@ def test_token_budget_comes_from_the_text_the_model_reads(tiny_checkpoint, corpu
     wav = model.generate(MONEY, _reference(corpus), seed=0)
     # an untrained T3 draws some special tokens S3Gen drops; the rest is far past the raw text's budget
     assert wav.shape[1] > 1.5 * default_max_new_tokens(MONEY) * SAMPLES_PER_TOKEN
+    # a cap (evaluation's --max_new_tokens) shortens a long budget and never lengthens a short one
+    model.token_cap = 120
+    assert model.token_budget(MONEY) == 120
+    assert model.token_budget("Sí.") == default_max_new_tokens(text_for_model("Sí.")) < 120
 
 
 def test_reference_is_cleaned_as_training_clips_were(tiny_checkpoint, corpus, tmp_path):

@@ -123,7 +123,7 @@ def test_the_standard_decoder_is_upstreams_and_a_one_token_utterance_is_faded_no
     """`tokens_to_wav` runs upstream's `S3Gen.inference` in its two steps: the same audio for an utterance; and
     after a reference with an odd number of mel frames (one frame more than two a token, which `embed_ref` warns
     of and keeps), an utterance of one token (a T3 that stopped at once) comes out one frame short, shorter than
-    upstream's fade-in: upstream fails on it, we fade what there is."""
+    upstream's fade-in (upstream's `inference` fails on it): we fade what there is."""
     from chatterbox_latam.synthesis.vocoder import tokens_to_wav, with_prompt
 
     model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint)
@@ -137,8 +137,6 @@ def test_the_standard_decoder_is_upstreams_and_a_one_token_utterance_is_faded_no
     ours = tokens_to_wav(model.s3gen, tokens, odd, watermark=False)
     np.testing.assert_allclose(ours, upstream, atol=1e-5)
     one = tokens[:1]
-    with pytest.raises(RuntimeError, match="size of tensor"):
-        model.s3gen.inference(speech_tokens=one, ref_dict=odd)
     wav = tokens_to_wav(model.s3gen, one, odd, watermark=False)
     assert 0 < len(wav) <= SAMPLES_PER_TOKEN
     assert np.all(wav[: min(len(wav), len(model.s3gen.trim_fade) // 2)] == 0)  # the fade's silent first half

@@ -88,44 +88,32 @@ def expressivity(synthesize: Callable[[Any, float], np.ndarray], items: Sequence
 
 def reference_of(items: Sequence[Any], item: Any, seconds: float) -> tuple[np.ndarray, float]:
     """`seconds` of `item`'s speaker's other audio, never the item's own recording: its own reference (joined from
-    the speaker's other clips), then the speaker's other recordings not already in it, with 0.2 s of silence
-    between; shorter when the speaker has less. Returns the audio and its length in seconds. The other items'
-    references are not used: each is joined from its speaker's clips and may hold this item's recording."""
+    the speaker's other clips, `reference_ids`), then the speaker's other recordings among `items` that are not in
+    it, with 0.2 s of silence between; shorter when the speaker has less. Returns the audio and its length in
+    seconds. The other items' references are not used: they may hold this item's recording."""
     rate = item.sample_rate
-    reference = np.asarray(item.reference, np.float32)
-    pieces, seen = [reference, np.zeros(rate // 5, np.float32)], [item.truth]
+    pieces = [np.asarray(item.reference, np.float32)]
     for other in items:
-        truth = other.truth
-        if (other.speaker_id != item.speaker_id or truth is None or holds(reference, truth)
-                or any(len(truth) == len(s) and np.array_equal(truth, s) for s in seen)):
-            continue
-        seen.append(truth)
-        pieces += [np.asarray(truth, np.float32), np.zeros(rate // 5, np.float32)]
-    joined = np.concatenate(pieces[:-1])[: int(seconds * rate)]
+        if other.speaker_id == item.speaker_id and other.id != item.id and other.id not in item.reference_ids:
+            pieces += [np.zeros(rate // 5, np.float32), np.asarray(other.truth, np.float32)]
+    joined = np.concatenate(pieces)[: int(seconds * rate)]
     return joined, len(joined) / rate
 
 
-def holds(audio: np.ndarray, clip: np.ndarray) -> bool:
-    """Whether `clip` appears, sample for sample, inside `audio` (a reference joined from clips)."""
-    if len(clip) == 0 or len(clip) > len(audio):
-        return False
-    for start in np.flatnonzero(audio[: len(audio) - len(clip) + 1] == clip[0]):
-        if np.array_equal(audio[start: start + len(clip)], clip):
-            return True
-    return False
-
-
 def cloning_by_reference_length(synthesize: Callable[[Any, np.ndarray], np.ndarray], items: Sequence[Any],
-                                sample_rate: int, similarity: Similarity) -> dict[str, Any]:
-    """`synthesize(item, reference) -> wav` with references of each of `REFERENCE_SECONDS`; the similarity of
-    the result to the item's own recording, per length, overall and per accent, and the references' real
-    lengths."""
+                                sample_rate: int, similarity: Similarity,
+                                pool: Sequence[Any] | None = None) -> dict[str, Any]:
+    """`synthesize(item, reference) -> wav` with references of each of `REFERENCE_SECONDS`, taken from `pool`
+    (the whole test set; default `items`); the similarity of the result to the item's own recording, per length,
+    overall and per accent, and the references' real lengths."""
     from ..data.audio import resample
 
     rows = []
     for item in items:
+        longest, _ = reference_of(items if pool is None else pool, item, max(REFERENCE_SECONDS))
         for seconds in REFERENCE_SECONDS:
-            reference, actual = reference_of(items, item, seconds)
+            reference = longest[: int(seconds * item.sample_rate)]
+            actual = len(reference) / item.sample_rate
             wav = synthesize(item, reference)
             truth = resample(np.asarray(item.truth, np.float32), item.sample_rate, sample_rate)
             rows.append((item.accent, seconds, actual, wav, truth))

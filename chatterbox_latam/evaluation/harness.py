@@ -51,8 +51,8 @@ def spoken_accent(item: TestItem) -> str | None:
     return item.accent if item.accent in ACCENTS else None
 
 
-def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int, cfg_weight: float = 0.5,
-                   max_new_tokens: int | None = None) -> list[dict[str, Any]]:
+def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
+                   cfg_weight: float = 0.5) -> list[dict[str, Any]]:
     """Speaks every test sentence with its reference voice; records synthesis time and writes the WAVs."""
     from tqdm.auto import tqdm
 
@@ -61,8 +61,7 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
     for item in tqdm(items, desc=f"synthesise {out_dir.name}", unit="sentence"):
         start = time.perf_counter()
         wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed,
-                                     cfg_weight=cfg_weight, accent=spoken_accent(item),
-                                     max_new_tokens=max_new_tokens)
+                                     cfg_weight=cfg_weight, accent=spoken_accent(item))
         elapsed = time.perf_counter() - start
         write_wav(out_dir / f"{item.id}.wav", wav, synthesizer.sr)
         outputs.append({"wav": wav, "sr": synthesizer.sr, "synthesis_seconds": elapsed})
@@ -163,24 +162,29 @@ def load_system(source: str, config: EvalConfig, t3_model: str | None = None):
     t3_model = t3_model or config.t3_model
     if not Path(source).exists() and ":" in source:
         source, _, t3_model = source.partition(":")
-    return ChatterboxLatamTTS.from_pretrained(source, config.device, t3_model=t3_model)
+    return capped(ChatterboxLatamTTS.from_pretrained(source, config.device, t3_model=t3_model), config)
+
+
+def capped(model, config: EvalConfig):
+    """`model` with `--max_new_tokens` as its cap on every sentence's token budget (`token_cap`)."""
+    model.token_cap = config.max_new_tokens
+    return model
 
 
 def measure_goals(synthesizer, name: str, items: list[TestItem], seed: int, goals: dict[str, dict],
-                  max_new_tokens: int | None = None) -> None:
-    """The seed's goals (`goals.py`) for one system, at upstream's synthesis settings (T3 fp32, its own S3Gen):
-    the models are compared, not the speed settings."""
+                  pool: list[TestItem]) -> None:
+    """The seed's goals (`goals.py`) for one system on `items`, at upstream's synthesis settings (T3 fp32, its
+    own S3Gen): the models are compared, not the speed settings. Cloning references come from `pool` (the whole
+    test set)."""
     synthesizer.set_mode("fp32")
     synthesizer.set_s3gen()
     goals["expressivity"][name] = expressivity(
         lambda item, exaggeration: synthesizer.synthesize(item.text, item.reference, item.sample_rate,
-                                                          exaggeration=exaggeration, seed=seed,
-                                                          max_new_tokens=max_new_tokens),
+                                                          exaggeration=exaggeration, seed=seed),
         items, synthesizer.sr)
     goals["cloning"][name] = cloning_by_reference_length(
-        lambda item, reference: synthesizer.synthesize(item.text, reference, item.sample_rate, seed=seed,
-                                                       max_new_tokens=max_new_tokens),
-        items, synthesizer.sr, metrics.speaker_similarity)
+        lambda item, reference: synthesizer.synthesize(item.text, reference, item.sample_rate, seed=seed),
+        items, synthesizer.sr, metrics.speaker_similarity, pool)
 
 
 def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = None,
@@ -231,8 +235,9 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                               lambda: accent.load_accent_classifier(config.accent_model, config.device))
 
     systems: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    finetuned = ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device, base_model=config.base_model,
-                                                   mode=config.mode, t3_model=config.t3_model)
+    finetuned = capped(ChatterboxLatamTTS.from_pretrained(config.checkpoint, config.device,
+                                                          base_model=config.base_model, mode=config.mode,
+                                                          t3_model=config.t3_model), config)
     finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds, config.s3gen,
                         config.meanflow_model)
     finetuned.alignment = config.alignment_setting
@@ -244,9 +249,8 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                              "one of those accents.")
     else:
         without_adapter = []
-    cap = config.max_new_tokens
     systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed,
-                                          config.cfg_weight, cap)
+                                          config.cfg_weight)
     mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
     s3gen_changes = finetuned.s3gen_changes
     if mode != "fp32" or finetuned.s3gen_changes or config.cfg_weight != DEFAULT_CFG_WEIGHT:
@@ -254,17 +258,17 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         finetuned.set_mode("fp32")
         finetuned.set_s3gen()
         systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
-                                                   config.seed, max_new_tokens=cap)
+                                                   config.seed)
     if finetuned.alignment_matters():
         # the heuristics read attention maps the adapter changed: the other setting, same sentences and seed
         finetuned.alignment = not alignment
         name = f"finetuned_alignment_{'on' if finetuned.alignment else 'off'}"
         systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed,
-                                       config.cfg_weight, cap)
+                                       config.cfg_weight)
     goals: dict[str, dict[str, Any]] = {"expressivity": {}, "cloning": {}}
     if config.goals:
         finetuned.alignment = alignment
-        measure_goals(finetuned, "finetuned", items[: config.goals_sentences], config.seed, goals, cap)
+        measure_goals(finetuned, "finetuned", items[: config.goals_sentences], config.seed, goals, items)
     del finetuned
     base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
                                  if is_adapter_dir(config.checkpoint) else None)
@@ -274,10 +278,9 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     if config.compare_base or (config.goals and base):
         base_model = load_system(base, config, _adapter_t3_model(config.checkpoint))
         if config.compare_base:
-            systems["base"] = synthesize_all(base_model, items, output_dir / "audio" / "base", config.seed,
-                                             max_new_tokens=cap)
+            systems["base"] = synthesize_all(base_model, items, output_dir / "audio" / "base", config.seed)
         if config.goals:
-            measure_goals(base_model, "base", items[: config.goals_sentences], config.seed, goals, cap)
+            measure_goals(base_model, "base", items[: config.goals_sentences], config.seed, goals, items)
         del base_model
     elif config.goals:
         skipped["goals: base"] = ("the base is unknown (the checkpoint is not an adapter that names it): pass "
@@ -286,8 +289,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
         name = system_name(other)
         if name in systems:
             raise ValueError(f"--compare {other}: a system named {name!r} is already scored; compare it once.")
-        systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, config.seed,
-                                       max_new_tokens=cap)
+        systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, config.seed)
     if not config.protocol:  # a protocol's sentences have no recording
         systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
         truth_dir = output_dir / "audio" / "ground_truth"

@@ -42,6 +42,8 @@ class TestItem:
     """The sentence's recording (none for a protocol's list)."""
     reference: np.ndarray
     sample_rate: int
+    reference_ids: tuple[str, ...] = ()
+    """The ids of the clips `reference` is joined from (never this item's own)."""
 
 
 def load_test_items(test_data: str, max_samples: int | None = None, skipped: list[str] | None = None,
@@ -86,11 +88,11 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
                 continue
             if max_samples and len(items) >= max_samples:
                 continue  # counted above when it has no reference; beyond max_samples, not decoded
-            joined = take_until((clean(audio) for audio in seeded_order(others, f"reference:{row.speaker_id}/{Path(row.audio).name}")),
-                                lambda wav: len(wav) / cleaning.sampling_rate, PROMPT_SECONDS)
+            order = seeded_order(others, f"reference:{row.speaker_id}/{Path(row.audio).name}")
+            joined = take_until(order, lambda audio: len(clean(audio)) / cleaning.sampling_rate, PROMPT_SECONDS)
             items.append(TestItem(Path(row.audio).stem, row.text, row.speaker_id, row.accent or "",
-                                  clean(row.audio), join_clips(joined, cleaning.sampling_rate),
-                                  cleaning.sampling_rate))
+                                  clean(row.audio), join_clips([clean(a) for a in joined], cleaning.sampling_rate),
+                                  cleaning.sampling_rate, tuple(Path(a).stem for a in joined)))
     else:
         dataset = load_prepared(path)
         name = split or "test"
@@ -107,7 +109,7 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
             truth, sr = mono_samples(row["audio"])
             reference, ref_sr = reference_audio(dataset, where, row["prompt_ids"])
             items.append(TestItem(row["id"], row["raw_text"], row["speaker_id"], row["accent"], truth,
-                                  resample(reference, ref_sr, sr), sr))
+                                  resample(reference, ref_sr, sr), sr, tuple(row["prompt_ids"])))
     if not items:
         raise EvaluationDataError(f"No test sentences in {test_data}" + (
             f" whose speaker has another clip to take the voice from ({len(skipped)} left out)." if skipped else "."))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..constants import SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
-from .vocoder import flow_mels, with_prompt, with_silence_tail
+from .vocoder import fade_in, flow_mels, with_prompt, with_silence_tail
 
 MEL_OVERLAP = 8  # mel frames re-made at each seam (CosyVoice2's mel_cache_len)
 SAMPLES_PER_MEL = 480  # HiFT's hop at 24 kHz (50 mel frames per second, two per speech token)
@@ -98,10 +98,8 @@ class ChunkedVocoder:
         if not finished:
             self.cache = (new[:, :, -MEL_OVERLAP:], source[:, :, -self.overlap:], wav[:, -self.overlap:].clone())
             wav = wav[:, : -self.overlap]
-        if first:  # upstream's fade-in against spill-over from the reference clip
-            fade = self.s3gen.trim_fade
-            length = min(len(fade), wav.shape[1])
-            wav[:, :length] *= fade[:length]
+        if first:
+            fade_in(self.s3gen, wav)
         if tail:
             wav = wav[:, : max(0, wav.shape[1] - tail)]
         if finished and self.drop_last_token:  # the whole utterance ends where `tokens_to_wav` ends it

@@ -118,6 +118,10 @@ class ChatterboxLatamTTS:
         self._flows: dict[tuple, Any] = {}
         self._decoders: dict[str | None, Any] = {}
         self.set_s3gen()
+        self.token_cap: int | None = None
+        """A cap on each sentence's text budget (`token_budget`); None: no cap. A call's own `max_new_tokens` is
+        taken as given. Evaluation sets it (`--max_new_tokens`) to bound the time of a checkpoint that does not
+        stop yet."""
         self.batch_size = 1
         """Sentences `generate` decodes together (one T3 forward pass per step for all of them): more is faster in
         total, but goes without upstream's alignment heuristics, which follow one utterance (`decoding`)."""
@@ -604,8 +608,10 @@ class ChatterboxLatamTTS:
         return text_for_model(text, accent=accent, normalize=self.normalize_text)
 
     def token_budget(self, text: str, accent: str | None = None) -> int:
-        """Speech tokens one sentence may take (`default_max_new_tokens`), from the text T3 reads, not as written."""
-        return default_max_new_tokens(self.model_text(text, accent))
+        """Speech tokens one sentence may take (`default_max_new_tokens`), from the text T3 reads, not as written;
+        at most `token_cap`."""
+        budget = default_max_new_tokens(self.model_text(text, accent))
+        return budget if self.token_cap is None else min(budget, self.token_cap)
 
     def _text_tokens(self, text: str, accent: str | None, t3) -> torch.Tensor:
         """T3's text input for one sentence: normalised for the accent, tokenised, between start/stop tokens."""

@@ -28,18 +28,24 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
         return np.zeros(0, dtype=np.float32)
     spoken = speech_tokens.numel()
     speech_tokens = with_silence_tail(s3gen, speech_tokens)
-    # upstream's `S3Gen.inference` in its two steps, so the flow may run on a copy at another precision and the
-    # fade-in against spill-over from the reference also fits an utterance shorter than the fade (one token)
+    # upstream's `S3Gen.inference` in its two steps, so the flow may run on a copy at another precision
     mels = flow_mels(s3gen if flow is None else flow, speech_tokens, ref_dict, cfm_steps)
     wav, _ = s3gen.hift_inference(mels.to(s3gen.dtype))
-    fade = s3gen.trim_fade[: wav.shape[1]]
-    wav[:, : len(fade)] *= fade
+    fade_in(s3gen, wav)
     wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
     if speech_tokens.numel() > spoken:  # the silence tail's audio
         wav = wav[: spoken * SAMPLES_PER_TOKEN]
     if drop_last_token:
         wav = wav[: max(1, spoken - 1) * SAMPLES_PER_TOKEN]
     return apply_watermark(wav, sample_rate) if watermark else wav
+
+
+def fade_in(s3gen, wav: torch.Tensor) -> None:
+    """Upstream's fade-in against spill-over from the reference (`S3Gen.trim_fade`), in place on (1, samples), cut
+    to the audio's length: after a reference with an odd number of mel frames (which upstream's `embed_ref` keeps),
+    the audio comes out one frame short, and an utterance of one token is then shorter than the fade."""
+    fade = s3gen.trim_fade[: wav.shape[1]]
+    wav[:, : len(fade)] *= fade
 
 
 MEANFLOW_SILENCE_TOKENS = 3
