@@ -89,15 +89,14 @@ def expressivity(synthesize: Callable[[Any, float], np.ndarray], items: Sequence
 def reference_of(items: Sequence[Any], item: Any, seconds: float) -> tuple[np.ndarray, float]:
     """`seconds` of `item`'s speaker's other audio, never the item's own recording: its own reference (joined from
     the speaker's other clips, `reference_ids`), then the speaker's other recordings among `items` that are not in
-    it, with 0.2 s of silence between; shorter when the speaker has less. Returns the audio and its length in
-    seconds. The other items' references are not used: they may hold this item's recording."""
-    rate = item.sample_rate
-    pieces = [np.asarray(item.reference, np.float32)]
-    for other in items:
-        if other.speaker_id == item.speaker_id and other.id != item.id and other.id not in item.reference_ids:
-            pieces += [np.zeros(rate // 5, np.float32), np.asarray(other.truth, np.float32)]
-    joined = np.concatenate(pieces)[: int(seconds * rate)]
-    return joined, len(joined) / rate
+    it, joined as every reference is (`join_clips`); shorter when the speaker has less. Returns the audio and its
+    length in seconds. The other items' references are not used: they may hold this item's recording."""
+    from ..data.references import join_clips
+
+    others = [np.asarray(other.truth) for other in items if other.speaker_id == item.speaker_id
+              and other.id != item.id and other.id not in item.reference_ids]
+    joined = join_clips([np.asarray(item.reference), *others], item.sample_rate)[: int(seconds * item.sample_rate)]
+    return joined, len(joined) / item.sample_rate
 
 
 def cloning_by_reference_length(synthesize: Callable[[Any, np.ndarray], np.ndarray], items: Sequence[Any],
