@@ -39,7 +39,7 @@ LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAVA_BUILD=
 # The lock file is installed with --no-deps: it is the complete, resolved set (see requirements.in for why).
 # llama-cpp-python first and past pip's wheel cache: a wheel cached from an earlier build (other flags, another CPU)
 # would otherwise be reused as it is, whatever CMAKE_ARGS say.
-$(STAMP): requirements.lock setup.cfg
+$(STAMP): requirements.lock setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(LLAMA_CPP_BUILD) $(PY) -m pip install -q --no-deps --no-cache-dir --force-reinstall \

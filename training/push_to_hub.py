@@ -6,7 +6,7 @@
     python training/push_to_hub.py --repo_id USER/latam-speech --what dataset --path runs/demo/data
 
 Creates the repo if it is missing (--private to keep it private) and uploads in one commit, checkpoints and
-training state left out. The card (model card, adapter card or dataset card from the package's hub/templates/) carries the Hub
+training state left out. The card (model card, adapter card or dataset card from hub_cards/, shipped in the package) carries the Hub
 metadata, and for models a model-index filled from the evaluation's results.json (--results). Needs a token with
 write access (`hf auth login` or HF_TOKEN); if the push fails, the error says why and the local files stay as
 they are.

@@ -1,2 +1,2 @@
-"""Shipping to the Hugging Face Hub: cards rendered from the templates shipped in this package (`cards`,
-`templates/`) and pushes of datasets and models (`push`)."""
+"""Shipping to the Hugging Face Hub: cards rendered from the templates shipped with the package (`cards`,
+the repository's `hub_cards/`) and pushes of datasets and models (`push`)."""

@@ -1,6 +1,6 @@
-"""Hub cards rendered from the templates shipped in this package (`templates/`).
+"""Hub cards rendered from the templates shipped with the package (`hub_cards/`, `chatterbox_latam.hub_cards`).
 
-Cards are `huggingface_hub` `DatasetCard` / `ModelCard` objects rendered from the Jinja templates in `templates/`
+Cards are `huggingface_hub` `DatasetCard` / `ModelCard` objects rendered from the Jinja templates in `hub_cards/`
 with typed metadata (`DatasetCardData`, `ModelCardData` with a `model-index` built from the evaluation's
 results.json), validated by the Hub before anything is uploaded. A model push is one commit: the weights, the card
 and the evaluation report together.
@@ -15,7 +15,20 @@ from typing import Any
 from ..constants import ACCENT_NAMES, S3GEN_SR
 from ..data.dataset import summary_table
 
-CARDS_DIR = Path(__file__).resolve().parent / "templates"
+CARDS_PACKAGE = "chatterbox_latam.hub_cards"
+"""Where the card templates are: the repository's `hub_cards/`, which setup.py maps onto this package name (in an
+editable install and in a wheel alike)."""
+
+
+def card_template(name: str) -> str:
+    """The text of the card template `name` (e.g. 'model_card.md'), read through the package's resources."""
+    from importlib import resources
+
+    try:
+        return (resources.files(CARDS_PACKAGE) / name).read_text(encoding="utf-8")
+    except ModuleNotFoundError as error:
+        raise HubError(f"The card templates ({CARDS_PACKAGE}, the repository's hub_cards/) are not installed: "
+                       "reinstall the package (`make install`, or `pip install -e .` in a checkout).") from error
 
 # Licences of the sources the project reads (OpenSLR's Latin-American sets are CC BY-SA 4.0; Common Voice CC0).
 SOURCE_LICENSES = {"openslr": "cc-by-sa-4.0", "commonvoice": "cc0-1.0"}
@@ -48,7 +61,7 @@ def render_dataset_card(summary: dict[str, Any], repo_id: str, settings: dict[st
     )
     return DatasetCard.from_template(
         card_data,
-        template_path=str(CARDS_DIR / "dataset_card.md"),
+        template_str=card_template("dataset_card.md"),
         pretty_name=card_data.pretty_name,
         repo_id=repo_id,
         summary_table=summary_table(summary),
@@ -133,7 +146,7 @@ def eval_results(results: dict[str, Any], dataset_id: str | None, system: str = 
 def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str, Any] | None = None,
                       base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit",
                       files: tuple[str, list[tuple[Path, str]]] | None = None):
-    """The card of a merged model or of adapters, with metadata the Hub indexes (see `templates/model_card.md`)."""
+    """The card of a merged model or of adapters, with metadata the Hub indexes (see `hub_cards/model_card.md`)."""
     import logging
 
     from huggingface_hub import ModelCard, ModelCardData
@@ -188,7 +201,7 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
         merge_check_text = f"{worst:.1e} relative difference on probe inputs (tolerance {check['tolerance']:.0e})"
     return ModelCard.from_template(
         card_data,
-        template_path=str(CARDS_DIR / "model_card.md"),
+        template_str=card_template("model_card.md"),
         kind=kind,
         model_name=model_name,
         repo_id=repo_id,
