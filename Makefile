@@ -16,7 +16,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_
 
 PORT ?= 7860
 
-.PHONY: install system demo test test-fast space check-real lock benchmark-prepare benchmark-training benchmark-synthesis benchmark-quantized clean-demo
+.PHONY: install system demo test test-fast docs space check-real lock benchmark-prepare benchmark-training benchmark-synthesis benchmark-quantized clean-demo
 
 install: system $(STAMP)
 
@@ -72,6 +72,12 @@ test: install
 # The same without the few whole-pipeline tests (marker `pipeline`): every stage on its own, in a fraction of the time.
 test-fast: install
 	$(OFFLINE) $(PY) -m pytest -q -m "not pipeline" tests
+
+# The manual as a site (mkdocs-material) in site/, which git ignores. --strict: a broken link or anchor, a page left out
+# of the nav, a config field without a help text or an API name that does not import fails the build.
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about mkdocs 2 (requirements.in keeps mkdocs below 2).
+docs: install
+	$(OFFLINE) NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Do training and inference read the real weights right? Downloads BASE (v2, v3, es-mx-latam, es-es) and checks
 # decoding against upstream, the pretrained loss, five LoRA steps, a merge and one sentence; needs the Hub (and is
