@@ -84,7 +84,25 @@ class PromptPool:
 
 @dataclass
 class ChatterboxCollator:
-    """Pads text and speech tokens (adding T3's start/stop tokens), pads prompts, stacks the conditioning."""
+    """Pads text and speech tokens (adding T3's start/stop tokens), pads prompts, stacks the conditioning.
+
+    Called with a list of prepared rows, it returns a dict of tensors: `text_tokens`, `speech_tokens`,
+    `prompt_speech_tokens` with their `*_lens`, `speech_loss_lens`, `speaker_emb`, `emotion_adv`, and with
+    `with_s3gen` the mel, S3 tokens and x-vector S3Gen's flow loss takes (the module docstring has an example).
+
+    Args:
+        start_text: T3's start-of-text token id.
+        stop_text: T3's end-of-text token id.
+        start_speech: T3's start-of-speech token id.
+        stop_speech: T3's end-of-speech token id.
+        with_s3gen: Also batch S3Gen's features (`speech_feat`, `s3_tokens`, `xvector`).
+        emotion_adv: The exaggeration every row is conditioned on (upstream's default 0.5).
+        prompts: Training clips to draw prompts from each epoch; rows not in it (validation) keep their
+            prepared prompt.
+        uncond_fraction: Share of training rows shown as CFG's unconditional branch.
+        seed: Seeds the prompt and unconditional draws, with the epoch and the row id.
+        epoch: The epoch the draws are for (`PromptEpochCallback` sets it at each epoch's start).
+    """
 
     start_text: int
     stop_text: int

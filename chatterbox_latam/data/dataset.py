@@ -70,7 +70,19 @@ PROMPT_LABELS = {"other": "other clips of the speaker", "tail": "the clip's own 
 
 
 def load_prepared(prepared_dir: str | os.PathLike):
-    """The prepared `DatasetDict` written by `prepare_dataset`."""
+    """The prepared dataset, as `prepare_dataset` wrote it.
+
+    Args:
+        prepared_dir: The preparation's output folder (`data.prepared_dir`), or its `dataset/` folder.
+
+    Returns:
+        A `datasets.DatasetDict` with the `train`, `validation` and `test` splits that preparation drew (map-style,
+        Arrow on disk).
+
+    Raises:
+        FileNotFoundError: No prepared dataset is there (the message says how to prepare one).
+        ValueError: The folder holds another layout of prompt columns; prepare it again (the cache is reused).
+    """
     import datasets
 
     path = Path(prepared_dir)

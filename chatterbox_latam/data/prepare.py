@@ -108,6 +108,14 @@ class Prompt:
 
 @dataclass
 class PrepareResult:
+    """What `prepare_dataset` made.
+
+    Attributes:
+        dataset_dir: The prepared `DatasetDict` (`load_prepared` reads it; training reads the folder above it).
+        summary: What `summary.json` holds: clips in, kept, rejected by reason, splits, sentence groups, prompts,
+            hours per accent and per speaker.
+    """
+
     dataset_dir: Path
     summary: dict[str, Any]
 
@@ -595,6 +603,22 @@ def sentence_groups(clips: list[Clip]) -> dict[str, list[Clip]]:
 
 
 def prepare_dataset(model_config: ModelConfig, data_config: DataConfig, progress: bool = True) -> PrepareResult:
-    """Runs the whole preparation (see the module docstring) and returns the dataset folder and the summary."""
+    """Turns raw clips into the prepared feature dataset training reads.
+
+    Runs the whole preparation (see the module docstring): rows validated (rejects to `rejected.jsonl` with their
+    reason), audio cleaned, text normalised, features extracted with the base's own encoders, splits drawn by
+    sentence, prompts built as a user's reference arrives. Everything is cached by content, so a rerun or a
+    killed run recomputes nothing done.
+
+    Args:
+        model_config: The base checkpoint whose encoders extract the features (its `base_model`, and
+            `train_s3gen` for S3Gen's mel and x-vector).
+        data_config: Where the data comes from (`input_path`, `format`, the column names), where it goes
+            (`prepared_dir`) and how it is cleaned and split.
+        progress: Show progress bars.
+
+    Returns:
+        The dataset folder and the summary.
+    """
     return Preparer(model_config, data_config, progress=progress).run()
 

@@ -480,5 +480,24 @@ def summary_table(summary: dict[str, Any]) -> str:
 def segment_recordings(config: SegmentConfig, transcriber: Transcriber | None = None,
                        aligner: CtcAligner | None = None, diarizer: Diarizer | None = None,
                        progress: bool = True) -> dict[str, Any]:
-    """Runs the whole segmentation (see the module docstring) and returns the summary."""
+    """Cuts long recordings into clips with their text, in the folder layout `prepare_data.py` reads.
+
+    Runs the whole segmentation (see the module docstring): speech found by the VAD, cuts in pauses, each clip's
+    text from the ASR, the aligned transcript or the read script, every rejected stretch written to
+    `rejected.jsonl` with its reason. A rerun recomputes nothing already done.
+
+    Args:
+        config: The recordings, where their text comes from, the output folder and every threshold (a recipe's
+            `segmentation:` section, or `segment_recordings.py`'s flags).
+        transcriber: The ASR to use instead of loading `config.asr_model` (anything with `words(wav)` and
+            `confidence(wav, text)`, as `transcribe.WhisperTranscriber`).
+        aligner: The forced aligner to use instead of loading `config.aligner_model` (`transcribe.CtcAligner`).
+        diarizer: Who speaks when, `(wav) -> [(turn, speaker label)]`, instead of loading `config.diarization_model`
+            (only with `speakers="diarize"`).
+        progress: Show a progress bar.
+
+    Returns:
+        The summary `summary.md` is written from: recordings, hours in and kept, clips, rejections by reason and
+        per speaker (`summary_table` renders it).
+    """
     return Segmenter(config, transcriber, aligner, diarizer, progress).run()

@@ -194,6 +194,20 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
     `transcriber` replaces the ASR model (a callable `(wavs, sample_rate) -> texts`) and `classifier` the accent
     classifier (`accent.load_accent_classifier`'s kind, with its class `labels`); by default the `asr_model` and
     `accent_model` checkpoints are loaded, and one that cannot be is skipped with the reason in the report.
+
+    Args:
+        config: The systems (`checkpoint`, `compare_base`, `compare`), the test data, the metrics and their models,
+            the synthesis settings and the output folder (`training/evaluate.py`'s flags).
+        transcriber: The ASR, `(wavs, sample_rate) -> texts`, instead of loading `config.asr_model`.
+        classifier: The accent classifier instead of loading `config.accent_model`.
+
+    Returns:
+        What `results.json` holds: per system its samples and aggregates (overall, per accent), the settings, the
+        skipped metrics with their reasons; `report.md`, the plots and the audio are written beside it.
+
+    Raises:
+        EvaluationDataError: The test data has no usable test split or sentences (the message names what it has).
+        ValueError: Systems that cannot be scored together (a base that cannot be found, a system named twice).
     """
     from ..models.lora import is_adapter_dir, read_adapter_metadata
     from ..synthesis.tts import ChatterboxLatamTTS

@@ -56,7 +56,19 @@ SAMPLE = """<div class="s" data-sample="{name}"><b>{number}.</b> {text}<br>
 
 
 def prepare_listening_test(eval_dir: str | Path, output_dir: str | Path, seed: int = 0) -> Path:
-    """Writes the blinded samples, `index.html` and `key.csv` to `output_dir`; returns the page's path."""
+    """Writes a blinded listening test from an evaluation's audio: shuffled samples, a page to rate them, the key.
+
+    Args:
+        eval_dir: An evaluation's output folder (`results.json` and `audio/<system>/`).
+        output_dir: Where `audio/`, `index.html` and `key.csv` go; give listeners the first two only.
+        seed: Seeds the shuffle.
+
+    Returns:
+        The path of `index.html`: listeners open it, rate each sample 1-5 and download their ratings as CSV.
+
+    Raises:
+        ValueError: The evaluation folder holds no audio.
+    """
     eval_dir, output_dir = Path(eval_dir), Path(output_dir)
     results = json.loads((eval_dir / "results.json").read_text(encoding="utf-8"))
     texts = {s["id"]: s["text"] for system in results["systems"].values() for s in system["samples"]}
@@ -82,7 +94,19 @@ def prepare_listening_test(eval_dir: str | Path, output_dir: str | Path, seed: i
 
 
 def score_listening_test(key_csv: str | Path, ratings: list[str | Path]) -> dict[str, dict[str, float]]:
-    """MOS per system: mean, 95% CI half-width (Student's t), number of ratings and of raters."""
+    """MOS per system from the listeners' ratings.
+
+    Args:
+        key_csv: The `key.csv` that `prepare_listening_test` wrote.
+        ratings: The listeners' downloaded CSV files.
+
+    Returns:
+        Per system: `mos` (the mean), `ci95` (the 95% confidence interval's half-width, Student's t), `ratings`
+        and `raters` (how many).
+
+    Raises:
+        ValueError: A rating names an unknown sample or a score outside 1-5.
+    """
     from scipy import stats
 
     with open(key_csv, encoding="utf-8") as handle:

@@ -43,7 +43,19 @@ def _size_category(n: int) -> str:
 
 def render_dataset_card(summary: dict[str, Any], repo_id: str, settings: dict[str, Any] | None = None,
                         source_format: str | None = None, license: str | None = None):
-    """The prepared dataset's card: metadata (language es, accents, licence, size, task) and a readable summary."""
+    """The prepared dataset's card: metadata (language es, accents, licence, size, task) and a readable summary.
+
+    Args:
+        summary: The preparation's `summary.json`.
+        repo_id: The dataset's repo id, named in the card's loading example.
+        settings: The preparation's `settings.json` (how the data was cleaned and split).
+        source_format: The preparation's `format`: sets the default licence (`openslr`: CC BY-SA 4.0,
+            `commonvoice`: CC0).
+        license: The licence id, over the source's.
+
+    Returns:
+        A `huggingface_hub.DatasetCard`, rendered from `hub_cards/dataset_card.md`.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     settings = settings or {}
@@ -146,7 +158,21 @@ def eval_results(results: dict[str, Any], dataset_id: str | None, system: str = 
 def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str, Any] | None = None,
                       base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit",
                       files: tuple[str, list[tuple[Path, str]]] | None = None):
-    """The card of a merged model or of adapters, with metadata the Hub indexes (see `hub_cards/model_card.md`)."""
+    """The card of a merged model or of adapters, with metadata the Hub indexes (see `hub_cards/model_card.md`).
+
+    Args:
+        folder: The merged model or adapter folder the card describes.
+        repo_id: The repo it goes to, named in the card's loading example.
+        results: An evaluation's `results.json`: the card's table and `model-index`.
+        base_model_id: The card's `base_model` (default: the one the folder records).
+        dataset_id: The card's `datasets` entry.
+        license: The licence id.
+        files: `model_files(folder)`, when already listed.
+
+    Returns:
+        A `huggingface_hub.ModelCard` with `language: es`, `pipeline_tag: text-to-speech`, `base_model` and
+        `base_model_relation`, the accents as tags, and the evaluation's figures.
+    """
     import logging
 
     from huggingface_hub import ModelCard, ModelCardData

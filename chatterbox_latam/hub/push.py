@@ -45,6 +45,18 @@ def push_prepared_dataset(prepared_dir: str | os.PathLike, repo_id: str, private
 
     The card is written to `<prepared_dir>/README.md` as well. `datasets` writes its own README with the
     `configs` / `dataset_info` metadata the loader needs; the project's card keeps that metadata and adds its own.
+
+    Args:
+        prepared_dir: The preparation's output folder (its `dataset/`, `summary.json` and `settings.json`).
+        repo_id: The Hub dataset repo (`USER/NAME`), created when missing.
+        private: Create the repo as private.
+
+    Returns:
+        The dataset's URL on the Hub.
+
+    Raises:
+        HubError: No token, no network or a refusal from the Hub; the message says what to do, and nothing local
+            is changed.
     """
     from huggingface_hub import DatasetCard, HfApi
 
@@ -71,8 +83,27 @@ def push_model(folder: str | os.PathLike, repo_id: str, private: bool = False, r
                base_model_id: str | None = None, dataset_id: str | None = None, license: str = "mit",
                expected_kind: str | None = None) -> str:
     """Pushes a merged model or adapters with their card (and the evaluation's results.json / report.md under
-    `evaluation/`) in one commit; returns the repo URL. The card is also written to `<folder>/README.md`.
-    `expected_kind` ("merged" / "adapter"): refuse a folder that holds the other kind."""
+    `evaluation/`) in one commit. The card is also written to `<folder>/README.md`.
+
+    Args:
+        folder: A merged model folder, an adapter folder, or a folder of per-accent adapters (`mx/`, `ar/`, ...);
+            checkpoints and training state are left out.
+        repo_id: The Hub model repo (`USER/NAME`), created when missing.
+        private: Create the repo as private.
+        results_path: An evaluation's `results.json`: its figures go into the card's table and `model-index`, and
+            it and `report.md` beside it are uploaded under `evaluation/`.
+        base_model_id: The card's `base_model` (default: the one the folder records).
+        dataset_id: The card's `datasets` entry.
+        license: The card's licence.
+        expected_kind: `merged` or `adapter`: refuse a folder that holds the other kind.
+
+    Returns:
+        The repo's URL on the Hub.
+
+    Raises:
+        HubError: The folder is of the other kind, or the Hub cannot be reached or refuses; the message says what
+            to do, and nothing local is changed.
+    """
     from huggingface_hub import CommitOperationAdd, HfApi
 
     folder = Path(folder)

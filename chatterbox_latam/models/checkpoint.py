@@ -43,7 +43,15 @@ class CheckpointNotFoundError(FileNotFoundError):
 
 @dataclass
 class Checkpoint:
-    """A checkpoint resolved to local files."""
+    """A checkpoint resolved to local files (`resolve_checkpoint` makes them).
+
+    Attributes:
+        source: The repo id or folder asked for.
+        directory: The local folder holding the files (a Hub snapshot, or the folder itself).
+        layout: Which published file layout the files follow (`constants.LAYOUTS`).
+        paths: Each part's file (`t3`, `s3gen`, `ve`, `tokenizer`, `conds` when there is a default voice).
+        config: The `config.json` beside the weights (reduced sizes, a merged model's record); empty without one.
+    """
 
     source: str
     directory: Path
@@ -191,6 +199,20 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, variant: str | None = No
     `revision` (a branch, tag or commit of a Hub repo) is recorded as the commit it resolved to
     (`Checkpoint.revision`); a local folder has none. `support_revision`: the same for a pack's support repo
     (`Checkpoint.support_revision`; default its newest).
+
+    Args:
+        name_or_path: A Hub repo id (`ResembleAI/chatterbox`, a language pack, a merged model) or a local folder.
+        variant: The layout to take from a repo that holds several (`constants.LAYOUTS`); default: recognised.
+        revision: A branch, tag or commit of a Hub repo.
+        t3_model: `v2` or `v3`: which T3 of `ResembleAI/chatterbox`.
+        support_revision: The commit of a language pack's support repo to take its missing files from.
+
+    Returns:
+        The files, their layout and where each came from.
+
+    Raises:
+        CheckpointNotFoundError: The folder does not exist or lacks a file its layout needs, or the repo cannot
+            be downloaded (offline: the message says how to point to a local copy).
     """
     variant = layout_name(variant, t3_model)
     source = str(name_or_path)

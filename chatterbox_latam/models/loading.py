@@ -172,7 +172,18 @@ def load_chatterbox(name_or_path: "str | os.PathLike | Checkpoint", device: str 
                     variant: str | None = None, t3_model: str | None = None):
     """The whole upstream `ChatterboxMultilingualTTS` (or `ChatterboxTTS`) from any checkpoint this module resolves
     (or from an already resolved `Checkpoint`). A merged model whose tokenizer is not the one its config.json
-    records (the base's it was merged with) gets a warning naming both."""
+    records (the base's it was merged with) gets a warning naming both.
+
+    Args:
+        name_or_path: A Hub repo id or local folder in any layout `resolve_checkpoint` reads, or a `Checkpoint`.
+        device: Where the model runs.
+        variant: The layout to take from a repo that holds several.
+        t3_model: `v2` or `v3`: which T3 of `ResembleAI/chatterbox`.
+
+    Returns:
+        Upstream's `ChatterboxMultilingualTTS` (or `ChatterboxTTS` for the English layout), with the checkpoint's
+        default voice when it has one. `ChatterboxLatamTTS` wraps it for synthesis.
+    """
     if isinstance(name_or_path, Checkpoint):
         checkpoint = name_or_path
     else:

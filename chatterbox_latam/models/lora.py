@@ -133,6 +133,17 @@ def apply_adapters(tts, adapter_dir: str | Path, adapter_name: str = "default"):
 
     Called again with another `adapter_name` it adds that adapter beside the first (PEFT multi-adapter), so several
     accents share one base in memory; `set_adapter(name)` on `tts.t3` / `tts.s3gen.flow` switches between them.
+
+    Args:
+        tts: The loaded upstream model, as `loading.load_chatterbox` returns it.
+        adapter_dir: An adapter folder (`t3/` and/or `s3gen/` with `adapter_config.json`, as training saves them).
+        adapter_name: The name PEFT keeps the adapter under.
+
+    Returns:
+        `tts`, its T3 and/or S3Gen flow wrapped in `PeftModel`s, in eval mode.
+
+    Raises:
+        ValueError: The adapters already loaded adapt other parts (T3, S3Gen) than this one.
     """
     from peft import PeftModel
 

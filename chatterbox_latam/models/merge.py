@@ -59,6 +59,16 @@ class MergeError(RuntimeError):
 
 @dataclass
 class MergeResult:
+    """What `merge_adapter` wrote.
+
+    Attributes:
+        output_dir: The standalone model folder (`ChatterboxLatamTTS.from_pretrained` loads it).
+        accent: The adapter's accent, when it was trained for one.
+        check: The relative difference between the fp32 merged model and the adapter model on the probe inputs,
+            per output (T3's speech logits, S3Gen's flow mel); config.json records it, and any cast's.
+        upstream_layout: Whether upstream's `ve.pt` / `s3gen.pt` / `conds.pt` were written too.
+    """
+
     output_dir: Path
     accent: str | None
     check: dict[str, float]
