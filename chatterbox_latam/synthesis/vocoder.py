@@ -8,6 +8,7 @@ import functools
 import numpy as np
 import torch
 
+from ..compat import hift_inference, reference_fade
 from ..constants import S3GEN_MODES, S3GEN_SR, SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
 
 
@@ -30,7 +31,7 @@ def tokens_to_wav(s3gen, speech_tokens: torch.Tensor, ref_dict: dict, watermark:
     speech_tokens = with_silence_tail(s3gen, speech_tokens)
     # upstream's `S3Gen.inference` in its two steps, so the flow may run on a copy at another precision
     mels = flow_mels(s3gen if flow is None else flow, speech_tokens, ref_dict, cfm_steps)
-    wav, _ = s3gen.hift_inference(mels.to(s3gen.dtype))
+    wav, _ = hift_inference(s3gen, mels.to(s3gen.dtype))
     fade_in(s3gen, wav)
     wav = wav.squeeze(0).detach().cpu().numpy().astype(np.float32)
     if speech_tokens.numel() > spoken:  # the silence tail's audio
@@ -44,7 +45,7 @@ def fade_in(s3gen, wav: torch.Tensor) -> None:
     """Upstream's fade-in against spill-over from the reference (`S3Gen.trim_fade`), in place on (1, samples), cut
     to the audio's length: after a reference with an odd number of mel frames (which upstream's `embed_ref` keeps),
     the audio comes out one frame short, and an utterance of one token is then shorter than the fade."""
-    fade = s3gen.trim_fade[: wav.shape[1]]
+    fade = reference_fade(s3gen)[: wav.shape[1]]
     wav[:, : len(fade)] *= fade
 
 
@@ -66,12 +67,31 @@ def with_silence_tail(s3gen, speech_tokens: torch.Tensor) -> torch.Tensor:
 
 
 def flow_mels(flow, speech_tokens: torch.Tensor, ref_dict: dict, cfm_steps: int | None) -> torch.Tensor:
-    """S3Gen's flow (`flow_inference`) at the copy's precision; fp32 mels for the vocoder."""
+    """S3Gen's flow (`flow_inference`) at the copy's precision; fp32 mels for the vocoder.
+
+    Upstream's `S3Token2Mel.forward` casts every tensor of the reference to the model's dtype, in the dict it is
+    given: the prompt's speech token ids too. So fp32 gets a copy of the dict (the caller's, often a cached
+    reference, keeps its integer ids), and a copy at another precision is called as `flow_inference` calls it with
+    the ids and lengths kept integers and only the features cast: bf16 holds integers exactly only up to 256 (ids up
+    to 6560 came out rounded to a multiple of 16 or 32: another prompt). The meanflow decoder's noise is drawn in fp32
+    and cast, so a seed gives the numbers fp32 starts from; the CFM's own draw (`randn_like` of its input, over the
+    prompt too) is at the copy's precision, which on a CPU gives other numbers than fp32 for the same seed."""
     dtype = flow.dtype
-    if dtype != torch.float32:
-        ref_dict = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ref_dict.items()}
-    return flow.flow_inference(torch.atleast_2d(speech_tokens), ref_dict=ref_dict, n_cfm_timesteps=cfm_steps,
-                               finalize=True).float()
+    speech_tokens = torch.atleast_2d(speech_tokens)
+    if dtype == torch.float32:
+        return flow.flow_inference(speech_tokens, ref_dict=dict(ref_dict), n_cfm_timesteps=cfm_steps,
+                                   finalize=True).float()
+    ref_dict = {k: v.to(flow.device, torch.long if k.endswith(("token", "_len")) else dtype) if torch.is_tensor(v)
+                else v for k, v in ref_dict.items()}
+    speech_tokens = speech_tokens.to(flow.device)
+    noise = None
+    if flow.meanflow:  # as `flow_inference` draws it, in fp32: the numbers an fp32 flow starts from
+        noise = torch.randn(1, 80, speech_tokens.size(-1) * 2, device=flow.device).to(dtype)
+    lengths = torch.tensor([speech_tokens.shape[1]], device=flow.device)
+    mels, _ = flow.flow.inference(token=speech_tokens, token_len=lengths, finalize=True, noised_mels=noise,
+                                  n_timesteps=cfm_steps or (2 if flow.meanflow else 10), meanflow=flow.meanflow,
+                                  **ref_dict)
+    return mels.float()
 
 
 def with_prompt(ref_dict: dict, tokens: torch.Tensor, mels: torch.Tensor) -> dict:
