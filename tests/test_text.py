@@ -72,3 +72,42 @@ def test_iso_currency_codes_after_amounts_are_spoken(raw, expected):
 )
 def test_phone_numbers_are_read_as_digit_groups(raw, expected):
     assert normalize_spanish(raw, accent="mx") == expected
+
+
+LONG = ("Cuando llegamos a la estación, el tren ya se había ido, así que esperamos una hora en el andén, tomamos un "
+        "café con leche y unas medialunas, conversamos sobre el viaje que haríamos al día siguiente por la costa, y "
+        "finalmente, cansados pero contentos, subimos al último tren de la noche que iba hacia el norte del país.")
+
+
+def test_a_sentence_over_the_limit_is_cut_at_commas_and_nothing_is_lost():
+    """318 characters in one sentence, 80 allowed: cut after commas (each piece ends with one but the last), every
+    piece within the limit, and the pieces joined give the text back, whitespace aside."""
+    from chatterbox_latam.data.text import split_sentences
+
+    text = f"Hola.  {LONG}\n¿Vienes?"
+    pieces = split_sentences(text, max_chars=80)
+    assert pieces[0] == "Hola." and pieces[-1] == "¿Vienes?"  # the short sentences around it stay whole
+    middle = pieces[1:-1]
+    assert len(middle) >= 318 // 80 + 1 and all(len(p) <= 80 for p in middle)
+    assert all(p.endswith(",") for p in middle[:-1]) and middle[-1].endswith("país.")
+    assert " ".join(pieces) == " ".join(text.split())
+
+
+def test_a_long_stretch_without_commas_is_cut_between_words():
+    """No comma where a cut is needed (or only one in the first third of the limit: too short a piece): cut at
+    the last space within the limit, never inside a word; a single word over the limit is cut at the limit. The
+    default limit is the synthesis one (250)."""
+    from chatterbox_latam.data.text import MAX_SENTENCE_CHARS, split_sentences
+
+    words = LONG.replace(",", "")
+    pieces = split_sentences(words, max_chars=60)
+    assert all(len(p) <= 60 for p in pieces) and len(pieces) >= len(words) // 60 + 1
+    assert [w for p in pieces for w in p.split()] == words.split()  # every word whole, in order
+    assert all(len(p) > 40 for p in pieces[:-1])  # each cut at the last space within the limit: no short pieces
+    early = "Sí, " + words
+    first = split_sentences(early, max_chars=60)[0]
+    assert first != "Sí," and len(first) > 50 and " ".join(split_sentences(early, 60)) == early
+    word = "a" * 130
+    assert split_sentences(word, max_chars=50) == ["a" * 50, "a" * 50, "a" * 30]
+    pieces = split_sentences(" ".join([words] * 3))
+    assert all(len(p) <= MAX_SENTENCE_CHARS for p in pieces) and " ".join(pieces) == " ".join([words] * 3)
