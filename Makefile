@@ -28,11 +28,12 @@ system:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# llama-cpp-python is built from source (a few minutes on 2 cores) for the CPU it runs on, without its multimodal
-# library, which nothing here uses. -fno-dse: GCC 12's dead-store elimination drops the AMX tile configuration that
-# ggml's AMX matrix product loads, which then crashes on a CPU with AMX (see synthesis/engine.py). GGML_OPENMP=OFF:
-# llama.cpp's calls run on a thread of their own, and an OpenMP team of its own there contends with PyTorch's on
-# two cores (17 against 29 tokens/s at full size); ggml's own threads do not.
+# llama-cpp-python (with gguf, the cpu-fast extra: the lock holds both) is built from source (a few minutes on 2
+# cores) for the CPU it runs on, without its multimodal library, which nothing here uses. -fno-dse: GCC 12's
+# dead-store elimination drops the AMX tile configuration that ggml's AMX matrix product loads, which then crashes on
+# a CPU with AMX (see synthesis/cpu_fast/engine.py). GGML_OPENMP=OFF: llama.cpp's calls run on a thread of their
+# own, and an OpenMP team of its own there contends with PyTorch's on two cores (17 against 29 tokens/s at full
+# size); ggml's own threads do not.
 LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=-fno-dse \
 	-DCMAKE_CXX_FLAGS=-fno-dse" \
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
@@ -48,23 +49,10 @@ $(STAMP): requirements.lock setup.cfg setup.py
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# The demo's evaluation caps each sentence at 150 speech tokens (6 s): the tiny model's T3, trained for a minute,
-# rarely says its stop token and would otherwise speak every sentence to the end of its text budget.
+# `chatterbox-latam demo` (chatterbox_latam/cli/demo.py) prints and runs each step: the tiny checkpoint and the espeak-ng
+# corpus, segment, prepare, train (through accelerate launch, as on a GPU machine), evaluate, merge, generate.
 demo: install
-	$(OFFLINE) $(PY) -m chatterbox_latam.testing.tiny_model --output_dir $(DEMO)/tiny_model
-	$(OFFLINE) $(PY) -m chatterbox_latam.testing.espeak_corpus --output_dir $(DEMO)/corpus \
-	    --long_recording $(DEMO)/recordings
-	$(OFFLINE) $(PY) training/segment_recordings.py --config training/recipes/tiny_cpu.yaml
-	$(OFFLINE) $(PY) training/prepare_data.py --config training/recipes/tiny_cpu.yaml --extra_inputs $(DEMO)/segmented
-	$(OFFLINE) $(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml \
-	    training/run.py --config training/recipes/tiny_cpu.yaml --resume latest
-	$(OFFLINE) $(PY) training/evaluate.py --checkpoint $(DEMO)/checkpoints/final --test_data $(DEMO)/data \
-	    --output_dir $(DEMO)/eval --compare_base --s3gen meanflow --goals_sentences 2 \
-	    --max_new_tokens 150
-	$(OFFLINE) $(PY) training/merge.py --adapter $(DEMO)/checkpoints/final --output_dir $(DEMO)/merged \
-	    --default_voice $(DEMO)/corpus/audio/speaker_001/audio_001.wav
-	$(OFFLINE) $(PY) training/generate.py --model $(DEMO)/merged --texts examples/textos.txt \
-	    --reference $(DEMO)/corpus/audio/speaker_003/audio_002.wav --output_dir $(DEMO)/generated --seed 0
+	$(OFFLINE) $(VENV)/bin/chatterbox-latam demo --output_dir $(DEMO) --accelerate_config accelerate_configs/cpu.yaml
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q --durations=25 tests
@@ -81,10 +69,10 @@ docs: install
 
 # Do training and inference read the real weights right? Downloads BASE (v2, v3, es-mx-latam, es-es) and checks
 # decoding against upstream, the pretrained loss, five LoRA steps, a merge and one sentence; needs the Hub (and is
-# quickest on a GPU). DATA=DIR checks on your own clips (seed layout) instead of the base's own speech.
+# quickest on a GPU). DATA=DIR checks on your own clips (folder layout) instead of the base's own speech.
 BASE ?= v2
 check-real: install
-	$(PY) -m chatterbox_latam.testing.check_real --base $(BASE) $(if $(DATA),--data $(DATA))
+	$(VENV)/bin/chatterbox-latam check-real --base $(BASE) $(if $(DATA),--data $(DATA))
 
 # The Gradio Space and its REST API on the demo's merged model: http://127.0.0.1:$(PORT)/ (API docs at /docs).
 space: install

@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from chatterbox_latam.synthesis.precision import (
+from chatterbox_latam.synthesis.cpu_fast.quantized import (
     WeightOnlyInt4Linear,
     WeightOnlyInt8Linear,
 )

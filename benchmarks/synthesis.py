@@ -32,10 +32,12 @@ import time
 
 import torch
 
+from chatterbox_latam.compat import attention_implementation
 from chatterbox_latam.constants import SPEECH_VOCAB_SIZE, STREAM_CONTEXT_SECONDS, TOKENS_PER_SECOND
 from chatterbox_latam.models.loading import build_s3gen, build_t3
+from chatterbox_latam.synthesis.config import GenerationSettings
 from chatterbox_latam.synthesis.decoding import (
-    SamplingSettings,
+    UPSTREAM_V2,
     cfg_rows,
     fast_decode,
     fast_decode_batch,
@@ -91,12 +93,6 @@ def _resident() -> float:
     return psutil.Process().memory_info().rss / 1e9
 
 
-def _reset_attention(t3):
-    # Upstream's alignment analyzer leaves the backbone in eager attention with attention outputs on.
-    t3.tfmr.config._attn_implementation = "sdpa"
-    t3.tfmr.config.output_attentions = False
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="Upstream's sizes (the figures README quotes).")
@@ -105,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfm_steps", type=int, nargs="+", default=[10, 5], help="S3Gen CFM steps to time.")
     parser.add_argument("--prompt_seconds", type=int, nargs="+", default=[6, 10, 3],
                         help="Reference lengths to time S3Gen's flow with (the first is used for the rest).")
-    parser.add_argument("--cfg_weight", type=float, default=SamplingSettings.cfg_weight,
+    parser.add_argument("--cfg_weight", type=float, default=GenerationSettings.cfg_weight,
                         help="CFG's weight (upstream's 0.5); at 0 the fast decoders leave the unconditional row out "
                              "(it cannot count there), upstream computes it anyway.")
     parser.add_argument("--batch", type=int, default=8, help="Sentences decoded together for the throughput figure.")
@@ -122,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     # Upstream's multilingual inference hooks layers 9-13: the tiny (2-layer) T3 runs at the English configuration.
     t3 = build_t3(config, multilingual=args.full_size).to(device).eval()
     text, cond = _inputs(t3, device)
-    settings = SamplingSettings(cfg_weight=args.cfg_weight)
+    settings = UPSTREAM_V2.replace(cfg_weight=args.cfg_weight)
     print(cpu_description() if torch.device(args.device).type == "cpu" else torch.cuda.get_device_name())
     print(f"T3 {'full size' if args.full_size else 'tiny'}: {sum(p.numel() for p in t3.parameters()) / 1e6:.0f}M "
           f"parameters, {t3.cfg.num_hidden_layers} layers; device {device}, {torch.get_num_threads()} threads; "
@@ -130,12 +126,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def upstream(tokens=n):
         torch.manual_seed(0)
-        result = t3.inference(t3_cond=cond(), text_tokens=torch.cat([text, text]), max_new_tokens=tokens,
-                              temperature=settings.temperature, cfg_weight=settings.cfg_weight,
-                              repetition_penalty=settings.repetition_penalty, min_p=settings.min_p,
-                              top_p=settings.top_p)
-        _reset_attention(t3)
-        return result
+        # (upstream's alignment analyzer would leave the backbone in eager attention with attention outputs on)
+        with attention_implementation(t3.tfmr.config):
+            return t3.inference(t3_cond=cond(), text_tokens=torch.cat([text, text]), max_new_tokens=tokens,
+                                temperature=settings.temperature, cfg_weight=settings.cfg_weight,
+                                repetition_penalty=settings.repetition_penalty, min_p=settings.min_p,
+                                top_p=settings.top_p)
 
     def rates(run) -> tuple[torch.Tensor, float, float]:
         """(tokens, decode tokens/s, prefill seconds): one run of 1 token and one of n, so the prompt's prefill

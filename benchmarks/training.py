@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+from chatterbox_latam.parser import parse_recipe
 from chatterbox_latam.constants import S3GEN_SR
 from chatterbox_latam.data.collator import ChatterboxCollator
 from chatterbox_latam.data.dataset import load_prepared, tokenize_dataset
@@ -77,7 +78,7 @@ def speed(args) -> dict:
     for name, train in (("cache", dataset["train"]), ("on-the-fly", OnTheFlyFeatures(dataset["train"], all_rows,
                                                                                       extractor))):
         model, _ = build_model(r, checkpoint)
-        trainer = ChatterboxTrainer(model=model, args=training_arguments(r, r.output.checkpoint_dir, False),
+        trainer = ChatterboxTrainer(model=model, args=training_arguments(r, r.training.output_dir, False),
                                     train_dataset=train, data_collator=collator)
         trainer.args.remove_unused_columns = name == "cache"
         start = time.perf_counter()

@@ -186,8 +186,33 @@ S3GEN_HALVES = ("`S3Gen.inference` runs the flow and HiFT in one call, at one pr
       why=S3GEN_HALVES)
 def flow_inference(flow, speech_tokens, ref_dict: dict, cfm_steps: int | None):
     """S3Gen's flow alone (`flow` is an S3Gen): mel frames (1, 80, frames) for `speech_tokens` (1, n) continuing
-    `ref_dict`'s prompt, none held back (`finalize`), with `cfm_steps` Euler steps (None: the decoder's own)."""
-    return flow.flow_inference(speech_tokens, ref_dict=ref_dict, n_cfm_timesteps=cfm_steps, finalize=True)
+    `ref_dict`'s prompt, none held back (`finalize`), with `cfm_steps` Euler steps (None: the decoder's own). It runs
+    on a copy of `ref_dict`: upstream writes the reference, cast to the model's dtype, into the dict it is given."""
+    return flow.flow_inference(speech_tokens, ref_dict=dict(ref_dict), n_cfm_timesteps=cfm_steps, finalize=True)
+
+
+@shim("chatterbox-tts", "chatterbox.models.s3gen.flow:CausalMaskedDiffWithXvec.inference", checked=CHATTERBOX,
+      why="`flow_inference` casts every tensor of the reference to the model's dtype, the prompt's token ids too, "
+          "which bf16 rounds above 256: at another precision the flow module is called as it calls it, with only "
+          "the features cast")
+def flow_inference_at_precision(flow, speech_tokens, ref_dict: dict, cfm_steps: int | None):
+    """`flow_inference` on an S3Gen copy at another precision (`flow.dtype`, e.g. bf16): the reference's features
+    cast to it, its token ids and lengths kept integers (the caller's dict left as it is), and the meanflow
+    decoder's noise drawn in fp32 and cast, so a seed gives the numbers an fp32 flow starts from."""
+    import torch
+
+    dtype, device = flow.dtype, flow.device
+    ref_dict = {k: v.to(device, torch.long if k.endswith(("token", "_len")) else dtype) if torch.is_tensor(v) else v
+                for k, v in ref_dict.items()}
+    speech_tokens = speech_tokens.to(device)
+    noise = None
+    if flow.meanflow:  # as `flow_inference` draws it (there in the model's dtype)
+        noise = torch.randn(1, 80, speech_tokens.size(-1) * 2, device=device).to(dtype)
+    lengths = torch.tensor([speech_tokens.shape[1]], device=device)
+    mels, _ = flow.flow.inference(token=speech_tokens, token_len=lengths, finalize=True, noised_mels=noise,
+                                  n_timesteps=cfm_steps or (2 if flow.meanflow else 10), meanflow=flow.meanflow,
+                                  **ref_dict)
+    return mels
 
 
 @shim("chatterbox-tts", "chatterbox.models.s3gen.s3gen:S3Token2Wav.hift_inference", checked=CHATTERBOX,

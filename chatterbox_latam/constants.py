@@ -47,9 +47,10 @@ STREAM_CONTEXT_SECONDS = 3.0
 
 # -- synthesis settings -------------------------------------------------------------------------------------------
 GGUF_TYPES = ("q4_0", "q8_0", "f16", "f32")
-"""Weight types of T3's GGUF (`models.gguf`): q4_0 / q8_0 are llama.cpp's 4 / 8-bit blocks of 32 weights."""
+"""Weight types of T3's GGUF (`synthesis.cpu_fast.gguf`): q4_0 / q8_0 are llama.cpp's 4 / 8-bit blocks of 32 weights."""
 ENGINE_MODES = {"llamacpp-q4_0": "q4_0", "llamacpp-q8_0": "q8_0"}
-"""Modes that run T3's backbone on llama.cpp (`synthesis.engine`), and the GGUF weight type of each."""
+"""Modes that run T3's backbone on llama.cpp (`synthesis.cpu_fast.engine`, the cpu-fast extra), and the GGUF weight
+type of each."""
 MODES = ("fp32", "bf16", "int8", "int8-wo", "int4-wo", *ENGINE_MODES)
 """T3's precisions for synthesis (`synthesis.precision`): fp32 gives upstream's tokens."""
 CPU_ONLY = ("int8", "int8-wo", "int4-wo", *ENGINE_MODES)
@@ -61,6 +62,13 @@ CFG batch) that reads the same 25 Hz S3 tokens (`models.loading.load_meanflow_s3
 MEANFLOW_REPO = "ResembleAI/chatterbox-turbo"  # where Resemble ships the meanflow S3Gen
 MEANFLOW_FILE = "s3gen_meanflow.safetensors"
 MEANFLOW_STEPS = 2  # upstream's default for the meanflow decoder (`S3Token2Wav.flow_inference`)
+
+# -- the models the stages load by default (a Hub id each; every one can be set to a local folder) --------------------
+DEFAULT_ASR = "openai/whisper-large-v3"  # transcribes recordings; scores WER
+DEFAULT_ALIGNER = "jonatasgrosman/wav2vec2-large-xlsr-53-spanish"  # aligns known text to recordings
+DEFAULT_DIARIZATION = "pyannote/speaker-diarization-community-1"  # who speaks when, in interviews
+DEFAULT_ACCENT_MODEL = "Jzuluaga/accent-id-commonaccent_xlsr-es-spanish"  # scores the accent
+DEFAULT_WAVLM_SV = "microsoft/wavlm-base-plus-sv"  # a second speaker similarity
 
 # -- checkpoints --------------------------------------------------------------------------------------------------
 CONFIG_NAME = "config.json"
@@ -151,6 +159,3 @@ REPO_LAYOUTS = {
     "resembleai/chatterbox-multilingual-es-es": "es-es",
 }
 MERGED_LAYOUTS = {"v2": "merged", "v3": "merged-v3"}
-# Buffers S3Gen computes at construction (its S3 tokenizer's mel filters and window) that newer S3Gen versions no
-# longer save: the packs' s3gen_v3.pt lacks them. Loading accepts exactly these as missing.
-COMPUTED_S3GEN_BUFFERS = frozenset({"tokenizer._mel_filters", "tokenizer.window"})

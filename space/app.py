@@ -30,11 +30,13 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 
-from chatterbox_latam.synthesis.serving import (
+from chatterbox_latam.synthesis.config import GenerationSettings  # noqa: E402
+from chatterbox_latam.synthesis.serving import (  # noqa: E402
+    USER_RANGES,
     Busy,
     InputError,
-    Settings,
     SpeechService,
+    request_settings,
     settings_record,
 )
 from chatterbox_latam.utils import wav_bytes
@@ -50,6 +52,7 @@ except ImportError:
 MODEL = os.getenv("CHATTERBOX_LATAM_MODEL", str(HERE.parent / "runs" / "demo" / "merged"))
 FEEDBACK_DIR = Path(os.getenv("FEEDBACK_DIR", HERE / "feedback"))
 SERVICE = SpeechService(MODEL)
+DEFAULTS = GenerationSettings()
 
 EXAMPLES = [
     "Hola, ¿cómo estás? Bienvenido a Chatterbox en español latinoamericano.",
@@ -59,9 +62,10 @@ EXAMPLES = [
 ]
 
 
-def _settings(exaggeration, cfg_weight, temperature, seed, accent) -> Settings:
+def _settings(exaggeration, cfg_weight, temperature, seed, accent) -> GenerationSettings:
     seed = None if seed in (None, "", -1) else int(seed)
-    return Settings(float(exaggeration), float(cfg_weight), float(temperature), seed, accent or None)
+    return request_settings(exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature, seed=seed,
+                            accent=accent)
 
 
 @GPU
@@ -121,9 +125,12 @@ def build_demo() -> gr.Blocks:
                 accent = gr.Dropdown(label="Acento", choices=accents, value=accents[0] if accents else None,
                                      visible=bool(accents))
                 with gr.Accordion("Opciones avanzadas", open=False):
-                    exaggeration = gr.Slider(0.0, 2.0, value=0.5, step=0.05, label="Exageración")
-                    cfg_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="CFG")
-                    temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperatura")
+                    exaggeration = gr.Slider(*USER_RANGES["exaggeration"], value=DEFAULTS.exaggeration, step=0.05,
+                                             label="Exageración")
+                    cfg_weight = gr.Slider(*USER_RANGES["cfg_weight"], value=DEFAULTS.cfg_weight, step=0.05,
+                                           label="CFG")
+                    temperature = gr.Slider(*USER_RANGES["temperature"], value=DEFAULTS.temperature, step=0.05,
+                                            label="Temperatura")
                     seed = gr.Number(value=0, precision=0, label="Semilla (-1: aleatoria)")
                 streaming = gr.Checkbox(label="Streaming (el audio empieza antes de terminar)", value=False)
                 button = gr.Button("Generar", variant="primary")
@@ -164,11 +171,13 @@ def build_app() -> FastAPI:
         422: {"description": "Bad input; the detail says what to change."}, 503: {"description": "Busy."}})
     def generate(text: str = Form(..., description="Text to speak."),
                  reference: UploadFile = File(..., description="A few seconds of the voice to clone."),
-                 exaggeration: float = Form(0.5), cfg_weight: float = Form(0.5), temperature: float = Form(0.8),
-                 seed: int | None = Form(None), accent: str | None = Form(None)):
+                 exaggeration: float = Form(DEFAULTS.exaggeration), cfg_weight: float = Form(DEFAULTS.cfg_weight),
+                 temperature: float = Form(DEFAULTS.temperature), seed: int | None = Form(None),
+                 accent: str | None = Form(None)):
         """Speaks `text` in the voice of `reference`."""
         try:
-            settings = Settings(exaggeration, cfg_weight, temperature, seed, accent)
+            settings = request_settings(exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature,
+                                        seed=seed, accent=accent)
             SERVICE.check_text(text)
             data = reference.file.read(SERVICE.limits.max_reference_mb * 1_000_000 + 1)
             voice = SERVICE.load_reference(data)

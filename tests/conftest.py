@@ -102,7 +102,8 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def make_configs(checkpoint: Path, input_path: Path | str, prepared_dir: Path, **data):
-    from chatterbox_latam.config import DataConfig, ModelConfig
+    from chatterbox_latam.data.config import DataConfig
+    from chatterbox_latam.models.config import ModelConfig
 
     model = ModelConfig(base_model=str(checkpoint), train_s3gen=data.pop("train_s3gen", False))
     return model, DataConfig(input_path=str(input_path), prepared_dir=str(prepared_dir), **data)
@@ -124,7 +125,8 @@ def prepared(tiny_checkpoint, corpus, tmp_path_factory):
 def trained_adapter(prepared, tiny_checkpoint, tmp_path_factory, hub) -> Path:
     """T3 + S3Gen adapters trained 3 steps on the prepared corpus, pushed by the Trainer to the local Hub
     (`latam/tiny-lora`) at step 2 and at the end: one training shared by every test that only reads an adapter."""
-    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+    from chatterbox_latam.parser import parse_recipe
     from chatterbox_latam.training.run import run_finetune
 
     recipe = Recipe(*parse_recipe(RECIPE_SECTIONS, [
@@ -140,7 +142,8 @@ def trained_adapter(prepared, tiny_checkpoint, tmp_path_factory, hub) -> Path:
 @pytest.fixture(scope="session")
 def accent_adapters(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
     """T3 adapters for mx and ar (3 steps each) in one folder: `mx/final`, `ar/final`."""
-    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+    from chatterbox_latam.parser import parse_recipe
     from chatterbox_latam.training.run import run_finetune
 
     out = tmp_path_factory.mktemp("accents")
@@ -153,7 +156,7 @@ def accent_adapters(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 def seed_folder(corpus: Path, dest: Path, speakers: list[tuple[str, str]], clips=(1, 2)) -> Path:
-    """A small test folder in the seed's layout: `clips` of each (speaker, accent) of the espeak corpus, the
+    """A small test folder in the folder layout: `clips` of each (speaker, accent) of the espeak corpus, the
     transcript "Hola número N." for clip N, files named SPEAKER_N.wav."""
     import shutil
 

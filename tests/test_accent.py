@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from conftest import ROOT, seed_folder
 
-from chatterbox_latam.config import EvalConfig
+from chatterbox_latam.evaluation.config import EvalConfig
 from chatterbox_latam.evaluation.accent import accents_of, load_accent_classifier, score_accent, shared_classes
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint
 from chatterbox_latam.evaluation.metrics import MetricModelUnavailable

@@ -43,7 +43,8 @@ def test_decoding_check_holds_against_upstreams_generate(aligned_checkpoint, cor
 @pytest.fixture(scope="module")
 def trained_t3(prepared, tiny_checkpoint, tmp_path_factory):
     """The tiny model's T3 adapter trained 20 steps on the corpus, and the tokenised training rows."""
-    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+    from chatterbox_latam.parser import parse_recipe
     from chatterbox_latam.data.dataset import load_prepared, tokenize_dataset
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
     from chatterbox_latam.models.loading import load_text_tokenizer

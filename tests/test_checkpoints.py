@@ -141,7 +141,7 @@ def test_an_adapter_loads_and_merges_onto_the_base_commit_and_tokenizer_it_recor
     from huggingface_hub import HfApi
     from safetensors.torch import load_file, save_file
 
-    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.models.config import ModelConfig
     from chatterbox_latam.models.loading import build_t3, load_chatterbox
     from chatterbox_latam.models.lora import add_t3_lora, save_adapters
     from chatterbox_latam.models.merge import merge_adapter

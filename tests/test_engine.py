@@ -12,13 +12,13 @@ import pytest
 import torch
 from conftest import ROOT, t3_inputs
 
-from chatterbox_latam.models.gguf import write_t3_gguf
+from chatterbox_latam.synthesis.cpu_fast.engine import LlamaCppBackbone, amx_runs, cpu_buffer_types, engine_t3
+from chatterbox_latam.synthesis.cpu_fast.gguf import write_t3_gguf
 from chatterbox_latam.synthesis.decoding import (
-    SamplingSettings,
+    UPSTREAM_V2,
     fast_decode,
     fast_decode_batch,
 )
-from chatterbox_latam.synthesis.engine import LlamaCppBackbone, amx_runs, cpu_buffer_types, engine_t3
 from chatterbox_latam.synthesis.precision import teacher_forced_agreement
 from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS
 
@@ -64,7 +64,7 @@ def test_amx_buffers_run_where_the_cpu_offers_them(t3, tmp_path):
 INTERLEAVED = """
 import sys, torch
 from types import SimpleNamespace
-from chatterbox_latam.synthesis.engine import LlamaCppBackbone
+from chatterbox_latam.synthesis.cpu_fast.engine import LlamaCppBackbone
 backbone = LlamaCppBackbone(sys.argv[1], SimpleNamespace(hidden_size=1024))
 a = torch.randn(256, 1024, dtype=torch.bfloat16)
 for _ in range(3):  # oneDNN's bf16 kernels (AMX where the CPU has it) on PyTorch's threads, then llama.cpp's
@@ -91,7 +91,7 @@ def test_engine_modes_against_fp32_under_greedy_sampling(t3):
     teacher-forced agreement, as the `auto` guard judges them; utterances decoded together are separate sequences
     (a left-padded one computes what it computes alone) and each gets its budget's worth of tokens."""
     text, cond = t3_inputs(t3)
-    greedy = SamplingSettings(min_p=1.0)
+    greedy = UPSTREAM_V2.replace(min_p=1.0)
     reference = fast_decode(t3, cond(), text, 40, greedy)
     agreements = {}
     for weights in ("f32", "q8_0", "q4_0"):
@@ -113,7 +113,7 @@ def test_engine_modes_against_fp32_under_greedy_sampling(t3):
     tokens = fast_decode_batch(engine_t3(t3, "llamacpp-q8_0"), cond(), [text, shorter], [30, 20], greedy)
     assert [t.shape[1] for t in tokens] == [30, 20]  # random weights never stop: each runs to its own budget
     # cfg_weight 0: one sequence per utterance (no unconditional row), the same tokens as fp32's at f32
-    no_cfg = SamplingSettings(min_p=1.0, cfg_weight=0.0)
+    no_cfg = UPSTREAM_V2.replace(min_p=1.0, cfg_weight=0.0)
     exact = engine_t3(t3, "llamacpp-q4_0", weights="f32")
     assert torch.equal(fast_decode(exact, cond(), text, 40, no_cfg), fast_decode(t3, cond(), text, 40, no_cfg))
     together = fast_decode_batch(exact, cond(), [text, shorter], [30, 20], no_cfg)

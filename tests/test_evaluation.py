@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from chatterbox_latam.config import EvalConfig
+from chatterbox_latam.evaluation.config import EvalConfig
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint, load_test_items
 from chatterbox_latam.evaluation.metrics import normalize_spanish_for_wer
 
@@ -38,7 +38,7 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
 
     results = evaluate_checkpoint(EvalConfig(checkpoint=str(adapter), test_data=test_data,
                                              output_dir=str(tmp_path), compare_base=True, max_samples=2,
-                                             goals_sentences=1, max_new_tokens=CAP),
+                                             targets_sentences=1, max_new_tokens=CAP),
                                   transcriber=transcriber)
     assert set(results["systems"]) == {"finetuned", "base", "ground_truth"}
     assert "microsoft/wavlm-base-plus-sv" in results["skipped"]["WavLM speaker similarity"]  # not on the local Hub
@@ -71,21 +71,21 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
         assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     assert len(list((tmp_path / "audio" / "finetuned").glob("*.wav"))) == 2
 
-    # The full evaluation measures the seed's goals, fine-tune and base, on the same sentences.
-    goals = results["goals"]
-    assert set(goals["expressivity"]) == set(goals["cloning"]) == {"finetuned", "base"}
+    # The full evaluation measures the project's targets, fine-tune and base, on the same sentences.
+    targets = results["measured_targets"]
+    assert set(targets["expressivity"]) == set(targets["cloning"]) == {"finetuned", "base"}
     for system in ("finetuned", "base"):
-        table = goals["expressivity"][system]["by_exaggeration"]
+        table = targets["expressivity"][system]["by_exaggeration"]
         assert set(table) == {"0.25", "0.5", "0.9"} and all(np.isfinite(v) for v in table["0.5"].values())
-        assert set(goals["expressivity"][system]["rises"]) == {"f0_spread", "energy_spread", "speaking_rate"}
-        cloning = goals["cloning"][system]["by_reference_seconds"]
+        assert set(targets["expressivity"][system]["rises"]) == {"f0_spread", "energy_spread", "speaking_rate"}
+        cloning = targets["cloning"][system]["by_reference_seconds"]
         assert 0 < cloning["3.0"]["reference_seconds"] <= cloning["10.0"]["reference_seconds"] <= 10.0
         assert all(-1 <= cloning[s]["speaker_sim"] <= 1 for s in cloning)
-        assert set(goals["cloning"][system]["per_accent"]) == {items[0].accent}  # on the first sentence
-    assert "## The seed's goals" in report and "| finetuned | 0.9 |" in report and "| base | 0.25 |" in report
+        assert set(targets["cloning"][system]["per_accent"]) == {items[0].accent}  # on the first sentence
+    assert "## The project's targets: expressivity and cloning" in report and "| finetuned | 0.9 |" in report and "| base | 0.25 |" in report
     for plot in ("expressivity.png", "cloning.png"):
         assert (tmp_path / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
-    assert saved["goals"] == goals
+    assert saved["measured_targets"] == targets
 
 
 def test_seed_layout_test_data_offline_asr_and_fast_settings_beside_upstreams(adapter, corpus, tmp_path, hub):
@@ -165,7 +165,7 @@ def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched
     from safetensors.torch import save_file
     from test_inference_settings import ALIGNED
 
-    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.models.config import ModelConfig
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
     from chatterbox_latam.models.loading import build_t3, load_t3
     from chatterbox_latam.models.lora import add_t3_lora, save_adapters

@@ -10,7 +10,7 @@ from conftest import t3_inputs
 
 from chatterbox_latam.models.loading import build_t3
 from chatterbox_latam.synthesis.decoding import (
-    SamplingSettings,
+    UPSTREAM_V2,
     fast_decode,
     fast_decode_batch,
     stream_decode,
@@ -30,7 +30,7 @@ def _ours(t3, cond, text, seed, settings, max_new_tokens=40):
     return fast_decode(t3, cond(), text, max_new_tokens, settings)
 
 
-@pytest.mark.parametrize("settings", [SamplingSettings(), SamplingSettings(temperature=0.3, cfg_weight=0.0,
+@pytest.mark.parametrize("settings", [UPSTREAM_V2, UPSTREAM_V2.replace(temperature=0.3, cfg_weight=0.0,
                                                                            repetition_penalty=1.2, top_p=0.9)])
 def test_fp32_tokens_are_upstreams(t3, settings):
     text, cond = t3_inputs(t3)
@@ -42,7 +42,7 @@ def test_fp32_tokens_are_upstreams(t3, settings):
 def test_fp32_stops_where_upstream_stops(t3):
     """A stop token made likely (its head row scaled): both stop at the same step, whatever the check interval."""
     text, cond = t3_inputs(t3)
-    settings = SamplingSettings()
+    settings = UPSTREAM_V2
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
     try:
         with torch.no_grad():
@@ -78,7 +78,7 @@ def test_multilingual_tokens_are_upstreams_with_its_alignment_heuristics(multili
     model = multilingual_t3
     assert runs_alignment(model) and not runs_alignment(t3)
     text, cond = t3_inputs(model)
-    settings = SamplingSettings()
+    settings = UPSTREAM_V2
     row = model.speech_head.weight[model.hp.stop_speech_token].clone()
     try:
         for scale in (1.0, 8.0):
@@ -119,7 +119,7 @@ def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale, cfg_weight
     deterministic sampling (min_p=1 keeps only the most likely token), with each its own budget and stop; with
     `cfg_weight` 0 each text is one row."""
     _, cond = t3_inputs(t3)
-    greedy = SamplingSettings(min_p=1.0, cfg_weight=cfg_weight)
+    greedy = UPSTREAM_V2.replace(min_p=1.0, cfg_weight=cfg_weight)
     texts, budgets = _texts(t3, [20, 7, 33]), [40, 12, 25]
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
     try:
@@ -144,7 +144,7 @@ def test_a_small_first_chunk_comes_first(t3):
     """`first_chunk_tokens`: the first chunk is handed over at the first stop check past it, the later ones every
     `chunk_tokens`; joined, the tokens are still `fast_decode`'s."""
     text, cond = t3_inputs(t3)
-    settings = SamplingSettings()
+    settings = UPSTREAM_V2
     whole = _ours(t3, cond, text, 0, settings, max_new_tokens=60)
     torch.manual_seed(0)
     chunks = list(stream_decode(t3, cond(), text, 60, settings, chunk_tokens=25, first_chunk_tokens=8))
@@ -156,7 +156,7 @@ def test_a_small_first_chunk_comes_first(t3):
 def test_streamed_tokens_are_the_decoders(t3, chunk_tokens):
     """Tokens handed over while decoding, joined, are `fast_decode`'s, with and without an early stop."""
     text, cond = t3_inputs(t3)
-    settings = SamplingSettings()
+    settings = UPSTREAM_V2
     row = t3.speech_head.weight[t3.hp.stop_speech_token].clone()
     stopped = []
     try:
@@ -181,11 +181,11 @@ def test_streamed_tokens_are_the_decoders(t3, chunk_tokens):
 @pytest.mark.parametrize("mode,floor", [("bf16", 0.9), ("int8", 0.8), ("int8-wo", 0.8), ("int4-wo", 0.6)])
 def test_lower_precision_agrees_teacher_forced(t3, mode, floor):
     text, cond = t3_inputs(t3)
-    reference = _ours(t3, cond, text, 0, SamplingSettings())
+    reference = _ours(t3, cond, text, 0, UPSTREAM_V2)
     fast = t3_for_mode(t3, mode)
     assert teacher_forced_agreement(t3, fast, cond(), text, reference) >= floor
     assert teacher_forced_agreement(t3, t3, cond(), text, reference) == 1.0
-    assert _ours(fast, cond, text, 0, SamplingSettings()).shape == (1, 40)
+    assert _ours(fast, cond, text, 0, UPSTREAM_V2).shape == (1, 40)
 
 
 def test_synthesis_uses_the_chosen_mode(tiny_checkpoint, corpus):
@@ -239,7 +239,7 @@ def test_a_cpu_without_bf16_arithmetic_gets_fp32_prefills_and_no_bf16_choice(t3,
     layer = t3_for_mode(t3, "int4-wo").tfmr.layers[0].mlp.up_proj
     assert layer.prefill_weight.dtype == torch.float32
     text, cond = t3_inputs(t3)
-    assert fast_decode(t3_for_mode(t3, "int4-wo"), cond(), text, 4, SamplingSettings()).shape[1] == 4
+    assert fast_decode(t3_for_mode(t3, "int4-wo"), cond(), text, 4, UPSTREAM_V2).shape[1] == 4
     half = t3_for_mode(t3, "bf16")  # chosen by hand: decodes from bf16 weights, prefills from fp32 ones
     layer = half.tfmr.layers[0].mlp.up_proj
     assert layer.weight.dtype == torch.bfloat16 and layer.prefill_weight.dtype == torch.float32
@@ -247,7 +247,7 @@ def test_a_cpu_without_bf16_arithmetic_gets_fp32_prefills_and_no_bf16_choice(t3,
     wide = torch.nn.functional.linear(x, layer.prefill_weight).to(torch.bfloat16)
     assert torch.equal(layer(x), wide)  # a prompt's rows: fp32 arithmetic
     assert torch.equal(layer(x[:2]), torch.nn.functional.linear(x[:2].to(torch.bfloat16), layer.weight))
-    assert fast_decode(half, cond(), text, 4, SamplingSettings()).shape[1] == 4
+    assert fast_decode(half, cond(), text, 4, UPSTREAM_V2).shape[1] == 4
     monkeypatch.setattr(utils, "cpu_info", lambda: ("AMD EPYC 9B14", frozenset({"avx2", "avx512_bf16"})))
     assert "bf16" in auto_candidates("cpu")
     assert t3_for_mode(t3, "int4-wo").tfmr.layers[0].mlp.up_proj.prefill_weight.dtype == torch.bfloat16

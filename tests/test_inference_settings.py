@@ -156,7 +156,7 @@ def test_auto_precision_guard_decodes_a_spanish_sentence_as_synthesis_does(tiny_
     default voice: the Spanish reference shipped for it), with the generation's repetition penalty (v3: 1.2) and
     heuristics, over 64 steps of speech tokens: decoding those recorded inputs again gives the recorded tokens."""
     from chatterbox_latam.constants import SPEECH_VOCAB_SIZE
-    from chatterbox_latam.synthesis.decoding import SamplingSettings, fast_decode
+    from chatterbox_latam.synthesis.decoding import UPSTREAM_V2, fast_decode
     from chatterbox_latam.synthesis.tts import GUARD_STEPS, GUARD_TEXT, GUARD_VOICE
 
     tts = load_chatterbox(tiny_checkpoint)
@@ -174,7 +174,7 @@ def test_auto_precision_guard_decodes_a_spanish_sentence_as_synthesis_does(tiny_
     with torch.random.fork_rng():
         torch.manual_seed(0)
         again = fast_decode(tts.t3, model.voice(GUARD_VOICE).t3, torch.tensor([guard["text_tokens"]]), GUARD_STEPS,
-                            SamplingSettings(repetition_penalty=1.2, min_new_tokens=GUARD_STEPS), alignment=False)
+                            UPSTREAM_V2.replace(repetition_penalty=1.2, min_new_tokens=GUARD_STEPS), alignment=False)
     assert again[0].tolist() == guard["speech_tokens"]
     assert [r.steps for r in model.mode_reports] == [GUARD_STEPS] * len(model.mode_reports)
     assert model.mode in {r.mode for r in model.mode_reports if r.holds_up}
@@ -185,7 +185,7 @@ def test_heuristics_are_off_by_default_where_the_adapter_moved_the_attention_the
     """LoRA on T3's attention (the default targets) changes the heads the v2 heuristics read: by default such a
     model decodes without them (as upstream main decodes every model), an explicit setting still wins, training
     gets the same rule (`decoding.default_alignment`), and the card says which setting and why."""
-    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.models.config import ModelConfig
     from chatterbox_latam.hub.cards import render_model_card
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
     from chatterbox_latam.models.loading import load_t3
@@ -219,7 +219,8 @@ def test_heuristics_are_off_by_default_where_the_adapter_moved_the_attention_the
 
 def test_adapter_records_how_its_data_was_prepared(tmp_path):
     """`normalize_text: false` at preparation reaches the adapter's metadata (and from there `from_pretrained`)."""
-    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+    from chatterbox_latam.parser import parse_recipe
     from chatterbox_latam.training.run import preparation_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"normalize_text": False, "trim_silence": False,

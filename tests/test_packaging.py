@@ -1,5 +1,6 @@
 """The package as a user installs it: a wheel built from the source (not the editable install of the repo) carries
-the card templates of hub_cards/ and renders a card from them."""
+the card templates of hub_cards/ and renders a card from them, and without the cpu-fast extra (llama-cpp-python and
+gguf, as a GPU user installs it) imports every module and speaks on the tiny model."""
 
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ def installed(wheel, tmp_path_factory) -> Path:
     return python
 
 
-def run_installed(python: Path, script: str, *args: str, cwd: Path) -> str:
-    """`script` in the installed environment; returns its output. The dependencies come from this environment's
-    site-packages (not its .pth files, so not the editable install of the repo): only the package is the wheel's."""
-    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+def run_installed(python: Path, script: str, *args: str, cwd: Path, site: Path | None = None) -> str:
+    """`script` in the installed environment; returns its output. The dependencies come from `site`, by default this
+    environment's site-packages (not its .pth files, so not the editable install of the repo): only the package is
+    the wheel's."""
+    env = {**os.environ, "PYTHONPATH": str(site or sysconfig.get_paths()["purelib"])}
     done = subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,3 +75,70 @@ def test_the_wheel_carries_the_card_templates_and_renders_a_card(wheel, installe
     # the template's own text, filled in
     assert "# tiny-lora" in card and "LoRA adapters that adapt [Chatterbox TTS]" in card
     assert "## Training" in card and "LoRA rank" in card and "{{" not in card and "{%" not in card
+
+
+CPU_FAST_EXTRA = ("llama_cpp", "gguf")
+"""The top-level names llama-cpp-python and gguf install (the cpu-fast extra)."""
+
+
+@pytest.fixture(scope="module")
+def site_without_cpu_fast(tmp_path_factory) -> Path:
+    """This environment's site-packages without the cpu-fast extra: a folder of links to everything else in it
+    (the extra's packages and their metadata left out, so neither imports nor is found; no editable install)."""
+    site = tmp_path_factory.mktemp("site-without-cpu-fast")
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.lower().replace("-", "_")
+        if not name.startswith((*CPU_FAST_EXTRA, "__editable__", "chatterbox_es_latam")):
+            (site / entry.name).symlink_to(entry)
+    return site
+
+
+WITHOUT_CPU_FAST = """
+import importlib, json, pkgutil, sys
+
+import chatterbox_latam
+
+modules = [m.name for m in pkgutil.walk_packages(chatterbox_latam.__path__, "chatterbox_latam.")
+           if not m.name.endswith(".__main__")]  # a command line: it runs when imported
+for name in modules:
+    importlib.import_module(name)
+imported_extra = [name for name in ("llama_cpp", "gguf") if name in sys.modules]
+
+import soundfile
+
+from chatterbox_latam.synthesis.cpu_fast.gguf import merged_gguf
+from chatterbox_latam.synthesis.precision import available_modes
+from chatterbox_latam.synthesis.tts import GUARD_VOICE, ChatterboxLatamTTS
+
+model = ChatterboxLatamTTS.from_pretrained(sys.argv[1])
+voice, rate = soundfile.read(GUARD_VOICE, dtype="float32")  # the wheel's own Spanish voice; 2 s of it suffice
+wav = model.generate("Hola, buenos días.", (voice[: 2 * rate], rate), seed=0, max_new_tokens=20)
+errors = []
+for ask in (lambda: model.set_mode("llamacpp-q4_0"), lambda: merged_gguf("q4_0")):
+    try:
+        ask()
+    except ImportError as error:
+        errors.append(str(error))
+print(json.dumps({"package": chatterbox_latam.__file__, "modules": modules, "imported_extra": imported_extra,
+                  "samples": wav.shape[1], "sr": model.sr, "mode": model.mode, "modes": available_modes("cpu"),
+                  "errors": errors}))
+"""
+
+
+def test_without_the_cpu_fast_extra_every_module_imports_and_the_tiny_model_speaks(
+        wheel, installed, site_without_cpu_fast, tiny_checkpoint, tmp_path):
+    """The wheel installed without llama-cpp-python and gguf (the cpu-fast extra, as a GPU user may install it):
+    every module imports (the cpu_fast ones too: they reach for the extra only when it is used), the tiny model
+    synthesises a sentence at fp32, `auto` leaves the llama.cpp modes out, and a llama.cpp mode or a GGUF asked for
+    by name says what to install."""
+    assert "chatterbox_latam/synthesis/cpu_fast/engine.py" in zipfile.ZipFile(wheel).namelist()
+    output = run_installed(installed, WITHOUT_CPU_FAST, str(tiny_checkpoint), cwd=tmp_path, site=site_without_cpu_fast)
+    report = json.loads(output.splitlines()[-1])  # (upstream's watermarker prints a line of its own)
+    assert Path(report["package"]).is_relative_to(installed.parent.parent)
+    assert len(report["modules"]) > 30 and "chatterbox_latam.synthesis.cpu_fast.engine" in report["modules"]
+    assert report["imported_extra"] == []
+    # 20 speech tokens at most: 40 ms of audio each at 24 kHz
+    assert report["mode"] == "fp32" and report["sr"] == 24_000 and 0 < report["samples"] <= 20 * 960
+    assert not [m for m in report["modes"] if m.startswith("llamacpp")] and "int4-wo" in report["modes"]
+    assert len(report["errors"]) == 2
+    assert all("pip install chatterbox-es-latam[cpu-fast]" in error for error in report["errors"])

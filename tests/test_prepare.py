@@ -34,7 +34,7 @@ def _transcript(corpus: Path, relative: str) -> str:
 
 @pytest.fixture(scope="module")
 def messy_dataset(corpus, tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A seed-layout dataset with good rows, rows that need care (stereo, odd rates, mp3) and every kind of bad row.
+    """A folder-layout dataset with good rows, rows that need care (stereo, odd rates, mp3) and every kind of bad row.
 
     Returns the folder and {audio_path: expected outcome ("kept" or a rejection reason)}.
     """
@@ -285,7 +285,8 @@ def test_heldout_and_validation_speakers_form_their_splits(prepared, tiny_checkp
         assert all(set(row["prompt_ids"]) <= ids and len(row["prompt_speech_tokens"]) == 150 for row in dataset[name])
     # checkpoint selection's samples are the validation speaker's, never the test split's, also where the validation
     # split holds only trained speakers and the test split unseen ones
-    from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+    from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+    from chatterbox_latam.parser import parse_recipe
     from chatterbox_latam.data.dataset import tokenize_dataset
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
     from chatterbox_latam.models.loading import load_text_tokenizer

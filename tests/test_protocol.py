@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from conftest import seed_folder
 
-from chatterbox_latam.config import EvalConfig
+from chatterbox_latam.evaluation.config import EvalConfig
 from chatterbox_latam.constants import PROMPT_SECONDS
 from chatterbox_latam.data.references import joined_seconds
 from chatterbox_latam.evaluation.harness import evaluate_checkpoint
@@ -143,8 +143,8 @@ def test_whisper_asr_runs_a_local_checkpoint_with_spanish_forced(corpus, tmp_pat
 
 
 def test_the_protocol_leaves_the_goals_out():
-    """The goals score cloning against each sentence's recording; the list's sentences have none."""
+    """The targets score cloning against each sentence's recording; the list's sentences have none."""
     config = EvalConfig(checkpoint="adapter", test_data="data", output_dir="out", protocol="seed-tts-eval")
-    assert config.goals is False and "accent" in config.metrics
+    assert config.targets is False and "accent" in config.metrics
     with pytest.raises(ValueError, match="a protocol's list has none"):
-        EvalConfig(checkpoint="adapter", test_data="data", output_dir="out", protocol="seed-tts-eval", goals=True)
+        EvalConfig(checkpoint="adapter", test_data="data", output_dir="out", protocol="seed-tts-eval", targets=True)

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from conftest import ROOT
 
-from chatterbox_latam.config import DataConfig, SegmentConfig
+from chatterbox_latam.data.config import DataConfig, SegmentConfig
 from chatterbox_latam.data.recordings import segment_recordings
 from chatterbox_latam.data.sources import iter_rows
 from chatterbox_latam.data.transcribe import CtcAligner
@@ -113,7 +113,7 @@ def test_a_read_script_gives_one_clip_per_line_offline_and_bad_files_are_reporte
     assert reasons == {str(corrupt): "not_audio", str(silent): "silence"}
     assert summary["clips"] == len(SENTENCES) and summary["rejected_by_reason"] == {"not_audio": 1, "silence": 1}
     assert "| clips kept | 12 |" in (out / "summary.md").read_text()
-    # A rerun reads what was done (content-keyed), and the output is read by preparation as a seed-layout input.
+    # A rerun reads what was done (content-keyed), and the output is read by preparation as a folder-layout input.
     before = (out / "metadata.csv").read_bytes()
     assert segment_recordings(config, progress=False) == summary and (out / "metadata.csv").read_bytes() == before
     rows_read = list(iter_rows(DataConfig(input_path=str(out), extra_inputs=[str(out)])))

@@ -1,4 +1,4 @@
-"""Every ingestion format, with small fixtures made here: seed layout, OpenSLR, Common Voice, Hugging Face datasets
+"""Every ingestion format, with small fixtures made here: folder layout, OpenSLR, Common Voice, Hugging Face datasets
 (Hub repo id through the local Hub, streaming, a local save_to_disk folder), and the up-front column checks."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, make_configs
 
-from chatterbox_latam.config import DataConfig
+from chatterbox_latam.data.config import DataConfig
 from chatterbox_latam.data.dataset import load_prepared
 from chatterbox_latam.data.prepare import prepare_dataset
 from chatterbox_latam.data.sources import (
@@ -74,7 +74,7 @@ def _hub_dataset(corpus: Path):
 
 
 def test_format_detection(corpus, openslr, common_voice, tmp_path):
-    assert detect_format(str(corpus)) == "seed"
+    assert detect_format(str(corpus)) == "folder"
     assert detect_format(str(openslr)) == "openslr"
     assert detect_format(str(common_voice)) == "commonvoice"
     assert detect_format("someone/some-dataset") == "hub"
@@ -186,4 +186,4 @@ def test_seed_layout_reads_transcripts_folder_and_keeps_extra_columns(corpus, ti
     assert sorted(train["raw_text"]) == sorted(TEXTS[1:3])
     assert sorted(train["emotion"]) == ["happy", "neutral"] and set(train["accent"]) == {"co"}
     settings = json.loads((tmp_path / "out" / "settings.json").read_text())
-    assert settings["format"] == "seed"
+    assert settings["format"] == "folder"

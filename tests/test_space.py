@@ -169,7 +169,7 @@ def test_twenty_concurrent_requests_are_all_answered(space, reference):
 
 
 def test_user_supplied_paths_are_never_opened(tmp_path):
-    from chatterbox_latam.synthesis.serving import InputError, Settings, SpeechService
+    from chatterbox_latam.synthesis.serving import InputError, SpeechService, request_settings
 
     service = SpeechService("not-loaded")  # the checks need no model
     uploads = tmp_path / "uploads"
@@ -182,4 +182,4 @@ def test_user_supplied_paths_are_never_opened(tmp_path):
             service.read_upload(path, uploads)
         assert error.value.status == 400
     with pytest.raises(InputError, match="seed"):
-        Settings(seed=-1)
+        request_settings(seed=-1)

@@ -11,7 +11,7 @@ import torch
 
 from chatterbox_latam.constants import SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
 from chatterbox_latam.models.loading import build_t3
-from chatterbox_latam.synthesis.decoding import SamplingSettings, fast_decode, runs_alignment
+from chatterbox_latam.synthesis.decoding import UPSTREAM_V2, fast_decode, runs_alignment
 from chatterbox_latam.synthesis.tts import GUARD_VOICE, ChatterboxLatamTTS
 
 ALIGNED_LLAMA = {"t3": {"llama": {"num_hidden_layers": 14, "intermediate_size": 256}}}
@@ -39,7 +39,7 @@ def test_a_held_back_stop_draws_speech_tokens_only(t3):
         with torch.no_grad():
             t3.speech_head.weight[SPEECH_VOCAB_SIZE:] *= 50
         torch.manual_seed(0)
-        held = fast_decode(t3, cond, text, 24, SamplingSettings(min_new_tokens=16))[0]
+        held = fast_decode(t3, cond, text, 24, UPSTREAM_V2.replace(min_new_tokens=16))[0]
         assert len(held) >= 16 and bool((held[:16] < SPEECH_VOCAB_SIZE).all())
         assert bool((held[16:] >= SPEECH_VOCAB_SIZE).any())  # afterwards the head has its way again
     finally:
@@ -62,10 +62,10 @@ def test_a_stop_the_heuristics_force_is_not_taken_while_held_back():
         biased.bias[repeated] = 1000.0
     t3.speech_head = biased
     torch.manual_seed(0)
-    free = fast_decode(t3, cond, text, 24, SamplingSettings())[0].tolist()
+    free = fast_decode(t3, cond, text, 24, UPSTREAM_V2)[0].tolist()
     assert free == [repeated, repeated, t3.hp.stop_speech_token]  # the analyzer's forced stop
     torch.manual_seed(0)
-    held = fast_decode(t3, cond, text, 24, SamplingSettings(min_new_tokens=20))[0].tolist()
+    held = fast_decode(t3, cond, text, 24, UPSTREAM_V2.replace(min_new_tokens=20))[0].tolist()
     assert held[:20] == [repeated] * 20
 
 
@@ -148,7 +148,7 @@ def test_t3_prompt_is_as_long_as_the_training_prompts(tiny_checkpoint, tmp_path)
     6 s."""
     import librosa
 
-    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.models.config import ModelConfig
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
     from chatterbox_latam.models.loading import load_t3
     from chatterbox_latam.models.lora import add_t3_lora, save_adapters

@@ -157,7 +157,7 @@ def test_frozen_modules_stay_in_eval_mode_whatever_the_trainer_asks(tiny_checkpo
     """The Trainer calls `train()` every step: frozen modules (T3's perceiver with its attention dropout of 0.2, the
     dropout layers of the adapted blocks, S3Gen's frozen parts) stay as inference runs them, so two passes give the
     same conditioning; only LoRA's dropout is active. The module walk does catch an active one."""
-    from chatterbox_latam.config import ModelConfig
+    from chatterbox_latam.models.config import ModelConfig
     from chatterbox_latam.models.checkpoint import resolve_checkpoint
     from chatterbox_latam.models.loading import load_s3gen, load_t3
     from chatterbox_latam.models.lora import add_s3gen_lora, add_t3_lora

@@ -17,7 +17,8 @@ import torch
 from conftest import ROOT
 from safetensors.torch import load_file
 
-from chatterbox_latam.config import RECIPE_SECTIONS, Recipe, parse_recipe
+from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
+from chatterbox_latam.parser import parse_recipe
 from chatterbox_latam.data.dataset import tokenize_dataset
 from chatterbox_latam.training.checkpoints import (
     COMPLETE_MARKER,
@@ -76,6 +77,75 @@ def test_tiny_model_learns_and_only_adapter_weights_change(prepared, tiny_checkp
         if "modules_to_save" in key:  # the trained copy of speech_head (recipe: modules_to_save)
             continue
         assert torch.equal(value, state[key]), f"base weight {key} changed"
+
+
+def _trainer_gradients(prepared, checkpoint, output_dir, *overrides, steps: int = 2):
+    """Every trainable weight's gradient at each of `steps` Trainer updates (as the optimizer is about to read it),
+    the number of forward passes of T3's first Llama layer, and the logged losses: one run of the real Trainer on
+    the first training rows, in order."""
+    from transformers import TrainerCallback
+
+    from chatterbox_latam.data.collator import ChatterboxCollator
+    from chatterbox_latam.data.dataset import load_prepared
+    from chatterbox_latam.models.checkpoint import resolve_checkpoint
+    from chatterbox_latam.models.loading import load_text_tokenizer
+    from chatterbox_latam.training.trainer import ChatterboxTrainer
+
+    recipe = _recipe(prepared, checkpoint, output_dir, "--max_steps", str(steps), "--save_every", "100",
+                     "--train_s3gen", "false", "--lora_dropout", "0", "--uncond_fraction", "0", "--batch_size", "4",
+                     "--log_every", "1", "--train_sampling_strategy", "sequential", *overrides)
+    resolved = resolve_checkpoint(checkpoint)
+    dataset = tokenize_dataset(load_prepared(recipe.data.prepared_dir), load_text_tokenizer(resolved), "es")
+    torch.manual_seed(0)  # LoRA's A is drawn when the adapter is added: the same in every run
+    model, _ = build_model(recipe, resolved)
+    hp = model.t3.hp
+    grads: list[dict[str, torch.Tensor]] = []
+
+    class Record(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            grads.append({n: None if p.grad is None else p.grad.detach().clone()
+                          for n, p in model.named_parameters() if p.requires_grad})
+
+    calls = []
+    layer = model.t3.base_model.model.tfmr.layers[0]
+    hook = layer.register_forward_hook(lambda *args: calls.append(1))
+    trainer = ChatterboxTrainer(
+        model=model, args=training_arguments(recipe, str(output_dir), has_eval=False),
+        train_dataset=dataset["train"].select(range(4 * steps)), callbacks=[Record()],
+        data_collator=ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
+                                         hp.stop_speech_token))
+    try:
+        trainer.train()
+    finally:
+        hook.remove()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return grads, len(calls), losses
+
+
+@pytest.mark.parametrize("kwargs", [None, {"use_reentrant": True}], ids=["default", "reentrant"])
+def test_gradient_checkpointing_gives_every_lora_weight_its_gradient(prepared, tiny_checkpoint, tmp_path, kwargs):
+    """T3's Llama is fed `inputs_embeds` built from frozen embeddings, so no input of a checkpointed layer requires
+    grad: reentrant checkpointing would then give the LoRA weights inside it no gradient (transformers' remedy,
+    `enable_input_require_grads`, hooks the token embedding T3 never calls). Two Trainer updates with
+    gradient_checkpointing on (its default kwargs, and use_reentrant: true): each layer runs twice per update (its
+    forward, then the recompute), and every trainable weight gets the gradient it gets without checkpointing, none
+    zero at the second update (LoRA's B starts at zero, so A's first gradient is zero whatever the checkpointing)."""
+    plain, plain_calls, plain_losses = _trainer_gradients(prepared, tiny_checkpoint, tmp_path / "plain")
+    overrides = ["--gradient_checkpointing", "true"]
+    if kwargs:
+        overrides += ["--gradient_checkpointing_kwargs", json.dumps(kwargs)]
+    checkpointed, calls, losses = _trainer_gradients(prepared, tiny_checkpoint, tmp_path / "checkpointed", *overrides)
+    assert plain_calls == 2 and calls == 4  # recomputed in the backward pass: checkpointing is on
+    assert losses == pytest.approx(plain_losses, rel=1e-5)
+    names = list(plain[0])
+    assert len(names) > 2 and any("lora_A" in n for n in names) and any("lora_B" in n for n in names)
+    assert [list(step) for step in checkpointed] == [names, names]
+    for name in names:
+        for step in (0, 1):
+            got, expected = checkpointed[step][name], plain[step][name]
+            assert got is not None, (name, step)
+            assert torch.allclose(got, expected, rtol=1e-4, atol=1e-8), (name, step, (got - expected).abs().max())
+        assert checkpointed[1][name].abs().max() > 0, name
 
 
 def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_checkpoint, tmp_path, caplog):

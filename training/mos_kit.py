@@ -1,36 +1,10 @@
 """Human MOS: build a blinded listening test from an evaluation, then score the listeners' ratings.
 
-    python training/mos_kit.py prepare --eval_dir runs/demo/eval --output_dir runs/demo/mos
-    # send runs/demo/mos (without key.csv) to listeners; each opens index.html and returns ratings-NAME.csv
-    python training/mos_kit.py score --key runs/demo/mos/key.csv --ratings ratings-*.csv
+The `chatterbox-latam mos-kit` command (chatterbox_latam/cli/mos_kit.py), runnable from a checkout as this script:
+`python training/mos_kit.py --help` lists its options.
 """
 
-from __future__ import annotations
-
-import json
-
-from chatterbox_latam.config import ListeningTestConfig, RatingsConfig, parse_command
-from chatterbox_latam.evaluation.listening_test import (
-    prepare_listening_test,
-    score_listening_test,
-)
-
-
-def main(argv: list[str] | None = None) -> None:
-    action, (config,) = parse_command({"prepare": {"listening_test": ListeningTestConfig},
-                                       "score": {"ratings": RatingsConfig}}, argv,
-                                      description=__doc__.splitlines()[0])
-    if action == "prepare":
-        print(f"listening test: {prepare_listening_test(config.eval_dir, config.output_dir, config.seed)}")
-        return
-    summary = score_listening_test(config.key, config.ratings)
-    print("| system | MOS | 95% CI | ratings | raters |\n|---|---|---|---|---|")
-    for system, s in summary.items():
-        print(f"| {system} | {s['mos']:.2f} | ± {s['ci95']:.2f} | {s['ratings']} | {s['raters']} |")
-    if config.output:
-        with open(config.output, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
-
+from chatterbox_latam.cli.mos_kit import main
 
 if __name__ == "__main__":
     main()

@@ -1,37 +1,10 @@
-"""Long recordings (podcasts, audiobooks, interviews, a read script) -> clips with transcripts in the seed's layout.
+"""Long recordings (podcasts, audiobooks, interviews, a read script) -> clips with transcripts in the folder layout.
 
-    python training/segment_recordings.py --input DIR_OR_FILES --output_dir DIR \
-        [--transcripts DIR | --script FILE] [--language es] [--accent mx] [--speakers one|per-file|diarize] \
-        [--asr_model openai/whisper-large-v3] [--min_seconds 3] [--max_seconds 15] [--config RECIPE]
-
-Writes audio/<speaker>/*.wav, metadata.csv, rejected.jsonl (every stretch left out, with its reason) and
-summary.md to --output_dir; `prepare_data.py --input DIR --format seed` (or `data.extra_inputs`) takes it from
-there. A recipe's `segmentation:` section gives the defaults. See chatterbox_latam.data.recordings.
+The `chatterbox-latam segment` command (chatterbox_latam/cli/segment.py), runnable from a checkout as this script:
+`python training/segment_recordings.py --help` lists its options.
 """
 
-from __future__ import annotations
-
-import logging
-import sys
-
-from chatterbox_latam.config import SegmentConfig, parse_recipe
-from chatterbox_latam.data.recordings import REJECTED_NAME, segment_recordings, summary_table
-from chatterbox_latam.data.transcribe import ModelUnavailable
-
-
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (config,) = parse_recipe({"segmentation": SegmentConfig}, argv, description=__doc__)
-    if not config.input:
-        sys.exit("no input: pass --input FILES_OR_FOLDERS (or set segmentation.input in the recipe).")
-    try:
-        summary = segment_recordings(config)
-    except (ModelUnavailable, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
-    print(summary_table(summary))
-    print(f"clips: {config.output_dir}/metadata.csv")
-    print(f"left out, with reasons: {config.output_dir}/{REJECTED_NAME}")
-
+from chatterbox_latam.cli.segment import main
 
 if __name__ == "__main__":
     main()

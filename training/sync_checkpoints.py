@@ -1,38 +1,10 @@
 """Keep a Hub copy of the newest checkpoint, and get it back on a fresh machine (Runpod, spot instances).
 
-    python training/sync_checkpoints.py push  --repo_id USER/run --checkpoint_dir /workspace/checkpoints
-    python training/sync_checkpoints.py watch --repo_id USER/run --checkpoint_dir /workspace/checkpoints --every 600
-    python training/sync_checkpoints.py pull  --repo_id USER/run --checkpoint_dir /workspace/checkpoints
-
-Only complete checkpoints are sent; `pull` does nothing when the folder already holds one.
+The `chatterbox-latam sync` command (chatterbox_latam/cli/sync.py), runnable from a checkout as this script:
+`python training/sync_checkpoints.py --help` lists its options.
 """
 
-from __future__ import annotations
-
-import time
-
-from chatterbox_latam.config import SyncConfig, parse_command
-from chatterbox_latam.training.checkpoints import (
-    pull_latest_checkpoint,
-    push_latest_checkpoint,
-)
-
-
-def main(argv: list[str] | None = None) -> None:
-    sections = {"sync": SyncConfig}
-    action, (config,) = parse_command({"push": sections, "watch": sections, "pull": sections}, argv,
-                                      description=__doc__.splitlines()[0])
-    if action == "pull":
-        restored = pull_latest_checkpoint(config.repo_id, config.checkpoint_dir)
-        print(f"restored {restored}" if restored else "nothing to restore")
-        return
-    while True:
-        sent = push_latest_checkpoint(config.checkpoint_dir, config.repo_id, private=not config.public)
-        print(f"synced {sent}" if sent else "up to date", flush=True)
-        if action == "push":
-            return
-        time.sleep(config.every)
-
+from chatterbox_latam.cli.sync import main
 
 if __name__ == "__main__":
     main()

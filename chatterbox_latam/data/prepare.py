@@ -51,7 +51,8 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..config import DataConfig, ModelConfig
+from .config import DataConfig
+from ..models.config import ModelConfig
 from ..constants import TOKENS_PER_SECOND
 from ..models.checkpoint import Checkpoint, resolve_checkpoint
 from ..models.loading import load_text_tokenizer
@@ -94,6 +95,7 @@ class Clip:
     accent: str
     duration: float
     extra: dict[str, str] = field(default_factory=dict)
+    split: str | None = None  # assigned by the source (`validation_path`), else drawn
 
 
 @dataclass
@@ -203,7 +205,7 @@ class Preparer:
         return Clip(
             id=content[:16], source=row.audio if isinstance(row.audio, str) else row.row_id,
             clean_path=str(clean_path), text=text, raw_text=raw_text, speaker_id=row.speaker_id,
-            accent=row.accent or "", duration=round(duration, 3), extra=row.extra,
+            accent=row.accent or "", duration=round(duration, 3), extra=row.extra, split=row.split,
         )
 
     def collect_clips(self) -> list[Clip]:
@@ -345,6 +347,8 @@ class Preparer:
                 field_name = "heldout_speakers" if name == "test" else "validation_speakers"
                 raise ValueError(f"{field_name} {unknown} have no kept clips; speakers are {sorted(speakers)}.")
         speaker_split = {c.id: name for c in clips for name, chosen in by_speaker.items() if c.speaker_id in chosen}
+        speaker_split.update({c.id: c.split for c in clips if c.split})  # validation_path's clips
+        given = {c.split for c in clips if c.split}
         assigned, left_out, groups = {}, [], {}
         for key, group in sentence_groups(clips).items():
             names = {speaker_split[c.id] for c in group if c.id in speaker_split}
@@ -365,7 +369,7 @@ class Preparer:
             return max(1, round(len(clips) * fraction)) if fraction > 0 and len(keys) >= 3 else 0
 
         for name, fraction in (("test", config.test_size), ("validation", config.validation_size)):
-            if by_speaker[name]:
+            if by_speaker[name] or name in given:
                 continue
             wanted, taken = share(fraction), 0
             while taken < wanted and len(keys) > 1:  # the last sentence always trains

@@ -1,4 +1,4 @@
-"""Long recordings (podcasts, audiobooks, interviews, a read script) -> clips in the seed's layout.
+"""Long recordings (podcasts, audiobooks, interviews, a read script) -> clips in the folder layout.
 
     recordings --(Silero VAD)--> stretches of speech --(plan_cuts: in pauses, within bounds)--> clips
                --(text: ASR words | aligned known text | the script's lines)--> checks --> audio/<speaker>/*.wav
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import SegmentConfig
+from .config import SegmentConfig
 from ..utils import content_digest, write_atomic, write_wav
 from .audio import Rejected, decode_audio, resample, to_mono
 from .read_script import match_script, spoken_length

@@ -1,6 +1,6 @@
 """Readers for the raw data formats the project ingests, all yielding the same `SourceRow`.
 
-- the seed's layout: `metadata.csv` (audio_path, transcript, speaker_id, duration, optional accent and extra
+- the folder layout: `metadata.csv` (audio_path, transcript, speaker_id, duration, optional accent and extra
   columns) with audio paths relative to the dataset root, and optional `transcripts/<stem>.txt`;
 - OpenSLR's crowdsourced Latin-American Spanish sets (SLR61 ar, 71 cl, 72 co, 73 pe, 74 pr, 75 ve):
   `line_index*.tsv` beside folders of wavs; the accent comes from the set, the speaker from the file id;
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DataConfig
+from .config import DataConfig
 from ..constants import ACCENTS
 from .audio import Rejected
 
@@ -43,6 +43,8 @@ class SourceRow:
     accent: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     problem: Rejected | None = None
+    split: str | None = None
+    """The split the source assigns (rows of `validation_path`: validation); None: drawn by sentence."""
 
     @property
     def source_key(self) -> str | None:
@@ -55,7 +57,7 @@ def detect_format(input_path: str) -> str:
     if not path.is_dir():
         return "hub"
     if (path / "metadata.csv").exists():
-        return "seed"
+        return "folder"
     if any(path.rglob("line_index*.tsv")):
         return "openslr"
     if (path / "validated.tsv").exists():
@@ -68,18 +70,31 @@ def iter_rows(config: DataConfig) -> Iterator[SourceRow]:
     if not config.input_path:
         raise SourceError("No input: set data.input_path in the recipe or pass --input PATH_OR_REPO.")
     fmt = detect_format(config.input_path) if config.format == "auto" else config.format
-    readers = {"seed": read_seed, "openslr": read_openslr, "commonvoice": read_commonvoice, "hub": read_hub}
+    readers = {"folder": read_folder, "openslr": read_openslr, "commonvoice": read_commonvoice, "hub": read_hub}
     rows = readers[fmt](config)
     for extra in config.extra_inputs:
         if not (Path(extra) / "metadata.csv").exists():
-            raise SourceError(f"extra input {extra} has no metadata.csv: extra_inputs take folders in the seed's "
-                              "layout (segment_recordings.py writes one).")
-        rows = itertools.chain(rows, _prefixed(read_seed(dataclasses.replace(config, input_path=extra)), extra))
+            raise SourceError(f"extra input {extra} has no metadata.csv: extra_inputs take folders in the folder "
+                              "layout (the segment command writes one).")
+        rows = itertools.chain(rows, _prefixed(read_folder(dataclasses.replace(config, input_path=extra)), extra))
+    if config.validation_path:
+        if not (Path(config.validation_path) / "metadata.csv").exists():
+            raise SourceError(f"validation_path {config.validation_path} has no metadata.csv: it takes a folder in "
+                              "the folder layout.")
+        rows = itertools.chain(rows, _validation(read_folder(dataclasses.replace(config, input_path=config.validation_path)),
+                                                 config.validation_path))
     for index, row in enumerate(rows):
         if config.max_rows is not None and index >= config.max_rows:
             break
         if row.accent is None:
             row.accent = config.default_accent
+        yield row
+
+
+def _validation(rows: Iterator[SourceRow], folder: str) -> Iterator[SourceRow]:
+    """`validation_path`'s rows: the validation split, whatever the draw."""
+    for row in _prefixed(rows, folder):
+        row.split = "validation"
         yield row
 
 
@@ -104,8 +119,8 @@ def _has_bad_bytes(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-def read_seed(config: DataConfig) -> Iterator[SourceRow]:
-    """The seed's layout: metadata.csv with paths relative to the dataset root."""
+def read_folder(config: DataConfig) -> Iterator[SourceRow]:
+    """The folder layout: metadata.csv with paths relative to the dataset root."""
     root = Path(config.input_path)
     metadata = root / "metadata.csv"
     # Undecodable bytes are kept as surrogates so one bad row is reported, not the whole file refused.

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import DEFAULT_ALIGNER, DEFAULT_ASR
+from ..constants import DEFAULT_ALIGNER, DEFAULT_ASR
 from .text import normalize_spanish
 from .vad import VAD_SR, Word
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DEFAULT_ACCENT_MODEL
+from ..constants import DEFAULT_ACCENT_MODEL
 from ..constants import ACCENTS
 from ..data.audio import resample
 from ..utils import default_device

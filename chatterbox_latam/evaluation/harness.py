@@ -6,7 +6,7 @@ recordings themselves (`ground_truth`, the ceiling for WER, MOS and similarity).
 reference from the same speaker (a different utterance: the prepared dataset's prompt; a sentence whose speaker
 has no other clip is left out and counted, never spoken from its own audio). Scores: WER/CER (two
 normalisations), speaker similarity to the reference, DNSMOS, the accent a classifier hears (`accent.py`), RTF;
-per sample, per system, per accent, against the seed's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF <
+per sample, per system, per accent, against the project's targets (WER < 15%, MOS > 3.5, similarity > 0.85, RTF <
 1.0). Each sentence is spoken in its own accent: per-accent adapters each speak their accent's sentences.
 Outputs in `output_dir`: `results.json`, `report.md`, `plots/*.png`, and the audio under `audio/<system>/`.
 """
@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ..config import EvalConfig
 from ..constants import ACCENTS
 from ..data.audio import resample
+from ..synthesis.config import GenerationSettings
 from ..utils import write_wav
 from . import accent, metrics
-from .goals import cloning_by_reference_length, expressivity
+from .config import EvalConfig
+from .targets import cloning_by_reference_length, expressivity
 from .report import TARGETS, write_plots, write_report
 from .testset import (  # noqa: F401 (load_test_items: the harness's API)
     TestItem,
@@ -40,7 +41,6 @@ from .testset import (  # noqa: F401 (load_test_items: the harness's API)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CFG_WEIGHT = 0.5
 """Upstream's guidance weight: every system but the fine-tune is decoded at it, and the quality guard too."""
 
 Transcriber = Callable[[Sequence[np.ndarray], int], list[str]]
@@ -51,8 +51,8 @@ def spoken_accent(item: TestItem) -> str | None:
     return item.accent if item.accent in ACCENTS else None
 
 
-def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
-                   cfg_weight: float = 0.5) -> list[dict[str, Any]]:
+def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path,
+                   settings: GenerationSettings) -> list[dict[str, Any]]:
     """Speaks every test sentence with its reference voice; records synthesis time and writes the WAVs."""
     from tqdm.auto import tqdm
 
@@ -60,8 +60,8 @@ def synthesize_all(synthesizer, items: list[TestItem], out_dir: Path, seed: int,
     outputs = []
     for item in tqdm(items, desc=f"synthesise {out_dir.name}", unit="sentence"):
         start = time.perf_counter()
-        wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, seed=seed,
-                                     cfg_weight=cfg_weight, accent=spoken_accent(item))
+        wav = synthesizer.synthesize(item.text, item.reference, item.sample_rate, settings,
+                                     accent=spoken_accent(item))
         elapsed = time.perf_counter() - start
         write_wav(out_dir / f"{item.id}.wav", wav, synthesizer.sr)
         outputs.append({"wav": wav, "sr": synthesizer.sr, "synthesis_seconds": elapsed})
@@ -171,18 +171,18 @@ def capped(model, config: EvalConfig):
     return model
 
 
-def measure_goals(synthesizer, name: str, items: list[TestItem], seed: int, goals: dict[str, dict],
+def measure_targets(synthesizer, name: str, items: list[TestItem], seed: int, measured: dict[str, dict],
                   pool: list[TestItem]) -> None:
-    """The seed's goals (`goals.py`) for one system on `items`, at upstream's synthesis settings (T3 fp32, its
+    """The project's targets (`targets.py`) for one system on `items`, at upstream's synthesis settings (T3 fp32, its
     own S3Gen): the models are compared, not the speed settings. Cloning references come from `pool` (the whole
     test set)."""
     synthesizer.set_mode("fp32")
     synthesizer.set_s3gen()
-    goals["expressivity"][name] = expressivity(
+    measured["expressivity"][name] = expressivity(
         lambda item, exaggeration: synthesizer.synthesize(item.text, item.reference, item.sample_rate,
                                                           exaggeration=exaggeration, seed=seed),
         items, synthesizer.sr)
-    goals["cloning"][name] = cloning_by_reference_length(
+    measured["cloning"][name] = cloning_by_reference_length(
         lambda item, reference: synthesizer.synthesize(item.text, reference, item.sample_rate, seed=seed),
         items, synthesizer.sr, metrics.speaker_similarity, pool)
 
@@ -254,7 +254,11 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                                           t3_model=config.t3_model), config)
     finetuned.set_s3gen(config.s3gen_mode, config.cfm_steps, config.s3gen_prompt_seconds, config.s3gen,
                         config.meanflow_model)
-    finetuned.alignment = config.alignment_setting
+    finetuned.alignment = config.alignment
+    # every system speaks with the evaluation's settings; the cap and the alignment heuristics are the models' own
+    # (`capped`, `finetuned.alignment`), so that the systems below can differ in them
+    settings = GenerationSettings.of(config).replace(alignment=None, max_new_tokens=None)
+    upstream = settings.replace(cfg_weight=GenerationSettings.cfg_weight)
     if len(finetuned.accents) > 1:  # per-accent adapters: each speaks its own accent's sentences
         without_adapter = [it.id for it in items if it.accent not in finetuned.accents]
         items = [it for it in items if it.accent in finetuned.accents]
@@ -263,47 +267,45 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                              "one of those accents.")
     else:
         without_adapter = []
-    systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", config.seed,
-                                          config.cfg_weight)
+    systems["finetuned"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned", settings)
     mode, generation, alignment = finetuned.mode, finetuned.generation, finetuned.runs_alignment()
     s3gen_changes = finetuned.s3gen_changes
-    if mode != "fp32" or finetuned.s3gen_changes or config.cfg_weight != DEFAULT_CFG_WEIGHT:
+    if mode != "fp32" or finetuned.s3gen_changes or settings.cfg_weight != upstream.cfg_weight:
         # the quality guard: the same sentences, voices and seed at upstream's settings beside the fast ones
         finetuned.set_mode("fp32")
         finetuned.set_s3gen()
         systems["finetuned_fp32"] = synthesize_all(finetuned, items, output_dir / "audio" / "finetuned_fp32",
-                                                   config.seed)
+                                                   upstream)
     if finetuned.alignment_matters():
         # the heuristics read attention maps the adapter changed: the other setting, same sentences and seed
         finetuned.alignment = not alignment
         name = f"finetuned_alignment_{'on' if finetuned.alignment else 'off'}"
-        systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, config.seed,
-                                       config.cfg_weight)
-    goals: dict[str, dict[str, Any]] = {"expressivity": {}, "cloning": {}}
-    if config.goals:
+        systems[name] = synthesize_all(finetuned, items, output_dir / "audio" / name, settings)
+    measured: dict[str, dict[str, Any]] = {"expressivity": {}, "cloning": {}}
+    if config.targets:
         finetuned.alignment = alignment
-        measure_goals(finetuned, "finetuned", items[: config.goals_sentences], config.seed, goals, items)
+        measure_targets(finetuned, "finetuned", items[: config.targets_sentences], config.seed, measured, items)
     del finetuned
     base = config.base_model or (read_adapter_metadata(config.checkpoint).get("base_model")
                                  if is_adapter_dir(config.checkpoint) else None)
     if config.compare_base and not base:
         raise ValueError("--compare_base needs the base model: pass --base_model (the checkpoint is not an "
                          "adapter folder that names it).")
-    if config.compare_base or (config.goals and base):
+    if config.compare_base or (config.targets and base):
         base_model = load_system(base, config, _adapter_t3_model(config.checkpoint))
         if config.compare_base:
-            systems["base"] = synthesize_all(base_model, items, output_dir / "audio" / "base", config.seed)
-        if config.goals:
-            measure_goals(base_model, "base", items[: config.goals_sentences], config.seed, goals, items)
+            systems["base"] = synthesize_all(base_model, items, output_dir / "audio" / "base", upstream)
+        if config.targets:
+            measure_targets(base_model, "base", items[: config.targets_sentences], config.seed, measured, items)
         del base_model
-    elif config.goals:
-        skipped["goals: base"] = ("the base is unknown (the checkpoint is not an adapter that names it): pass "
+    elif config.targets:
+        skipped["targets: base"] = ("the base is unknown (the checkpoint is not an adapter that names it): pass "
                                   "--base_model to measure it beside the fine-tune.")
     for other in config.compare:
         name = system_name(other)
         if name in systems:
             raise ValueError(f"--compare {other}: a system named {name!r} is already scored; compare it once.")
-        systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, config.seed)
+        systems[name] = synthesize_all(load_system(other, config), items, output_dir / "audio" / name, upstream)
     if not config.protocol:  # a protocol's sentences have no recording
         systems["ground_truth"] = [{"wav": it.truth, "sr": it.sample_rate} for it in items]
         truth_dir = output_dir / "audio" / "ground_truth"
@@ -323,7 +325,7 @@ def evaluate_checkpoint(config: EvalConfig, transcriber: Transcriber | None = No
                                "s3gen_mode": config.s3gen_mode, "cfm_steps": config.cfm_steps,
                                "s3gen_prompt_seconds": config.s3gen_prompt_seconds, "metrics": wanted,
                                "targets": {k: list(v) for k, v in TARGETS.items()}, "skipped": skipped,
-                               "systems": {}, **({"goals": goals} if config.goals else {})}
+                               "systems": {}, **({"measured_targets": measured} if config.targets else {})}
     normalizers = metrics.DEFAULT_NORMALIZERS
     if config.protocol:
         normalizers = (*normalizers, "seed_tts_eval")

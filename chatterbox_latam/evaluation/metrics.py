@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..config import DEFAULT_ASR, DEFAULT_WAVLM_SV
+from ..constants import DEFAULT_ASR, DEFAULT_WAVLM_SV
 from ..data.audio import resample
 from ..data.quality import dnsmos  # noqa: F401 (the evaluation's MOS proxy; preparation uses it too)
 from ..data.text import normalize_spanish

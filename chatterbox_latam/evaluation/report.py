@@ -1,4 +1,4 @@
-"""The seed's targets and the evaluation report: report.md (tables per system and accent) and plots/."""
+"""The project's targets and the evaluation report: report.md (tables per system and accent) and plots/."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 
 from ..constants import TOKENS_PER_SECOND
 from .accent import accent_report, write_confusion_plot
-from .goals import goals_report, write_goal_plots
+from .targets import targets_report, write_target_plots
 
 logger = logging.getLogger(__name__)
-TARGETS = {  # the seed's table: metric -> (comparison, value)
+TARGETS = {  # the project's targets: metric -> (comparison, value)
     "wer_spanish": ("<", 0.15),
     "mos": (">", 3.5),
     "speaker_sim": (">", 0.85),
@@ -121,8 +121,8 @@ def write_report(results: dict[str, Any], output_dir: Path) -> None:
             lines.append(f"- {system}, {accent or 'unknown'} ({values['n']}): {shown}")
     lines += ["", "![per accent](plots/per_accent.png)", "", "![distributions](plots/distributions.png)", ""]
     lines += accent_report(results)
-    if results.get("goals"):
-        lines += goals_report(results["goals"])
+    if results.get("measured_targets"):
+        lines += targets_report(results["measured_targets"])
     (output_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -167,5 +167,5 @@ def write_plots(results: dict[str, Any], output_dir: Path) -> None:
     fig.savefig(plots / "distributions.png", dpi=100)
     plt.close(fig)
     write_confusion_plot(results, plots)
-    if results.get("goals"):
-        write_goal_plots(results["goals"], plots)
+    if results.get("measured_targets"):
+        write_target_plots(results["measured_targets"], plots)

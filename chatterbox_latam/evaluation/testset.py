@@ -1,6 +1,6 @@
 """The sentences an evaluation speaks, each with the voice to speak it in.
 
-- `load_test_items`: the test split of a prepared dataset, or a folder in the seed's layout; each sentence is spoken
+- `load_test_items`: the test split of a prepared dataset, or a folder in the folder layout; each sentence is spoken
   with a reference of its speaker built as training's prompts are (6 s of other clips, never its own audio) and
   scored against its recording.
 - `protocol_items`: a protocol's fixed list (`lists/`), so figures from any machine compare: each sentence is spoken
@@ -49,7 +49,7 @@ class TestItem:
 def load_test_items(test_data: str, max_samples: int | None = None, skipped: list[str] | None = None,
                     split: str | None = None) -> list[TestItem]:
     """Test sentences with their recordings and references, from a prepared dataset (its `test` split, or `split`
-    when asked for knowingly) or a folder in the seed's layout. The reference is built as a user's arrives and as
+    when asked for knowingly) or a folder in the folder layout. The reference is built as a user's arrives and as
     training's prompts are (`data.references`): the prepared prompt's clips joined, or in a folder the speaker's
     other clips joined until they reach 6 s, in an order seeded by the speaker and the file name (the same
     references wherever the folder lies). A sentence whose speaker has no other clip is left
@@ -60,16 +60,16 @@ def load_test_items(test_data: str, max_samples: int | None = None, skipped: lis
     items: list[TestItem] = []
     skipped = [] if skipped is None else skipped
     if (path / "metadata.csv").exists():
-        from ..config import DataConfig
+        from ..data.config import DataConfig
         from ..constants import PROMPT_SECONDS
         from ..data.audio import CleaningConfig, clean_audio, decode_audio
         from ..data.references import join_clips, seeded_order, take_until
-        from ..data.sources import read_seed
+        from ..data.sources import read_folder
 
         if split:
             raise EvaluationDataError(f"--split {split}: {test_data} is a folder of recordings, not a prepared "
                                       "dataset with splits; every sentence in it is scored.")
-        rows = [r for r in read_seed(DataConfig(input_path=str(path))) if r.problem is None and r.text]
+        rows = [r for r in read_folder(DataConfig(input_path=str(path))) if r.problem is None and r.text]
         by_speaker = defaultdict(list)
         for row in rows:
             by_speaker[row.speaker_id].append(row.audio)

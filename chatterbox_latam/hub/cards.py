@@ -109,7 +109,7 @@ MODEL_INDEX_METRICS = {
 
 
 def evaluation_table(results: dict[str, Any]) -> str:
-    """The evaluation's aggregate numbers as a markdown table, one column per system, with the seed's targets."""
+    """The evaluation's aggregate numbers as a markdown table, one column per system, with the project's targets."""
     from ..evaluation.report import TARGETS, passes
 
     systems = list(results["systems"])
@@ -248,9 +248,9 @@ def render_model_card(folder: str | os.PathLike, repo_id: str, results: dict[str
 
 def alignment_off_reason(generation: str, parts: list[str]) -> str:
     """Why this model's synthesis runs without upstream's alignment heuristics where its generation has them (v2):
-    the adapter changed the attention they read (`synthesis.tts.adapts_attention`); '' when it runs them."""
+    the adapter changed the attention they read (`synthesis.loading.adapts_attention`); '' when it runs them."""
     from ..constants import GENERATIONS
-    from ..synthesis.tts import adapts_attention
+    from ..synthesis.loading import adapts_attention
 
     spec = GENERATIONS.get(generation)
     if spec is None or not spec.alignment or not adapts_attention(parts):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import layout_name
+from .config import layout_name
 from ..constants import (
     CONFIG_NAME,
     GENERATIONS,

@@ -9,7 +9,6 @@ from the same upstream classes with other widths and depths instead of a copy of
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..constants import COMPUTED_S3GEN_BUFFERS
+from ..compat import computed_s3gen_buffers, register_llama_config
 from .checkpoint import Checkpoint, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,6 @@ def load_voice_encoder(checkpoint: Checkpoint, device: str | torch.device = "cpu
 
 def t3_config(checkpoint_config: dict[str, Any], multilingual: bool = True):
     """Upstream `T3Config`, with the reduced sizes a checkpoint's config.json records."""
-    from chatterbox.models.t3.llama_configs import LLAMA_CONFIGS
     from chatterbox.models.t3.modules.t3_config import T3Config
 
     hp = T3Config.multilingual() if multilingual else T3Config.english_only()
@@ -57,12 +55,8 @@ def t3_config(checkpoint_config: dict[str, Any], multilingual: bool = True):
         if not hasattr(hp, key):
             raise ValueError(f"config.json sets t3.{key}, which T3Config does not have.")
         setattr(hp, key, value)
-    if llama:
-        base = LLAMA_CONFIGS[hp.llama_config_name]
-        # T3 looks its backbone up by name; a reduced one gets its own entry, the upstream entries stay as they are.
-        name = "chatterbox_latam:" + json.dumps(llama, sort_keys=True)
-        LLAMA_CONFIGS.setdefault(name, {**base, **llama})
-        hp.llama_config_name = name
+    if llama:  # T3 looks its backbone up by name: a reduced one gets an entry of its own
+        hp.llama_config_name = register_llama_config(hp.llama_config_name, llama)
     return hp
 
 
@@ -126,16 +120,17 @@ def _build_s3gen(sizes: dict[str, Any] | None, meanflow: bool):
 
 
 def _load_s3gen_state(s3gen, source: Path):
-    """Loads `source` into `s3gen` strictly except for `COMPUTED_S3GEN_BUFFERS`: a file saved by a newer S3Gen (the
+    """Loads `source` into `s3gen` strictly except for `computed_s3gen_buffers()`: a file saved by a newer S3Gen (the
     packs' s3gen_v3.pt) does not hold them, and the ones S3Gen computed at construction are what upstream uses."""
     result = s3gen.load_state_dict(_load_state(source), strict=False)
-    missing = set(result.missing_keys) - COMPUTED_S3GEN_BUFFERS
+    computed = computed_s3gen_buffers()
+    missing = set(result.missing_keys) - computed
     if missing or result.unexpected_keys:
         raise RuntimeError(
             f"{source} does not fit S3Gen{' (meanflow)' if s3gen.meanflow else ''}: missing "
             f"{sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''}, "
             f"unexpected {sorted(result.unexpected_keys)[:8]}. "
-            f"Only {sorted(COMPUTED_S3GEN_BUFFERS)} may be missing (buffers S3Gen computes itself); is this an S3Gen "
+            f"Only {sorted(computed)} may be missing (buffers S3Gen computes itself); is this an S3Gen "
             "checkpoint of the same kind and size?"
         )
     return s3gen

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from .config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

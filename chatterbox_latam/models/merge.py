@@ -8,7 +8,8 @@ is a checkpoint folder in the `merged` layout of `constants.LAYOUTS` (all safete
     conds.safetensors (the default voice)  README.md (the card)
     config.json (sizes, base and its revision, the tokenizer's origin and SHA-256, accent, merge check)
     s3gen_meanflow.safetensors (only when the base folder holds one, as the tiny test checkpoint does: unchanged)
-    t3-q4_0.gguf (with --gguf: T3's backbone for llama.cpp, `models.gguf`)
+    t3-q4_0.gguf (training/merge.py --gguf: T3's backbone for llama.cpp, written through `extra_files` by
+                  `synthesis.cpu_fast.gguf.merged_gguf`)
 
 A full-size merge also gets upstream's own file names for the files upstream reads as torch pickles (`ve.pt`,
 `s3gen.pt`, `conds.pt`, plain tensor state dicts that load with `weights_only=True`), so
@@ -35,11 +36,10 @@ from typing import Any
 
 import torch
 
-from ..config import MERGE_DTYPES
+from .config import MERGE_DTYPES
 from ..constants import CONFIG_NAME, LAYOUTS, MEANFLOW_FILE, MERGED_LAYOUTS, MODEL_TYPE
 from ..utils import staged_directory
 from .checkpoint import Checkpoint, resolve_checkpoint
-from .gguf import GGUF_TYPES, gguf_name, write_t3_gguf
 from .loading import load_chatterbox, save_conditionals
 from .probes import compare_outputs, probe_outputs
 
@@ -73,7 +73,6 @@ class MergeResult:
     accent: str | None
     check: dict[str, float]
     upstream_layout: bool
-    gguf: Path | None = None
 
 
 def _merge_in_place(tts) -> None:
@@ -99,18 +98,38 @@ def is_full_size(checkpoint: Checkpoint) -> bool:
 def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike, base_model: str | None = None,
                   dtype: str = "float32", default_voice: Callable[[Any, dict[str, Any]], Any] | None = None,
                   upstream_layout: bool | None = None, accent: str | None = None,
-                  gguf: str | None = None) -> MergeResult:
+                  extra_files: Callable[[Any, Path, dict[str, Any]], dict[str, Any]] | None = None) -> MergeResult:
     """Merges one adapter folder into its base and writes a standalone model folder (see the module docstring).
 
     `base_model` defaults to the base named in the adapter's adapter.json, at the revision recorded there
     (`model_revision`); a `base_model` given here is taken as given. A base whose tokenizer differs from the one
     the adapter recorded gets a warning naming both. `default_voice(model, adapter_metadata)`
-    gives the model's default voice (upstream `Conditionals`); `synthesis.tts.voice_from(wav)` takes it from a
+    gives the model's default voice (upstream `Conditionals`); `synthesis.voices.voice_from(wav)` takes it from a
     recording cleaned as the training clips were. Without it the base's default voice (conds.pt) is kept when it
     has one.
     `upstream_layout` (default: for full-size bases) adds upstream's ve.pt / s3gen.pt / conds.pt.
-    `gguf` (a `models.gguf.GGUF_TYPES` weight type) adds the merged T3's backbone as `t3-<type>.gguf`, for
-    llama.cpp (`models.gguf`; the project's `llamacpp-*` modes write their own from the loaded weights).
+    `extra_files(model, folder, config)` writes more files into the model folder from the merged fp32 model, before
+    any cast and before the folder is checked and put in place, and returns entries for config.json (`config`: its
+    entries so far); `training/merge.py --gguf` writes T3 for llama.cpp that way (`synthesis.cpu_fast.gguf`).
+
+    Args:
+        adapter_dir: The adapter folder (`checkpoints/final`, or one accent's).
+        output_dir: Where the model folder goes; it is put in place only once the check passes.
+        base_model: The base to merge into, taken as given; default: the one adapter.json names, at its revision.
+        dtype: `float32`, `bfloat16` or `float16`: the weights are merged in fp32, then cast.
+        default_voice: `(model, adapter_metadata) -> Conditionals`: the model's default voice.
+        upstream_layout: Also write upstream's file layout, which `ChatterboxMultilingualTTS.from_local` loads.
+        accent: The accent recorded in config.json (default: the adapter's).
+        extra_files: `(model, folder, config) -> dict`: more files written from the merged fp32 model.
+
+    Returns:
+        Where the model went, and the check's figures.
+
+    Raises:
+        MergeError: The merged model, or the saved one loaded back, differs from the adapter model by more than
+            1e-4 (relative); nothing is written.
+        ValueError: Not an adapter folder, no base named, an unknown `dtype`, or `upstream_layout` for a reduced
+            model.
     """
     from safetensors.torch import save_file
 
@@ -118,8 +137,6 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES)}.")
-    if gguf is not None and gguf not in GGUF_TYPES:
-        raise ValueError(f"gguf={gguf!r}: use one of {GGUF_TYPES}.")
     adapter_dir = Path(adapter_dir)
     if not is_adapter_dir(adapter_dir):
         raise ValueError(f"{adapter_dir} is not an adapter folder (no t3/ or s3gen/ with adapter_config.json). "
@@ -170,9 +187,8 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
             shutil.copyfile(checkpoint.directory / MEANFLOW_FILE, staging / MEANFLOW_FILE)
         if tts.conds is not None:
             save_conditionals(tts.conds, staging / layout.conds)
-        if gguf:  # from the fp32 merge, whatever --dtype the safetensors get
-            write_t3_gguf(tts.t3, staging / gguf_name(gguf), gguf, name=f"chatterbox-es-latam-t3-{accent or 'es'}")
-            config["gguf"] = gguf_name(gguf)
+        if extra_files is not None:  # from the fp32 merge, whatever --dtype the safetensors get
+            config.update(extra_files(tts, staging, dict(config)))
         if upstream_layout:
             torch.save(_state(tts.ve, torch.float32), staging / UPSTREAM_FILES["ve"])
             torch.save(_state(tts.s3gen, torch_dtype, "flow."), staging / UPSTREAM_FILES["s3gen"])
@@ -191,5 +207,5 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
                              f"nothing was written to {output_dir}.")
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
     logger.info("merged %s into %s (%s): max relative difference %s", adapter_dir, output_dir, dtype, check)
-    return MergeResult(output_dir, accent, check, upstream_layout, output_dir / gguf_name(gguf) if gguf else None)
+    return MergeResult(output_dir, accent, check, upstream_layout)
 

@@ -14,12 +14,12 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import soundfile as sf
 
 from ..data.text import split_sentences
 from ..utils import write_atomic, write_wav
+from .config import GenerationSettings
 from .tts import ChatterboxLatamTTS
 
 logger = logging.getLogger(__name__)
@@ -44,11 +44,23 @@ def read_texts(texts_file: str | os.PathLike) -> list[tuple[int, str]]:
 
 
 def batch_generate(model: ChatterboxLatamTTS, texts_file: str | os.PathLike, reference: str | os.PathLike | None,
-                   output_dir: str | os.PathLike, progress: bool = True, lines_together: int = 1,
-                   **generate_kwargs: Any) -> list[ManifestRow]:
+                   output_dir: str | os.PathLike, settings: GenerationSettings | None = None, progress: bool = True,
+                   lines_together: int = 1) -> list[ManifestRow]:
     """Speaks every non-blank line of `texts_file` into `output_dir/audio_NNNN.wav` (see the module docstring).
-    `lines_together` lines go to `ChatterboxLatamTTS.generate_batch` at once (decoded `model.batch_size`
-    sentences at a time); each line's WAV is written when its group is done."""
+
+    Args:
+        model: The loaded model.
+        texts_file: UTF-8 text, one utterance per line.
+        reference: The voice to clone; None for the model's default voice.
+        output_dir: Where the WAVs and `manifest.csv` go.
+        settings: How to sample (`GenerationSettings`; its `seed` seeds each line alike).
+        progress: Show a progress bar.
+        lines_together: Lines given to `ChatterboxLatamTTS.generate_batch` at once (decoded `model.batch_size`
+            sentences at a time); each line's WAV is written when its group is done.
+
+    Returns:
+        One `ManifestRow` per non-blank line: written, existing (kept from an earlier run) or failed (with why).
+    """
     from tqdm.auto import tqdm
 
     output_dir = Path(output_dir)
@@ -68,14 +80,13 @@ def batch_generate(model: ChatterboxLatamTTS, texts_file: str | os.PathLike, ref
         for start in range(0, len(todo), max(1, lines_together)):
             group = todo[start: start + max(1, lines_together)]
             try:
-                wavs = model.generate_batch([text for _, text, _ in group], audio_prompt_path=reference,
-                                            **generate_kwargs)
+                wavs = model.generate_batch([text for _, text, _ in group], reference, settings)
             except ValueError as error:  # e.g. an accent the model lacks: the lines are reported, the rest go on
                 logger.warning("lines %s skipped: %s", [line for line, _, _ in group], error)
                 rows.update({line: ManifestRow(line, text, "", 0.0, "failed", str(error)) for line, text, _ in group})
                 bar.update(len(group))
                 continue
-            for (line, text, path), wav in zip(group, wavs):
+            for (line, text, path), wav in zip(group, wavs, strict=True):
                 wav = wav.squeeze(0).numpy()
                 write_wav(path, wav, model.sr)
                 rows[line] = ManifestRow(line, text, path.name, round(len(wav) / model.sr, 3), "written")

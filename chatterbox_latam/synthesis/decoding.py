@@ -12,7 +12,7 @@ every step to test for the stop token. This decoder
   dropped, so the result is unchanged);
 - runs T3 in one of the `MODES`: fp32 (exact), bf16 weights, dynamic int8 Linear layers
   (`torch.ao.quantization.quantize_dynamic`, CPU only), int8 / int4 weights with bf16 activations (`int8-wo`,
-  `int4-wo`, CPU), or the backbone on llama.cpp (`llamacpp-q4_0` / `llamacpp-q8_0`, CPU: `synthesis.engine`, fed
+  `int4-wo`, CPU), or the backbone on llama.cpp (`llamacpp-q4_0` / `llamacpp-q8_0`, CPU: `cpu_fast.engine`, fed
   the same embeddings, read by the same speech head and sampling). On CPU, fp32 decoding is bound by reading the
   weights (see docs/speed.md for the figures): the bytes per weight, not loop overhead, are the lever there.
 
@@ -28,15 +28,15 @@ which exposes no attention maps.
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..compat import attention_implementation, forward_hooks_removed, with_attention_implementation
 from ..constants import SPEECH_VOCAB_SIZE
+from .config import GenerationSettings
 
 # The weight-only kernels are matrix-vector kernels: fast for decoding's few rows, several times slower than bf16's
 # matrix kernels for a prompt's hundreds. Above this many rows the weight-only layers use a bf16 copy of the weight
@@ -52,28 +52,20 @@ def cast_cond(t3_cond, device, dtype):
     return copied.to(device=device, dtype=dtype if dtype != torch.float32 else None)
 
 
-@dataclass
-class SamplingSettings:
-    """Upstream `T3.inference`'s sampling knobs (same defaults as upstream's multilingual `generate`)."""
-
-    temperature: float = 0.8
-    cfg_weight: float = 0.5
-    repetition_penalty: float = 2.0
-    min_p: float = 0.05
-    top_p: float = 1.0
-    min_new_tokens: int = 0
-    """Steps during which the stop token cannot be drawn (0 in synthesis, as upstream): measurements that need a
-    given number of steps (the precision guard) set it. During them only speech tokens (ids below
-    `SPEECH_VOCAB_SIZE`) are drawn, and a stop the alignment heuristics force is not taken."""
+UPSTREAM_V2 = GenerationSettings().for_generation("v2")
+"""What a decoding function samples with when not told: upstream's multilingual `generate` for a v2 T3."""
 
 
-def _processors(settings: SamplingSettings):
+def _processors(settings: GenerationSettings):
     from transformers.generation.logits_process import (
         MinPLogitsWarper,
         RepetitionPenaltyLogitsProcessor,
         TopPLogitsWarper,
     )
 
+    if settings.repetition_penalty is None:
+        raise ValueError("settings.repetition_penalty is None: fill it for the model's generation "
+                         "(`settings.for_generation(...)`, as `ChatterboxLatamTTS.settings_for` does).")
     return (RepetitionPenaltyLogitsProcessor(penalty=float(settings.repetition_penalty)),
             MinPLogitsWarper(min_p=settings.min_p), TopPLogitsWarper(top_p=settings.top_p))
 
@@ -94,7 +86,7 @@ def prefix_embeds(t3, t3_cond, text_tokens: torch.Tensor, cfg_weight: float) -> 
 
 @torch.inference_mode()
 def fast_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
-                settings: SamplingSettings | None = None, stop_check_every: int = 8, static_cache: bool = True,
+                settings: GenerationSettings | None = None, stop_check_every: int = 8, static_cache: bool = True,
                 alignment: bool | None = None) -> torch.Tensor:
     """Speech tokens for one utterance, upstream's sampling (see the module docstring). `text_tokens`: (1, L)
     with start/stop tokens. Returns the tokens up to and including the stop token, as upstream does, shape (1, N).
@@ -155,7 +147,7 @@ def default_alignment(generation, t3, adapted_attention: bool | None = None) -> 
 
 @torch.inference_mode()
 def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: int | list[int] = 1000,
-                      settings: SamplingSettings | None = None, stop_check_every: int = 8,
+                      settings: GenerationSettings | None = None, stop_check_every: int = 8,
                       static_cache: bool = True) -> list[torch.Tensor]:
     """Speech tokens for several utterances in the same voice, decoded together: one forward pass per step for
     all of them (CFG pairs side by side), so a step costs little more than one utterance's while decoding is bound
@@ -164,7 +156,7 @@ def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: in
     heuristics (they follow one utterance): with them off, one utterance alone is exactly `fast_decode`; in a batch
     the random draws interleave, so tokens match single runs only where sampling is deterministic (e.g. `min_p=1`,
     greedy). Returns one (1, N_i) tensor per text."""
-    settings = settings or SamplingSettings()
+    settings = settings or UPSTREAM_V2
     budgets = [max_new_tokens] * len(texts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(budgets) != len(texts) or not texts:
         raise ValueError(f"{len(texts)} texts and {len(budgets)} token budgets: give one budget or one per text.")
@@ -176,7 +168,7 @@ def fast_decode_batch(t3, t3_cond, texts: list[torch.Tensor], max_new_tokens: in
             for row, budget in enumerate(budgets)]
 
 
-def cfg_rows(settings: SamplingSettings) -> int:
+def cfg_rows(settings: GenerationSettings) -> int:
     """Backbone rows per utterance: the conditional and CFG's unconditional, or the conditional alone when
     `cfg_weight` is 0. There `cond + 0 * (cond - uncond)` is `cond`: the unconditional row cannot change a logit,
     so leaving it out is exact and halves the backbone's work (upstream's multilingual model computes it anyway)."""
@@ -211,24 +203,19 @@ def _upstream_alignment(tfmr, text_slice: tuple[int, int], eos: int):
     )
 
     config = tfmr.config
-    saved = (config._attn_implementation, config.output_attentions)
-    hooks_before = {i: set(layer.self_attn._forward_hooks) for i, layer in enumerate(tfmr.layers)}
-    watched = sorted({layer for layer, _ in LLAMA_ALIGNED_HEADS})
-    try:
-        analyzer = AlignmentStreamAnalyzer(tfmr, None, text_tokens_slice=text_slice, alignment_layer_idx=9,
-                                           eos_idx=eos)
-        config._attn_implementation, config.output_attentions = saved
-        eager = copy.copy(config)
-        eager._attn_implementation = "eager"
-        for i in watched:  # the attention maps the analyzer's hooks read come from these layers alone
-            tfmr.layers[i].self_attn.config = eager
-        yield analyzer
-    finally:
-        config._attn_implementation, config.output_attentions = saved
-        for i, layer in enumerate(tfmr.layers):
-            layer.self_attn.config = config
-            for key in set(layer.self_attn._forward_hooks) - hooks_before[i]:
-                del layer.self_attn._forward_hooks[key]
+    attention = [layer.self_attn for layer in tfmr.layers]
+    with forward_hooks_removed(attention):
+        with attention_implementation(config):  # (the analyzer switches the whole backbone)
+            analyzer = AlignmentStreamAnalyzer(tfmr, None, text_tokens_slice=text_slice, alignment_layer_idx=9,
+                                               eos_idx=eos)
+        eager = with_attention_implementation(config, "eager")
+        try:
+            for layer, _ in LLAMA_ALIGNED_HEADS:  # the attention maps the analyzer's hooks read come from these alone
+                attention[layer].config = eager
+            yield analyzer
+        finally:
+            for layer in attention:
+                layer.config = config
 
 
 def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
@@ -239,14 +226,14 @@ def _cut(tokens: torch.Tensor, stop: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def stream_decode(t3, t3_cond, text_tokens: torch.Tensor, max_new_tokens: int = 1000,
-                  settings: SamplingSettings | None = None, chunk_tokens: int = 25, stop_check_every: int = 8,
+                  settings: GenerationSettings | None = None, chunk_tokens: int = 25, stop_check_every: int = 8,
                   static_cache: bool = True, alignment: bool | None = None,
                   first_chunk_tokens: int | None = None) -> Iterator[tuple[torch.Tensor, bool]]:
     """One utterance's tokens, handed over while it decodes: yields (new tokens (1, k), finished) once at least
     `chunk_tokens` new ones are there (`first_chunk_tokens` for the first chunk, default `chunk_tokens`: a small
     first chunk brings the first audio sooner), at the next stop check, and the rest with finished=True. Joined,
     they are `fast_decode`'s (which is this with one chunk)."""
-    settings = settings or SamplingSettings()
+    settings = settings or UPSTREAM_V2
     embeds, len_cond, pads = _prefix(t3, t3_cond, [text_tokens], settings)
     with contextlib.ExitStack() as stack:
         analyzer = None
@@ -369,7 +356,7 @@ class _BackboneSteps:
 
 
 class _EngineSteps:
-    """The same on an inference engine (`synthesis.engine`), which computes the logits itself: each CFG row is its
+    """The same on an inference engine (`cpu_fast.engine`), which computes the logits itself: each CFG row is its
     own sequence, so pads are left out rather than masked."""
 
     def __init__(self, engine, embeds, pads, steps_max: int, shared: int):

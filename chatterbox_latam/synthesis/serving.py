@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import parse_alignment
+from ..constants import ACCENTS
 from ..data.text import split_sentences
 from ..models.checkpoint import CheckpointNotFoundError
 from ..utils import default_device
+from .config import GenerationSettings, parse_alignment
 from .decoding import runs_alignment
 from .tts import ChatterboxLatamTTS
 
@@ -82,32 +83,27 @@ class Limits:
                                                      "fewer bring the first audio sooner."})
 
 
-@dataclass
-class Settings:
-    """One request's synthesis settings, checked."""
+USER_RANGES = {"exaggeration": (0.0, 2.0), "cfg_weight": (0.0, 1.0), "temperature": (0.05, 2.0)}
+"""What a user of the Space or the API may choose for each setting (beyond them speech breaks down)."""
 
-    exaggeration: float = 0.5
-    cfg_weight: float = 0.5
-    temperature: float = 0.8
-    seed: int | None = None
-    accent: str | None = None
 
-    def __post_init__(self):
-        for name, low, high in (("exaggeration", 0.0, 2.0), ("cfg_weight", 0.0, 1.0), ("temperature", 0.05, 2.0)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not low <= float(value) <= high:
-                raise InputError(f"{name}={value!r}: use a number from {low} to {high}.")
-        if self.seed is not None and not 0 <= int(self.seed) < 2**32:
-            raise InputError(f"seed={self.seed!r}: use a whole number from 0 to 4294967295, or none.")
-        self.accent = self.accent or None
-        from ..constants import ACCENTS
-
-        if self.accent is not None and self.accent not in ACCENTS:
-            raise InputError(f"accent={self.accent!r}: use one of {list(ACCENTS)}, or none.")
-
-    def sampling(self) -> dict[str, Any]:
-        return {"exaggeration": self.exaggeration, "cfg_weight": self.cfg_weight, "temperature": self.temperature,
-                "seed": self.seed}
+def request_settings(**values: Any) -> GenerationSettings:
+    """One request's `GenerationSettings` from what the user sent: a value left out (None or empty) takes the
+    default; a bad one is an `InputError` that says what to send."""
+    values = {name: value for name, value in values.items() if value is not None and value != ""}
+    for name, (low, high) in USER_RANGES.items():
+        value = values.get(name, low)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
+            raise InputError(f"{name}={value!r}: use a number from {low} to {high}.")
+    seed = values.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise InputError(f"seed={seed!r}: use a whole number from 0 to 4294967295, or none.")
+    if values.get("accent") is not None and values["accent"] not in ACCENTS:
+        raise InputError(f"accent={values['accent']!r}: use one of {list(ACCENTS)}, or none.")
+    try:
+        return GenerationSettings().replace(**values)
+    except (TypeError, ValueError) as error:
+        raise InputError(str(error)) from error
 
 
 class SpeechService:
@@ -254,24 +250,23 @@ class SpeechService:
 
         return Slot()
 
-    def stream(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> Iterator[np.ndarray]:
+    def stream(self, text: str, reference: tuple[np.ndarray, int], settings: GenerationSettings) -> Iterator[np.ndarray]:
         """Checked inputs -> watermarked 24 kHz chunks, the first after `limits.stream_first_chunk_tokens` speech
         tokens, then every `limits.stream_chunk_tokens` (or one per sentence): the Space's streaming mode."""
         text, accent = self.check_text(text), self.check_accent(settings.accent)
         with self._slot():
-            yield from self.model.stream(text, audio_prompt_path=reference, accent=accent, **settings.sampling(),
+            yield from self.model.stream(text, reference, settings.replace(accent=accent),
                                          chunk_tokens=self.limits.stream_chunk_tokens or None,
                                          first_chunk_tokens=self.limits.stream_first_chunk_tokens or None)
 
-    def synthesize(self, text: str, reference: tuple[np.ndarray, int], settings: Settings) -> np.ndarray:
+    def synthesize(self, text: str, reference: tuple[np.ndarray, int], settings: GenerationSettings) -> np.ndarray:
         """Checked inputs -> the whole utterance, as `ChatterboxLatamTTS.generate` makes it."""
         text, accent = self.check_text(text), self.check_accent(settings.accent)
         with self._slot():
-            return self.model.generate(text, audio_prompt_path=reference, accent=accent,
-                                       **settings.sampling()).squeeze(0).numpy()
+            return self.model.generate(text, reference, settings.replace(accent=accent)).squeeze(0).numpy()
 
 
-def settings_record(text: str, settings: Settings, mode: str) -> dict[str, Any]:
+def settings_record(text: str, settings: GenerationSettings, mode: str) -> dict[str, Any]:
     """What feedback stores about a result: the inputs' settings, never the voice unless the user agrees."""
     return {"text": text, "accent": settings.accent, "exaggeration": settings.exaggeration,
             "cfg_weight": settings.cfg_weight, "temperature": settings.temperature, "seed": settings.seed,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..compat import flow_frames_per_token, flow_lookahead_tokens, hift_inference
 from ..constants import SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
 from .vocoder import fade_in, flow_mels, with_prompt, with_silence_tail
 
@@ -66,12 +67,12 @@ class ChunkedVocoder:
     def _audio(self, new_tokens: torch.Tensor, finished: bool) -> np.ndarray:
         new_tokens = new_tokens.flatten().to(self.tokens.device)
         self.tokens = torch.cat([self.tokens, new_tokens[new_tokens < SPEECH_VOCAB_SIZE]])
-        lookahead = self.s3gen.flow.pre_lookahead_len
+        lookahead = flow_lookahead_tokens(self.s3gen)
         if len(self.tokens) == 0 or (not finished and len(self.tokens) <= lookahead + MEL_OVERLAP // 2):
             return np.zeros(0, dtype=np.float32)  # nothing to say yet
         # finalize=True always: chatterbox 0.1.7's flow fails on finalize=False (its mask keeps the held-back frames),
         # so the lookahead frames are held back here instead
-        ratio = self.s3gen.flow.token_mel_ratio
+        ratio = flow_frames_per_token(self.s3gen)
         if self.context_tokens is None or self.mels_done == 0:  # over the whole prompt and all tokens
             start, reference, made_from = 0, self.ref_dict, self.shift
         else:  # from the first token whose mels are not all made, continuing the rolling context
@@ -91,7 +92,7 @@ class ChunkedVocoder:
             source = torch.zeros(1, 1, 0, device=new.device, dtype=new.dtype)
         else:
             new, source = torch.cat([self.cache[0], new], dim=2), self.cache[1]
-        wav, source = self.s3gen.hift_inference(new, source)
+        wav, source = hift_inference(self.s3gen, new, source)
         first = self.cache is None
         if not first:  # the overlap, made again: fade from the held-back tail into it
             wav[:, : self.overlap] = wav[:, : self.overlap] * self.fade_in + self.cache[2] * self.fade_out

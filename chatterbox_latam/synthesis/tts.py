@@ -2,7 +2,7 @@
 
 T3 decodes through `synthesis.decoding` (upstream's sampling without its per-step overhead; fp32 gives
 upstream's tokens, bf16 / int8 are faster), then S3Gen turns the tokens into 24 kHz audio and Resemble's Perth
-watermark is applied. `generate_speech` is the seed's one-call function.
+watermark is applied. `generate_speech` is the one-call function.
 """
 
 from __future__ import annotations
@@ -19,26 +19,17 @@ import torch
 
 from ..constants import (
     MEANFLOW_STEPS,
-    S3_SR,
     S3GEN_DECODERS,
     S3GEN_MODES,
-    S3GEN_SR,
     STREAM_CONTEXT_SECONDS,
     TOKENS_PER_SECOND,
 )
 from ..data.text import split_sentences
-from ..utils import default_device, wav_bytes, write_wav
+from ..utils import default_device, write_wav
 from . import decoding
+from .config import GenerationSettings
 from .vocoder import apply_watermark, cut_prompt, flow_for_mode, tokens_to_wav
-
-def adapts_attention(adapted: list[str]) -> bool:
-    """Whether a merged model's adapter changed the attention maps upstream's alignment heuristics read, from the
-    parts its config.json says were adapted: T3's LoRA targets apply to every layer of its backbone, so any T3
-    adapter did (`decoding.adapted_watched_attention` tells it from the weights of an unmerged one). On a
-    multilingual T3 synthesis then runs without the heuristics by default (`decoding.default_alignment`); the model
-    card says so."""
-    return "t3" in adapted
-
+from .voices import upstream_prompt_seconds, voice_conditionals
 
 def default_max_new_tokens(model_text: str) -> int:
     """A token budget for one sentence, from the text T3 reads (spelled out: "$2.345.678,90" is ~80 characters
@@ -132,8 +123,9 @@ class ChatterboxLatamTTS:
         quantisation), 'int8-wo' / 'int4-wo' (CPU; int8 / 4-bit weights, bf16 activations), 'llamacpp-q4_0' /
         'llamacpp-q8_0' (CPU; the backbone on llama.cpp, without the alignment heuristics), or 'auto': the fastest
         mode whose teacher-forced agreement with fp32 holds up on this model, measured on this machine once and
-        remembered (`precision.choose_mode`; `mode_reports` keeps the measurements). See `synthesis.precision`."""
-        from ..constants import CPU_ONLY, MODES
+        remembered (`precision.choose_mode`; `mode_reports` keeps the measurements). See `synthesis.precision`.
+        The llama.cpp modes need the cpu-fast extra (`pip install chatterbox-es-latam[cpu-fast]`)."""
+        from ..constants import CPU_ONLY, ENGINE_MODES, MODES
 
         self.mode_reports = []
         if mode == "auto":
@@ -144,6 +136,12 @@ class ChatterboxLatamTTS:
             raise ValueError(f"mode={mode!r}: use one of {MODES}.")
         if mode in CPU_ONLY and torch.device(self.device).type != "cpu":
             raise ValueError(f"mode={mode!r} runs on the CPU; on GPU use 'bf16'.")
+        if mode in ENGINE_MODES:
+            from .cpu_fast import missing_extra
+            from .cpu_fast.engine import available
+
+            if not available():
+                raise missing_extra(f"mode={mode!r}")
         self.mode = mode
 
     def _choose_mode(self):
@@ -158,7 +156,7 @@ class ChatterboxLatamTTS:
         voice = "default voice" if self.tts.conds is not None else GUARD_VOICE.name
         cond = self.voice(None if self.tts.conds is not None else GUARD_VOICE).t3
         text = self._text_tokens(GUARD_TEXT, self.accent, t3)
-        settings, alignment = self._settings(0.5, 0.8, None, 0.05, 1.0), self._alignment(None)
+        settings, alignment = self.settings_for(), self._alignment(None)
         mode, reports, prepared = choose_mode(t3, cond, text, tokens=GUARD_STEPS, cache=True, settings=settings,
                                               alignment=alignment)
         self.mode_guard = {"text": self.model_text(GUARD_TEXT, self.accent), "text_tokens": text[0].tolist(),
@@ -268,7 +266,7 @@ class ChatterboxLatamTTS:
                         s3gen: str = "standard",
                         meanflow_model: str | os.PathLike | None = None) -> "ChatterboxLatamTTS":
         """Loads, from a local folder or a Hub repo id:
-        - a merged model (`training/merge.py`'s output) or any Chatterbox checkpoint: `ResembleAI/chatterbox`
+        - a merged model (`chatterbox-latam merge`'s output) or any Chatterbox checkpoint: `ResembleAI/chatterbox`
           (`t3_model="v3"` for its v3 T3), the language packs (`ResembleAI/Chatterbox-Multilingual-es-mx-latam`,
           `...-es-es`), or a folder in any of their layouts;
         - an adapter folder (`t3/`, `s3gen/`, `adapter.json`): its base comes from adapter.json or `base_model`;
@@ -277,65 +275,25 @@ class ChatterboxLatamTTS:
         Decoding follows the base's generation (`generation`): v2 as chatterbox-tts 0.1.7, v3 and the packs as
         upstream main. `s3gen="meanflow"` decodes speech with Resemble's meanflow S3Gen (`set_s3gen`), from
         `meanflow_model`, else the model's own folder when it holds one, else `constants.MEANFLOW_REPO`.
+
+        Args:
+            name_or_path: A folder or Hub repo id (one of the above).
+            device: "cuda" or "cpu".
+            base_model: The base of an adapter without adapter.json (or to load it on another copy of its base).
+            revision: Hub revision (branch, tag or commit) of `name_or_path`.
+            mode: T3's precision (`set_mode`): fp32, bf16, int8, int8-wo, int4-wo, the llama.cpp modes, or auto.
+            t3_model: Which T3 of `ResembleAI/chatterbox` (v2 or v3).
+            s3gen: S3Gen's decoder: standard or meanflow.
+            meanflow_model: Where the meanflow decoder comes from (a folder or repo id).
+
+        Returns:
+            The model, ready to `generate`.
         """
-        model = cls._load(name_or_path, device, base_model, revision, mode, t3_model)
+        from .loading import load_tts
+
+        model = load_tts(cls, name_or_path, device, base_model, revision, mode, t3_model)
         model.set_s3gen(decoder=s3gen, meanflow_model=meanflow_model)
         return model
-
-    @classmethod
-    def _load(cls, name_or_path, device, base_model, revision, mode, t3_model) -> "ChatterboxLatamTTS":
-        from ..models.checkpoint import resolve_checkpoint
-        from ..models.loading import load_chatterbox
-        from ..models.lora import (
-            accent_adapter_dirs,
-            adapter_base,
-            apply_adapters,
-            is_adapter_dir,
-            read_adapter_metadata,
-        )
-
-        source = str(name_or_path)
-        if not Path(source).exists() and source.count("/") == 1 and not source.startswith((".", "/", "~")):
-            source = _adapter_snapshot(source, revision) or source
-        adapters: dict[str, Path] = {}
-        if Path(source).is_dir():
-            adapters = {"default": Path(source)} if is_adapter_dir(source) else accent_adapter_dirs(source)
-        if not adapters:
-            checkpoint = resolve_checkpoint(source, revision=revision, t3_model=t3_model)
-            config = checkpoint.config
-            trained = config.get("adapter_metadata") or {}
-            attention = adapts_attention(config.get("adapted", []))
-            model = cls(load_chatterbox(checkpoint, device), config.get("language") or "es", config.get("accent"),
-                        mode=mode, generation=checkpoint.generation.name,
-                        normalize_text=trained.get("normalize_text", True),
-                        reference_cleaning=trained.get("reference_cleaning"),
-                        adapted_attention=attention if config.get("adapted") else None,
-                        prompt_seconds=trained.get("max_prompt_seconds"))
-            model.s3gen_was_adapted = "s3gen" in config.get("adapted", [])
-            return model.found_in(checkpoint.directory)
-        metadata = {name: read_adapter_metadata(path) for name, path in adapters.items()}
-        # Each adapter's base at the revision it was trained on (adapter.json); a base_model given is taken as given.
-        bases = {adapter_base(m, base_model) for m in metadata.values()}
-        if any(not base for base, *_ in bases):
-            raise ValueError(f"{source} holds adapters without adapter.json: pass the base model they were trained on "
-                             "(base_model=... / --base_model).")
-        if len(bases) > 1:
-            raise ValueError(f"The adapters in {source} were trained on different bases {sorted(bases, key=str)}: "
-                             "load them one at a time.")
-        base, variant, base_revision, support_revision = bases.pop()
-        checkpoint = resolve_checkpoint(base, variant=variant, revision=base_revision, t3_model=t3_model,
-                                        support_revision=support_revision)
-        for name, path in adapters.items():
-            checkpoint.check_tokenizer(metadata[name].get("tokenizer"), f"The adapter {path}")
-        tts = load_chatterbox(checkpoint, device)
-        for name, path in adapters.items():
-            apply_adapters(tts, path, adapter_name=name)
-        first = next(iter(metadata.values()))
-        accent = first.get("accent") if len(adapters) == 1 else None
-        return cls(tts, first.get("language") or "es", accent, adapters=list(adapters), mode=mode,
-                   generation=checkpoint.generation.name, normalize_text=first.get("normalize_text", True),
-                   reference_cleaning=first.get("reference_cleaning"),
-                   prompt_seconds=first.get("max_prompt_seconds")).found_in(checkpoint.directory)
 
     def found_in(self, directory: Path) -> "ChatterboxLatamTTS":
         """Notes a meanflow decoder shipped in the checkpoint's folder as this model's `meanflow_source`."""
@@ -347,46 +305,17 @@ class ChatterboxLatamTTS:
 
     # -- voices ----------------------------------------------------------------------------------------------------
     def voice(self, audio_prompt: str | os.PathLike | tuple[np.ndarray, int] | None, exaggeration: float = 0.5):
-        """Upstream `Conditionals` for a reference: a file (cached per file), samples as `(array, sample_rate)`, or
-        None for the model's default voice. A reference is cleaned as the training clips were
-        (`reference_cleaning`) before upstream's `prepare_conditionals` takes the speaker embedding, the prompt
-        tokens and S3Gen's prompt from it."""
-        from chatterbox.models.t3.modules.cond_enc import T3Cond
+        """Upstream `Conditionals` for a reference, taken as the training prompts were
+        (`voices.voice_conditionals`); a file's are kept.
 
-        if audio_prompt is None:
-            if self.tts.conds is None:
-                raise ValueError("This model has no default voice: pass audio_prompt_path=<a WAV of the voice to "
-                                 "clone> (merge with --default_voice to give it one).")
-            conds = self.tts.conds
-        elif isinstance(audio_prompt, tuple):
-            conds = self._conditionals(audio_prompt, exaggeration)
-        else:
-            stat = os.stat(audio_prompt)
-            key = (os.path.abspath(audio_prompt), stat.st_mtime_ns, stat.st_size, id(self.s3gen),
-                   self.t3_prompt_seconds)
-            if key not in self._voices:
-                self._voices = {**dict(list(self._voices.items())[-7:]),
-                                key: self._conditionals(audio_prompt, exaggeration)}
-            conds = self._voices[key]
-        if float(conds.t3.emotion_adv.flatten()[0]) != float(exaggeration):
-            t3 = conds.t3
-            emotion = exaggeration * torch.ones(1, 1, 1, device=t3.speaker_emb.device)
-            conds = type(conds)(T3Cond(speaker_emb=t3.speaker_emb,
-                                       cond_prompt_speech_tokens=t3.cond_prompt_speech_tokens, emotion_adv=emotion),
-                                conds.gen)
-        return conds
+        Args:
+            audio_prompt: A file, `(samples, sample_rate)`, or None for the model's default voice.
+            exaggeration: The emotion exaggeration the conditionals carry.
 
-    def _conditionals(self, reference, exaggeration: float):
-        """Upstream's conditionals; with the meanflow decoder, S3Gen's reference is taken by that decoder's own
-        `embed_ref` (its tokenizer and speaker encoder), as Chatterbox-Turbo takes it. The model's default voice
-        (no reference) keeps the reference its own S3Gen took."""
-        conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning,
-                                       prompt_seconds=self.t3_prompt_seconds)
-        if self.s3gen is not self.tts.s3gen:
-            decoder_conds = reference_conditionals(self.tts, reference, exaggeration, self.reference_cleaning,
-                                                   s3gen=self.s3gen)
-            conds = type(conds)(conds.t3, decoder_conds.gen)
-        return conds
+        Returns:
+            Upstream's `Conditionals` (T3's speaker embedding and prompt tokens, S3Gen's reference).
+        """
+        return voice_conditionals(self, audio_prompt, exaggeration)
 
     def _use_adapter(self, accent: str | None) -> tuple[str | None, str | None]:
         """Activates the adapter for `accent`; returns (accent for the text, adapter name)."""
@@ -404,39 +333,65 @@ class ChatterboxLatamTTS:
         return accent or (name if name != "default" else self.accent), name
 
     # -- synthesis -------------------------------------------------------------------------------------------------
-    def generate(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
-                 cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
-                 seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
-                 top_p: float = 1.0, max_new_tokens: int | None = None, alignment: bool | None = None) -> torch.Tensor:
+    def settings_for(self, settings: GenerationSettings | None = None, **overrides: Any) -> GenerationSettings:
+        """One call's settings, with what depends on this model's generation filled in.
+
+        Args:
+            settings: The call's settings (default: upstream's, `GenerationSettings()`).
+            **overrides: `GenerationSettings` fields that replace the settings' (an unknown name is an error that
+                lists the settings).
+
+        Returns:
+            The settings the call decodes with (`repetition_penalty` filled: v2 2.0, v3 1.2).
+        """
+        return (settings or GenerationSettings()).replace(**overrides).for_generation(self.generation)
+
+    def generate(self, text: str, audio_prompt_path: str | os.PathLike | tuple[np.ndarray, int] | None = None,
+                 settings: GenerationSettings | None = None, **overrides: Any) -> torch.Tensor:
         """Speech of `text` in the voice of `audio_prompt_path` (a file, or `(samples, sample_rate)`; None: the
-        model's default voice): a (1, samples) float tensor at `self.sr` (24 kHz), watermarked. `seed` makes the
-        sampling repeatable.
+        model's default voice), as upstream's `generate`: a (1, samples) float tensor at `self.sr` (24 kHz),
+        watermarked.
 
         Text longer than one sentence is spoken sentence by sentence (`split_sentences`) and joined with short
         pauses: T3 was trained on single utterances, and upstream's 1000-token budget is 40 s of speech. With
         `batch_size` above 1, that many sentences are decoded together (`decoding.fast_decode_batch`).
 
-        `repetition_penalty` and `alignment` (upstream's alignment heuristics) default to what upstream uses for
-        this model's generation (`generation`: v2 2.0 with the heuristics; v3 and the packs 1.2 without); the
-        heuristics are off too where the adapter changed the attention they read (`alignment_matters`)."""
-        return self.generate_batch([text], audio_prompt_path, exaggeration, cfg_weight, temperature, accent, seed,
-                                   repetition_penalty, min_p, top_p, max_new_tokens, alignment)[0]
+        Args:
+            text: What to say, in Spanish as people write it (numbers, dates and currency are spelled out).
+            audio_prompt_path: The voice to clone; None for the model's default voice.
+            settings: How to sample (`GenerationSettings`); default: upstream's.
+            **overrides: Any `GenerationSettings` field for this call (`exaggeration=0.7, seed=0, accent="ar"`):
+                `repetition_penalty` and `alignment` default to what upstream uses for this model's generation
+                (v2 2.0 with the alignment heuristics; v3 and the packs 1.2 without), and the heuristics are off
+                where the adapter changed the attention they read (`alignment_matters`).
 
-    def generate_batch(self, texts: list[str], audio_prompt_path: str | os.PathLike | None = None,
-                       exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
-                       accent: str | None = None, seed: int | None = None, repetition_penalty: float | None = None,
-                       min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None,
-                       alignment: bool | None = None) -> list[torch.Tensor]:
+        Returns:
+            The audio, (1, samples) float32 at `self.sr`.
+        """
+        return self.generate_batch([text], audio_prompt_path, settings, **overrides)[0]
+
+    def generate_batch(self, texts: list[str], audio_prompt_path: str | os.PathLike | tuple[np.ndarray, int] | None
+                       = None, settings: GenerationSettings | None = None, **overrides: Any) -> list[torch.Tensor]:
         """`generate` for several texts in one voice: the sentences of all of them are decoded `batch_size` at a
         time (one T3 forward pass per step for the batch), then each text's audio is put together. With
         `batch_size` 1 a seeded text sounds as `generate` makes it alone; in a batch, its audio depends on the
-        texts decoded with it (the draws interleave)."""
+        texts decoded with it (the draws interleave).
+
+        Args:
+            texts: The texts to say.
+            audio_prompt_path: The voice to clone, as `generate` takes it.
+            settings: How to sample, as `generate` takes it.
+            **overrides: `GenerationSettings` fields for this call.
+
+        Returns:
+            One (1, samples) tensor per text, in order.
+        """
+        settings = self.settings_for(settings, **overrides)
         per_text = [self._sentences(text) for text in texts]
         sentences = [sentence for group in per_text for sentence in group]
         within_text = [i for group in per_text for i in range(len(group))]
-        conds = self.voice(audio_prompt_path, exaggeration)
-        settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
-        accent, adapter = self._use_adapter(accent)
+        conds = self.voice(audio_prompt_path, settings.exaggeration)
+        accent, adapter = self._use_adapter(settings.accent)
         t3 = self._t3(adapter)
         size = max(1, self.batch_size)
         # Batches of sentences of similar length: a batch decodes until its longest sentence is done.
@@ -445,17 +400,17 @@ class ChatterboxLatamTTS:
         for start in range(0, len(sentences), size):
             batch = list(order[start: start + size])
             inputs = [self._text_tokens(sentences[i], accent, t3) for i in batch]
-            budgets = [max_new_tokens or self.token_budget(sentences[i], accent) for i in batch]
+            budgets = [self._budget(sentences[i], accent, settings) for i in batch]
             # One at a time, seeded as `stream` seeds each sentence (seed + its index in its text), so that a text
             # gets the same audio from generate, generate_batch and stream; a batch is seeded by its position.
             offset = within_text[batch[0]] if size == 1 else start
-            with self._seeded(None if seed is None else seed + offset):
+            with self._seeded(None if settings.seed is None else settings.seed + offset):
                 if len(batch) == 1:  # alone: with upstream's alignment heuristics where upstream runs them
                     tokens = [decoding.fast_decode(t3, conds.t3, inputs[0], budgets[0], settings,
-                                                  alignment=self._alignment(alignment))]
+                                                  alignment=self._alignment(settings.alignment))]
                 else:
                     tokens = decoding.fast_decode_batch(t3, conds.t3, inputs, budgets, settings)
-                for i, speech in zip(batch, tokens):
+                for i, speech in zip(batch, tokens, strict=True):
                     by_sentence[i] = self._wav(speech[0], conds, adapter, watermark=False)
         wavs = [by_sentence[i] for i in range(len(sentences))]
         results = []
@@ -465,32 +420,44 @@ class ChatterboxLatamTTS:
             results.append(torch.from_numpy(apply_watermark(wav, self.sr)).unsqueeze(0))
         return results
 
-    def stream(self, text: str, audio_prompt_path: str | os.PathLike | None = None, exaggeration: float = 0.5,
-               cfg_weight: float = 0.5, temperature: float = 0.8, accent: str | None = None,
-               seed: int | None = None, repetition_penalty: float | None = None, min_p: float = 0.05,
-               top_p: float = 1.0, max_new_tokens: int | None = None, chunk_tokens: int | None = None,
-               alignment: bool | None = None, first_chunk_tokens: int | None = None,
-               context_seconds: float | None = STREAM_CONTEXT_SECONDS) -> Iterator[np.ndarray]:
+    def stream(self, text: str, audio_prompt_path: str | os.PathLike | tuple[np.ndarray, int] | None = None,
+               settings: GenerationSettings | None = None, *, chunk_tokens: int | None = None,
+               first_chunk_tokens: int | None = None, context_seconds: float | None = STREAM_CONTEXT_SECONDS,
+               **overrides: Any) -> Iterator[np.ndarray]:
         """`generate` piece by piece, so playback can start early: yields 1-D float32 chunks at `self.sr`, each
-        watermarked. Without `chunk_tokens`, one chunk per sentence (followed by its pause); with it, audio every
-        `chunk_tokens` speech tokens (25 per second of speech) while T3 is still decoding
-        (`streaming.ChunkedVocoder`), the first after `first_chunk_tokens` (default `chunk_tokens`; fewer bring the
-        first audio sooner). After a sentence's first chunk, S3Gen's flow continues from the last
-        `context_seconds` of the reference and the speech so far, so each chunk costs the same and the reference
-        prompt is paid once; None runs the flow over the whole prompt and all earlier tokens at every chunk."""
+        watermarked.
+
+        Args:
+            text: What to say, as `generate` takes it.
+            audio_prompt_path: The voice to clone, as `generate` takes it.
+            settings: How to sample, as `generate` takes it.
+            chunk_tokens: None: one chunk per sentence (followed by its pause); else audio every `chunk_tokens`
+                speech tokens (25 per second of speech) while T3 is still decoding (`streaming.ChunkedVocoder`).
+            first_chunk_tokens: Tokens of a sentence's first chunk (default `chunk_tokens`; fewer bring the first
+                audio sooner).
+            context_seconds: After a sentence's first chunk, S3Gen's flow continues from the last
+                `context_seconds` of the reference and the speech so far, so each chunk costs the same and the
+                reference prompt is paid once; None runs the flow over the whole prompt and all earlier tokens at
+                every chunk.
+            **overrides: `GenerationSettings` fields for this call, as `generate` takes them.
+
+        Yields:
+            Watermarked float32 chunks at `self.sr`.
+        """
         from .streaming import ChunkedVocoder
 
+        settings = self.settings_for(settings, **overrides)
         sentences = self._sentences(text)
-        conds = self.voice(audio_prompt_path, exaggeration)
-        settings = self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p)
-        accent, adapter = self._use_adapter(accent)
+        conds = self.voice(audio_prompt_path, settings.exaggeration)
+        accent, adapter = self._use_adapter(settings.accent)
         t3 = self._t3(adapter)
+        alignment = self._alignment(settings.alignment)
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sr), dtype=np.float32)
         context_tokens = None if context_seconds is None else max(1, round(context_seconds * TOKENS_PER_SECOND))
         for i, sentence in enumerate(sentences):
             tokens = self._text_tokens(sentence, accent, t3)
-            budget = max_new_tokens or self.token_budget(sentence, accent)
-            with self._seeded(None if seed is None else seed + i):
+            budget = self._budget(sentence, accent, settings)
+            with self._seeded(None if settings.seed is None else settings.seed + i):
                 last = i == len(sentences) - 1
                 if chunk_tokens:
                     vocoder = ChunkedVocoder(self.s3gen, self.s3gen_reference(conds), self.cfm_steps,
@@ -498,55 +465,69 @@ class ChatterboxLatamTTS:
                                              drop_last_token=self.generation.drop_last_token,
                                              context_tokens=context_tokens)
                     for speech, finished in decoding.stream_decode(t3, conds.t3, tokens, budget, settings,
-                                                                  chunk_tokens, alignment=self._alignment(alignment),
+                                                                  chunk_tokens, alignment=alignment,
                                                                   first_chunk_tokens=first_chunk_tokens):
                         wav = vocoder(speech, finished)
                         if wav.size:
                             wav = apply_watermark(wav, self.sr)
                             yield wav if not finished or last else np.concatenate([wav, pause])
                 else:
-                    speech = decoding.fast_decode(t3, conds.t3, tokens, budget, settings,
-                                                 alignment=self._alignment(alignment))[0]
+                    speech = decoding.fast_decode(t3, conds.t3, tokens, budget, settings, alignment=alignment)[0]
                     wav = self._wav(speech, conds, adapter)
                     yield wav if last else np.concatenate([wav, pause])
 
-    def synthesize(self, text: str, reference: np.ndarray, reference_sr: int, exaggeration: float = 0.5,
-                   cfg_weight: float = 0.5, temperature: float = 0.8, seed: int | None = 0,
-                   accent: str | None = None, max_new_tokens: int | None = None) -> np.ndarray:
-        """One utterance (not split into sentences) for a reference given as samples: a 1-D float32 array at
-        `self.sr`, watermarked. What the evaluation calls: each test sentence is one utterance."""
-        conds = self.voice((reference, reference_sr), exaggeration)
-        return self._speak(text, conds, cfg_weight, temperature, accent, seed, None, 0.05, 1.0, max_new_tokens)
+    def synthesize(self, text: str, reference: np.ndarray, reference_sr: int,
+                   settings: GenerationSettings | None = None, **overrides: Any) -> np.ndarray:
+        """One utterance (not split into sentences) for a reference given as samples: what the evaluation calls,
+        each test sentence being one utterance.
+
+        Args:
+            text: The sentence to say.
+            reference: The voice to clone, as samples (mono float).
+            reference_sr: Their sample rate.
+            settings: How to sample, as `generate` takes it.
+            **overrides: `GenerationSettings` fields for this call.
+
+        Returns:
+            A 1-D float32 array at `self.sr`, watermarked.
+        """
+        settings = self.settings_for(settings, **overrides)
+        conds = self.voice((reference, reference_sr), settings.exaggeration)
+        with self._seeded(settings.seed):  # one seed for T3's draws and then S3Gen's noise, as upstream's generate
+            speech, adapter = self._decode(text, conds, settings.replace(seed=None))
+            return self._wav(speech[0], conds, adapter)
 
     def tokens(self, text: str, audio_prompt_path: str | os.PathLike | tuple[np.ndarray, int] | None = None,
-               exaggeration: float = 0.5, cfg_weight: float = 0.5, temperature: float = 0.8,
-               accent: str | None = None, seed: int | None = None, repetition_penalty: float | None = None,
-               min_p: float = 0.05, top_p: float = 1.0, max_new_tokens: int | None = None,
-               alignment: bool | None = None) -> torch.Tensor:
-        """The speech tokens T3 decodes for `text` spoken as one utterance, (1, N) with the stop token when it
-        came: what `generate` hands S3Gen for a sentence. For inspection, and for checks against upstream."""
-        conds = self.voice(audio_prompt_path, exaggeration)
-        return self._decode(text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
-                            max_new_tokens, alignment)[0]
+               settings: GenerationSettings | None = None, **overrides: Any) -> torch.Tensor:
+        """The speech tokens T3 decodes for `text` spoken as one utterance: what `generate` hands S3Gen for a
+        sentence. For inspection, and for checks against upstream.
 
-    def _decode(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
-                max_new_tokens, alignment=None) -> tuple[torch.Tensor, str | None]:
+        Args:
+            text: The sentence to say.
+            audio_prompt_path: The voice, as `generate` takes it.
+            settings: How to sample, as `generate` takes it.
+            **overrides: `GenerationSettings` fields for this call.
+
+        Returns:
+            A (1, N) tensor of speech token ids, ending with the stop token when it came.
+        """
+        settings = self.settings_for(settings, **overrides)
+        conds = self.voice(audio_prompt_path, settings.exaggeration)
+        return self._decode(text, conds, settings)[0]
+
+    def _decode(self, text: str, conds, settings: GenerationSettings) -> tuple[torch.Tensor, str | None]:
         if not text or not text.strip():
             raise ValueError("text is empty: give the sentence to speak.")
-        accent, adapter = self._use_adapter(accent)
+        accent, adapter = self._use_adapter(settings.accent)
         t3 = self._t3(adapter)
-        with self._seeded(seed):
+        with self._seeded(settings.seed):
             return decoding.fast_decode(t3, conds.t3, self._text_tokens(text, accent, t3),
-                                       max_new_tokens or self.token_budget(text, accent),
-                                       self._settings(cfg_weight, temperature, repetition_penalty, min_p, top_p),
-                                       alignment=self._alignment(alignment)), adapter
+                                       self._budget(text, accent, settings), settings,
+                                       alignment=self._alignment(settings.alignment)), adapter
 
-    def _speak(self, text, conds, cfg_weight, temperature, accent, seed, repetition_penalty, min_p, top_p,
-               max_new_tokens, watermark: bool = True) -> np.ndarray:
-        with self._seeded(seed):  # one seed for T3's draws and then S3Gen's noise, as upstream's generate
-            speech, adapter = self._decode(text, conds, cfg_weight, temperature, accent, None, repetition_penalty,
-                                           min_p, top_p, max_new_tokens)
-            return self._wav(speech[0], conds, adapter, watermark)
+    def _budget(self, sentence: str, accent: str | None, settings: GenerationSettings) -> int:
+        """A call's `max_new_tokens` as given, else the sentence's budget from its text (`token_budget`)."""
+        return settings.max_new_tokens or self.token_budget(sentence, accent)
 
     def runs_alignment(self, alignment: bool | None = None) -> bool:
         """Whether upstream's alignment heuristics run for a call with this `alignment` argument."""
@@ -595,11 +576,6 @@ class ChatterboxLatamTTS:
             raise ValueError("text is empty: give the sentence to speak.")
         return sentences
 
-    def _settings(self, cfg_weight, temperature, repetition_penalty, min_p, top_p) -> "decoding.SamplingSettings":
-        if repetition_penalty is None:
-            repetition_penalty = self.generation.repetition_penalty
-        return decoding.SamplingSettings(temperature, cfg_weight, repetition_penalty, min_p, top_p)
-
     def model_text(self, text: str, accent: str | None = None) -> str:
         """What T3 reads for one sentence: the Spanish normalisation for the accent (unless this model was trained
         on unnormalised text, `normalize_text`), then upstream's punctuation clean-up."""
@@ -608,8 +584,15 @@ class ChatterboxLatamTTS:
         return text_for_model(text, accent=accent, normalize=self.normalize_text)
 
     def token_budget(self, text: str, accent: str | None = None) -> int:
-        """Speech tokens one sentence may take (`default_max_new_tokens`), from the text T3 reads, not as written;
-        at most `token_cap`."""
+        """Speech tokens one sentence may take (`default_max_new_tokens`), from the text T3 reads, not as written.
+
+        Args:
+            text: The sentence.
+            accent: The accent whose normalisation spells the text out.
+
+        Returns:
+            The budget, at most `token_cap`.
+        """
         budget = default_max_new_tokens(self.model_text(text, accent))
         return budget if self.token_cap is None else min(budget, self.token_cap)
 
@@ -645,78 +628,6 @@ def _with_pauses(wavs: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
 SENTENCE_PAUSE_SECONDS = 0.25
 
 
-def upstream_prompt_seconds(tts) -> float:
-    """Seconds of a reference upstream tokenises for T3's prompt (`ENC_COND_LEN`, 6 s)."""
-    return type(tts).ENC_COND_LEN / S3_SR
-
-
-def reference_conditionals(tts, reference: str | os.PathLike | tuple[np.ndarray, int], exaggeration: float = 0.5,
-                           cleaning: dict[str, Any] | None = None, s3gen=None, prompt_seconds: float | None = None):
-    """Upstream `Conditionals` (speaker embedding, prompt tokens, S3Gen reference) of a reference file or
-    `(samples, sample_rate)`, taken by upstream's own `prepare_conditionals` after the reference went through
-    `cleaning` (the fields of `audio.CleaningConfig` the training clips were cleaned with: trim, loudness; None:
-    as it is). `s3gen`: another S3Gen to take them with (the meanflow decoder). `prompt_seconds`: T3's prompt is
-    the tokens of the reference's first that many seconds, tokenised alone, as training prompts were (a model
-    trained with `max_prompt_seconds` below upstream's 6 s); upstream's `ENC_COND_LEN` is set to it for the call.
-    The model's default voice, S3Gen and prompt length are left as they were."""
-    default, own, length = tts.conds, tts.s3gen, tts.ENC_COND_LEN
-    with _reference_file(reference, cleaning) as path:
-        try:  # upstream stores the result on the model; keep the default voice as it was
-            tts.s3gen = s3gen or own
-            if prompt_seconds is not None and prompt_seconds < upstream_prompt_seconds(tts):
-                # upstream tokenises `ref_16k_wav[:self.ENC_COND_LEN]`, alone, for the prompt
-                tts.ENC_COND_LEN = int(prompt_seconds * S3_SR)
-            tts.prepare_conditionals(str(path), exaggeration=exaggeration)
-            return tts.conds
-        finally:
-            tts.conds, tts.s3gen, tts.ENC_COND_LEN = default, own, length
-
-
-def voice_from(reference: str | os.PathLike | tuple[np.ndarray, int]):
-    """A default voice for `models.merge.merge_adapter`: the conditionals of `reference`, cleaned with the settings
-    the adapter's training clips were cleaned with and with T3's prompt as long as its training prompts (both
-    recorded in its adapter.json), as every reference at inference."""
-    def default_voice(tts, adapter_metadata: dict[str, Any]):
-        return reference_conditionals(tts, reference, cleaning=adapter_metadata.get("reference_cleaning"),
-                                      prompt_seconds=adapter_metadata.get("max_prompt_seconds"))
-
-    return default_voice
-
-
-@contextlib.contextmanager
-def _reference_file(reference: str | os.PathLike | tuple[np.ndarray, int], cleaning: dict[str, Any] | None):
-    """A file upstream's `prepare_conditionals` can read: the reference itself when there is nothing to do, else the
-    samples (cleaned with `cleaning`) in a temporary WAV removed afterwards."""
-    import tempfile
-
-    from ..data.audio import CleaningConfig, Rejected, clean_audio, decode_audio
-
-    if cleaning is None and not isinstance(reference, tuple):
-        yield reference
-        return
-    if isinstance(reference, tuple):
-        samples, rate = np.asarray(reference[0], dtype=np.float32), int(reference[1])
-    else:
-        try:
-            samples, rate = decode_audio(reference)
-        except Rejected as error:
-            raise ValueError(f"The reference {reference} cannot be read ({error}): give a WAV, FLAC, MP3 or OGG "
-                             "recording of the voice.") from None
-    if cleaning is not None:
-        # Same steps as the training clips, without their length bounds: upstream keeps the first 10 s of a reference.
-        config = CleaningConfig(**{**cleaning, "sampling_rate": S3GEN_SR, "min_seconds": 0.3,
-                                   "max_seconds": float("inf")})
-        try:
-            samples, rate = clean_audio(samples, rate, config), config.sampling_rate
-        except Rejected as error:
-            raise ValueError(f"The reference holds no usable speech ({error}): give a few seconds of clear speech "
-                             "of the voice to clone.") from None
-    with tempfile.TemporaryDirectory(prefix="chatterbox-latam-ref-") as tmp:
-        path = Path(tmp) / "reference.wav"
-        path.write_bytes(wav_bytes(samples.T if samples.ndim == 2 else samples, rate, subtype="FLOAT"))
-        yield path
-
-
 @functools.lru_cache(maxsize=2)
 def load_model(name_or_path: str | None = None, device: str | None = None) -> ChatterboxLatamTTS:
     """The model `generate_speech` uses, loaded once per (name, device): `name_or_path`, else the
@@ -729,41 +640,32 @@ def load_model(name_or_path: str | None = None, device: str | None = None) -> Ch
 
 
 MODEL_ENV = "CHATTERBOX_LATAM_MODEL"
+"""The model `generate_speech` and the Space load when not told: a folder or Hub repo id."""
 
 
 def generate_speech(text: str, reference_audio_path: str | os.PathLike | None, output_path: str | os.PathLike,
-                    exaggeration: float = 0.5, *, cfg_weight: float = 0.5, temperature: float = 0.8,
-                    seed: int | None = None, accent: str | None = None,
-                    model: "ChatterboxLatamTTS | str | None" = None) -> str:
-    """The seed's function: speaks `text` in the voice of `reference_audio_path` into a 24 kHz WAV at
-    `output_path` (watermarked; long text is split into sentences) and returns the path.
+                    settings: GenerationSettings | None = None, *,
+                    model: "ChatterboxLatamTTS | str | None" = None, **overrides: Any) -> str:
+    """Speaks `text` in the voice of `reference_audio_path` into a 24 kHz WAV at `output_path` (watermarked; long
+    text is split into sentences) and returns the path: the one-call function.
 
-    `model` is a loaded `ChatterboxLatamTTS`, a folder or Hub repo id (loaded once and kept), or None for
-    CHATTERBOX_LATAM_MODEL. The WAV is written to a temporary file and renamed, so a crash never leaves a
-    partial file at `output_path`.
+    Args:
+        text: What to say.
+        reference_audio_path: The voice to clone; None for the model's default voice.
+        output_path: The WAV to write. It is written to a temporary file and renamed, so a crash never leaves a
+            partial file there.
+        settings: How to sample, as `ChatterboxLatamTTS.generate` takes it.
+        model: A loaded `ChatterboxLatamTTS`, a folder or Hub repo id (loaded once and kept), or None for
+            CHATTERBOX_LATAM_MODEL.
+        **overrides: `GenerationSettings` fields for this call (`seed=0, accent="mx"`).
+
+    Returns:
+        `output_path`, as a string.
     """
     if not isinstance(model, ChatterboxLatamTTS):
         model = load_model(model)
-    wav = model.generate(text, audio_prompt_path=reference_audio_path, exaggeration=exaggeration,
-                         cfg_weight=cfg_weight, temperature=temperature, seed=seed, accent=accent)
+    wav = model.generate(text, reference_audio_path, settings, **overrides)
     write_wav(output_path, wav.squeeze(0).numpy(), model.sr)
     return str(output_path)
 
-
-def _adapter_snapshot(repo_id: str, revision: str | None) -> str | None:
-    """Downloads a Hub repo's adapter files when it is an adapter repo; None for a model repo (or an unreachable
-    one: the model loader then says what is missing)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    from ..models.lora import ADAPTER_METADATA, accent_adapter_dirs, is_adapter_dir
-
-    try:
-        local = snapshot_download(repo_id, revision=revision,
-                                  allow_patterns=[ADAPTER_METADATA, "t3/*", "s3gen/*", "*/" + ADAPTER_METADATA,
-                                                  "*/t3/*", "*/s3gen/*"],
-                                  ignore_patterns=["checkpoint-*", "last-checkpoint/*"])
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError):
-        return None
-    return local if is_adapter_dir(local) or accent_adapter_dirs(local) else None
 

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import torch
 
-from ..compat import hift_inference, reference_fade
+from ..compat import flow_inference, flow_inference_at_precision, hift_inference, reference_fade
 from ..constants import S3GEN_MODES, S3GEN_SR, SAMPLES_PER_TOKEN, SPEECH_VOCAB_SIZE
 
 
@@ -67,7 +67,8 @@ def with_silence_tail(s3gen, speech_tokens: torch.Tensor) -> torch.Tensor:
 
 
 def flow_mels(flow, speech_tokens: torch.Tensor, ref_dict: dict, cfm_steps: int | None) -> torch.Tensor:
-    """S3Gen's flow (`flow_inference`) at the copy's precision; fp32 mels for the vocoder.
+    """S3Gen's flow at the copy's precision (`compat.flow_inference`, or `compat.flow_inference_at_precision` for a
+    copy at another); fp32 mels for the vocoder.
 
     Upstream's `S3Token2Mel.forward` casts every tensor of the reference to the model's dtype, in the dict it is
     given: the prompt's speech token ids too. So fp32 gets a copy of the dict (the caller's, often a cached
@@ -76,22 +77,8 @@ def flow_mels(flow, speech_tokens: torch.Tensor, ref_dict: dict, cfm_steps: int 
     to 6560 came out rounded to a multiple of 16 or 32: another prompt). The meanflow decoder's noise is drawn in fp32
     and cast, so a seed gives the numbers fp32 starts from; the CFM's own draw (`randn_like` of its input, over the
     prompt too) is at the copy's precision, which on a CPU gives other numbers than fp32 for the same seed."""
-    dtype = flow.dtype
-    speech_tokens = torch.atleast_2d(speech_tokens)
-    if dtype == torch.float32:
-        return flow.flow_inference(speech_tokens, ref_dict=dict(ref_dict), n_cfm_timesteps=cfm_steps,
-                                   finalize=True).float()
-    ref_dict = {k: v.to(flow.device, torch.long if k.endswith(("token", "_len")) else dtype) if torch.is_tensor(v)
-                else v for k, v in ref_dict.items()}
-    speech_tokens = speech_tokens.to(flow.device)
-    noise = None
-    if flow.meanflow:  # as `flow_inference` draws it, in fp32: the numbers an fp32 flow starts from
-        noise = torch.randn(1, 80, speech_tokens.size(-1) * 2, device=flow.device).to(dtype)
-    lengths = torch.tensor([speech_tokens.shape[1]], device=flow.device)
-    mels, _ = flow.flow.inference(token=speech_tokens, token_len=lengths, finalize=True, noised_mels=noise,
-                                  n_timesteps=cfm_steps or (2 if flow.meanflow else 10), meanflow=flow.meanflow,
-                                  **ref_dict)
-    return mels.float()
+    run = flow_inference if flow.dtype == torch.float32 else flow_inference_at_precision
+    return run(flow, torch.atleast_2d(speech_tokens), ref_dict, cfm_steps).float()
 
 
 def with_prompt(ref_dict: dict, tokens: torch.Tensor, mels: torch.Tensor) -> dict:

@@ -8,7 +8,7 @@ Downloads the base and checks, in order:
    in fp32 for a seeded Spanish sentence (v2: chatterbox-tts 0.1.7 as installed; v3 and the packs: the same
    upstream loop as upstream main runs it, without the alignment analyzer and with repetition penalty 1.2). On a GPU,
    where eager and SDPA attention round differently, the same tokens or a teacher-forced agreement of 99%.
-2. **Training input**: the pretrained T3's speech loss on real clips (`--data`, a folder in the seed layout; by
+2. **Training input**: the pretrained T3's speech loss on real clips (`--data`, a folder in the folder layout; by
    default sentences the base itself speaks in its default voice and in a second voice) is far below chance
    (ln 8194 = 9.0).
 3. **Training layout**: the training module's log-probability of every target token equals inference's
@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from ..compat import attention_implementation
 from ..utils import default_device, write_wav
 
 BASES = {
@@ -126,13 +127,8 @@ class _EagerT3:
         return getattr(self._t3, name)
 
     def tfmr(self, **kwargs):
-        config = self._t3.tfmr.config
-        saved = config._attn_implementation
-        config._attn_implementation = "eager"
-        try:
+        with attention_implementation(self._t3.tfmr.config, "eager"):
             return self._t3.tfmr(**kwargs)
-        finally:
-            config._attn_implementation = saved
 
 
 MIN_AGREEMENT = 0.99
@@ -405,7 +401,7 @@ def check_s3gen_speaker(flow, rows, t3) -> CheckResult:
 
 
 def speak_clips(model, folder: Path, texts: list[str] = CLIP_TEXTS, seed: int = 0) -> Path:
-    """Clips of the base speaking `texts` in the seed layout, in two voices taken in turn: its default voice and the
+    """Clips of the base speaking `texts` in the folder layout, in two voices taken in turn: its default voice and the
     Spanish reference the precision guard ships (`synthesis.tts.GUARD_VOICE`), two speakers for the S3Gen check."""
     import csv
 
@@ -429,19 +425,14 @@ def run_checks(base: str, t3_model: str | None, workdir: Path, data: str | None 
                steps: int = 5) -> list[CheckResult]:
     """All the checks (see the module docstring); returns each result, stopping at the first failure before the
     training run."""
-    from ..config import (
-        DataConfig,
-        LoggingConfig,
-        ModelConfig,
-        OutputConfig,
-        Recipe,
-        TrainingConfig,
-    )
+    from ..data.config import DataConfig
+    from ..models.config import ModelConfig
     from ..data.collator import usable_rows
     from ..data.dataset import load_prepared, tokenize_dataset
     from ..data.prepare import prepare_dataset
     from ..models.merge import merge_adapter
     from ..synthesis.tts import ChatterboxLatamTTS
+    from ..training.config import Recipe, TrainingConfig
     from ..training.run import run_finetune
 
     model = ChatterboxLatamTTS.from_pretrained(base, device=device, t3_model=t3_model)
@@ -463,12 +454,11 @@ def run_checks(base: str, t3_model: str | None, workdir: Path, data: str | None 
     del model
     if not results[-1].passed:
         return results
-    recipe = Recipe(model_config,
-                    TrainingConfig(batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-4, max_steps=steps,
-                                   warmup_steps=0, bf16=device != "cpu"),
-                    data_config,
-                    OutputConfig(checkpoint_dir=str(workdir / "checkpoints"), save_every=steps),
-                    LoggingConfig(report_to=["none"], log_every=1, eval_audio_samples=0))
+    recipe = Recipe(model_config, data_config,
+                    TrainingConfig(output_dir=str(workdir / "checkpoints"), per_device_train_batch_size=2,
+                                   gradient_accumulation_steps=1, learning_rate=1e-4, max_steps=steps, warmup_steps=0,
+                                   bf16=device != "cpu", save_steps=steps, report_to=["none"], logging_steps=1,
+                                   eval_audio_samples=0))
     [trained] = run_finetune(recipe)
     merged = merge_adapter(trained.adapter_dir, workdir / "merged")
     speaker = ChatterboxLatamTTS.from_pretrained(merged.output_dir, device=device)
@@ -487,7 +477,7 @@ def run_checks(base: str, t3_model: str | None, workdir: Path, data: str | None 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="v2", choices=sorted(BASES), help="Which published base to check.")
-    parser.add_argument("--data", default=None, help="A folder in the seed layout with real Spanish clips (default: "
+    parser.add_argument("--data", default=None, help="A folder in the folder layout with real Spanish clips (default: "
                                                      "sentences the base speaks itself).")
     parser.add_argument("--workdir", default=None, help="Where clips, data, adapters and the merge go (default: "
                                                         "a temporary folder).")

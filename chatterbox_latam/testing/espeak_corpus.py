@@ -1,4 +1,4 @@
-"""A small multi-speaker Spanish corpus spoken by espeak-ng, in the seed's dataset layout.
+"""A small multi-speaker Spanish corpus spoken by espeak-ng, in the folder layout (audio/<speaker>/*.wav, metadata.csv).
 
 Each speaker is an espeak-ng `es-419` voice variant with its own pitch and speed, labelled with one accent code
 (mx, ar, co, cl, pe are stand-in labels: espeak has one Latin-American voice). The sentences carry what the text

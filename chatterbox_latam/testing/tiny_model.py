@@ -103,7 +103,7 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
     from chatterbox.models.voice_encoder import VoiceEncoder
     from safetensors.torch import save_file
 
-    from ..constants import COMPUTED_S3GEN_BUFFERS
+    from ..compat import computed_s3gen_buffers
 
     if layout not in TINY_LAYOUTS:
         raise ValueError(f"layout={layout!r}: use one of {TINY_LAYOUTS}.")
@@ -137,7 +137,7 @@ def build_tiny_checkpoint(output_dir: str | os.PathLike, seed: int = 0, force: b
             del t3
         state = build_s3gen(config).state_dict()
         if pack:  # saved by a newer S3Gen, as the pack's s3gen_v3.pt is
-            state = {k: v for k, v in state.items() if k not in COMPUTED_S3GEN_BUFFERS}
+            state = {k: v for k, v in state.items() if k not in computed_s3gen_buffers()}
         torch.save(state, staging / spec.s3gen)
         if meanflow:
             distilled = build_s3gen(config, meanflow=True)

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..compat import is_dropout_layer
+
 IGNORE_INDEX = -100
 
 
@@ -46,7 +48,7 @@ def active_dropout(module: nn.Module) -> list[str]:
     for name, child in module.named_modules():
         if not child.training or "lora_dropout" in name:
             continue
-        rate = child.p if isinstance(child, nn.modules.dropout._DropoutNd) else max(
+        rate = child.p if is_dropout_layer(child) else max(
             (float(getattr(child, attr)) for attr in ("dropout_rate", "attention_dropout")
              if isinstance(getattr(child, attr, None), (int, float))), default=0.0)
         if rate > 0:
@@ -66,6 +68,17 @@ class ChatterboxForTraining(nn.Module):
         self.flow = flow
         self.text_loss_weight = text_loss_weight
         self.s3gen_loss_weight = s3gen_loss_weight
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None,
+                                        every_n_layers: int = 1, offload: bool = False) -> None:
+        """What the Trainer calls for `activation_checkpointing` / `gradient_checkpointing`: T3's Llama recomputes
+        its layers' activations in the backward pass (with its kwargs, e.g. `use_reentrant`), trading compute for
+        memory. The LoRA weights inside keep their gradients: the non-reentrant default needs no input that
+        requires grad, and T3 is fed `inputs_embeds`."""
+        if self.t3 is None:
+            raise ValueError("activation checkpointing applies to T3's backbone, and T3 is not trained here.")
+        self.t3.tfmr.activation_checkpointing_enable(activation_checkpointing_kwargs=activation_checkpointing_kwargs,
+                                                     every_n_layers=every_n_layers, offload=offload)
 
     def train(self, mode: bool = True) -> "ChatterboxForTraining":
         """Train mode for what trains: every submodule without trainable parameters (and so every dropout layer but

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import BEST_MODEL_METRICS, Recipe
+from ..compat import finish_pushes
 from ..constants import S3GEN_SR
 from ..data.collator import ChatterboxCollator, PromptPool, usable_rows
 from ..data.dataset import load_prepared, reference_audio, row_index, tokenize_dataset
@@ -27,9 +28,9 @@ from ..models.lora import (
     save_adapters,
     trainable_parameters,
 )
-from ..utils import default_device
 from .callbacks import AudioSamplesCallback, PromptEpochCallback, Scorer
 from .checkpoints import find_resume_checkpoint
+from .config import Recipe, TrainingConfig
 from .model import ChatterboxForTraining
 from .trainer import ChatterboxTrainer
 
@@ -38,52 +39,16 @@ logger = logging.getLogger(__name__)
 FINAL_DIR = "final"
 
 
-def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool):
-    """The recipe's training / output / logging sections as `transformers.TrainingArguments`."""
-    from transformers import TrainingArguments
-
-    t, o, lg = recipe.training, recipe.output, recipe.logging
-    eval_every = t.eval_every or o.save_every
-    if lg.wandb_project:
-        os.environ.setdefault("WANDB_PROJECT", lg.wandb_project)
-    return TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        num_train_epochs=t.num_epochs,
-        max_steps=t.max_steps,
-        warmup_steps=t.warmup_steps,
-        lr_scheduler_type=t.lr_scheduler_type,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        bf16=t.bf16,
-        seed=t.seed,
-        data_seed=t.seed,
-        dataloader_num_workers=t.dataloader_num_workers,
-        train_sampling_strategy="group_by_length" if t.group_by_length and not t.streaming_train else "random",
-        length_column_name="duration",
-        remove_unused_columns=True,
-        save_strategy="steps",
-        save_steps=o.save_every,
-        save_total_limit=o.save_total_limit,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_every if has_eval else None,
-        metric_for_best_model=o.metric_for_best_model,
-        greater_is_better=BEST_MODEL_METRICS.get(o.metric_for_best_model) if o.metric_for_best_model else None,
-        load_best_model_at_end=bool(o.metric_for_best_model),
-        logging_steps=lg.log_every,
-        logging_first_step=True,
-        report_to=[r for r in lg.report_to if r != "none"] or "none",
-        enable_jit_checkpoint=True,  # SIGTERM (preemption, Runpod stop) writes a complete checkpoint, then stops
-        push_to_hub=o.push_to_hub,
-        hub_model_id=o.hub_model_id,
-        hub_private_repo=o.hub_private,
-        hub_strategy="checkpoint",
-        ddp_find_unused_parameters=False,
-        use_cpu=default_device() == "cpu",
-    )
+def training_arguments(recipe: Recipe, output_dir: str, has_eval: bool) -> TrainingConfig:
+    """The recipe's training config for one adapter's run: its own output folder, and no evaluation where the
+    prepared data has no validation rows."""
+    args = recipe.training
+    if args.wandb_project:
+        os.environ.setdefault("WANDB_PROJECT", args.wandb_project)
+    changes: dict[str, Any] = {"output_dir": output_dir}
+    if not has_eval:
+        changes.update(eval_strategy="no", eval_steps=None, load_best_model_at_end=False)
+    return dataclasses.replace(args, **changes)
 
 
 def recipe_summary(recipe: Recipe, n_train: int | None = None) -> dict[str, Any]:
@@ -96,9 +61,9 @@ def recipe_summary(recipe: Recipe, n_train: int | None = None) -> dict[str, Any]
         "T3 target modules": ", ".join(m.target_modules),
         "trained whole (modules_to_save)": ", ".join(m.modules_to_save or []) or "none",
         "learning rate": t.learning_rate,
-        "batch size x accumulation": f"{t.batch_size} x {t.gradient_accumulation_steps}",
+        "batch size x accumulation": f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps}",
         "steps" if t.max_steps and t.max_steps > 0 else "epochs": t.max_steps if t.max_steps and t.max_steps > 0
-        else t.num_epochs,
+        else t.num_train_epochs,
         "text loss weight": t.text_loss_weight,
         "unconditional (CFG) rows": t.uncond_fraction,
         "precision": "bf16 autocast" if t.bf16 else "fp32",
@@ -115,12 +80,10 @@ def build_model(recipe: Recipe, checkpoint) -> tuple[ChatterboxForTraining, Any]
     for the audio samples at evaluation (None otherwise: it is the larger half of the checkpoint to load)."""
     m = recipe.model
     t3 = load_t3(checkpoint, "cpu") if m.train_t3 else None
-    needs_s3gen = m.train_s3gen or (m.train_t3 and recipe.logging.eval_audio_samples > 0)
+    needs_s3gen = m.train_s3gen or (m.train_t3 and recipe.training.eval_audio_samples > 0)
     s3gen = load_s3gen(checkpoint, "cpu") if needs_s3gen else None
     flow = None
     if t3 is not None:
-        if recipe.training.gradient_checkpointing:
-            t3.tfmr.gradient_checkpointing_enable()
         t3 = add_t3_lora(t3, m)
         t3.train()
     if m.train_s3gen:
@@ -153,7 +116,7 @@ def _audio_samples(dataset, recipe: Recipe, clips=None) -> list[dict[str, Any]]:
     validation split holds some (`validation_speakers`), else of trained speakers. Never the test split, which only
     evaluation reads. Always the same rows, so evaluations compare. `clips`: the whole prepared dataset where
     `dataset` is a part of it (one accent's rows): a reference's clips are looked up there."""
-    count = recipe.logging.eval_audio_samples
+    count = recipe.training.eval_audio_samples
     if count <= 0 or "validation" not in dataset or len(dataset["validation"]) == 0:
         return []
     clips = clips if clips is not None else dataset
@@ -166,7 +129,7 @@ def _audio_samples(dataset, recipe: Recipe, clips=None) -> list[dict[str, Any]]:
     if len(unseen):
         validation = unseen
         logger.info("audio samples: %d validation sentences of speakers not in training", min(count, len(unseen)))
-    elif recipe.output.metric_for_best_model not in (None, "eval_loss"):
+    elif recipe.training.metric_for_best_model not in (None, "eval_loss"):
         logger.warning("no speakers outside training in the validation split: the checkpoint is chosen on "
                        "validation sentences of trained speakers (prepare with validation_speakers for unseen ones).")
     samples = []
@@ -184,11 +147,12 @@ def _synthesizer(s3gen, generation):
     attention they read alone (`decoding.default_alignment`), and the token budget the sentence's text gets."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    from ..synthesis.decoding import SamplingSettings, default_alignment, fast_decode
+    from ..synthesis.config import GenerationSettings
+    from ..synthesis.decoding import default_alignment, fast_decode
     from ..synthesis.tts import default_max_new_tokens
     from ..synthesis.vocoder import tokens_to_wav
 
-    settings = SamplingSettings(repetition_penalty=generation.repetition_penalty)
+    settings = GenerationSettings().for_generation(generation)
 
     def synthesize(model: ChatterboxForTraining, sample: dict[str, Any]):
         t3 = model.t3
@@ -265,49 +229,44 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
     with PartialState().main_process_first():
         dataset = tokenize_dataset(dataset, tokenizer, recipe.data.language)
     outputs = []
+    best = recipe.training.metric_for_best_model
     for name, subset in _accent_subsets(dataset, recipe).items():
-        output_dir = recipe.output.checkpoint_dir if name == "shared" else os.path.join(recipe.output.checkpoint_dir,
+        output_dir = recipe.training.output_dir if name == "shared" else os.path.join(recipe.training.output_dir,
                                                                                        name)
-        set_seed(recipe.training.seed)
-        model, s3gen = build_model(recipe, checkpoint)
-        hp = t3_config(checkpoint.config, checkpoint.layout.multilingual)
+        # The data's own checks first: a run that cannot choose its checkpoint stops before any model loads.
         with PartialState().main_process_first():
             train_split = usable_rows(subset["train"])
             eval_split = usable_rows(subset["validation"]) if "validation" in subset else None
+        eval_split = eval_split if eval_split is not None and len(eval_split) else None
+        if best and eval_split is None:
+            raise ValueError(f"metric_for_best_model={best} needs evaluations: {recipe.data.prepared_dir} has no "
+                             "validation rows (prepare with validation_size > 0, validation_speakers or "
+                             "validation_path).")
+        samples = _audio_samples(subset, recipe, dataset) if recipe.model.train_t3 and eval_split else []
+        if best and best != "eval_loss" and not samples:
+            raise ValueError(f"metric_for_best_model={best} scores synthesised samples, and the validation split "
+                             "has no row with a reference of other clips to speak with.")
         left_out = len(subset["train"]) - len(train_split)
         if left_out:
             logger.warning("%s: %d training rows left out (each a speaker's only clip, with no other clip to prompt "
                            "it; see the preparation summary).", name, left_out)
+
+        set_seed(recipe.training.seed)
+        model, s3gen = build_model(recipe, checkpoint)
+        hp = t3_config(checkpoint.config, checkpoint.layout.multilingual)
         pool = PromptPool.from_split(train_split) if "reference_ids" in train_split.column_names else None
         collator = ChatterboxCollator(hp.start_text_token, hp.stop_text_token, hp.start_speech_token,
                                       hp.stop_speech_token, with_s3gen=recipe.model.train_s3gen, prompts=pool,
                                       uncond_fraction=recipe.training.uncond_fraction, seed=recipe.training.seed)
         if recipe.training.streaming_train:
             train_split = train_split.to_iterable_dataset(num_shards=1).shuffle(seed=recipe.training.seed)
-        eval_split = eval_split if eval_split is not None and len(eval_split) else None
         args = training_arguments(recipe, output_dir, has_eval=eval_split is not None)
         callbacks = [PromptEpochCallback(collator)]
-        listening = None
-        if s3gen is not None and model.t3 is not None and eval_split is not None:
-            samples = _audio_samples(subset, recipe, dataset)
-            if samples:
-                listening = AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
-                                                 sample_rate=S3GEN_SR, score=recipe.logging.eval_audio_metrics,
-                                                 scorer=scorer, asr_model=recipe.logging.eval_asr_model,
-                                                 accent_model=recipe.logging.eval_accent_model)
-                callbacks.append(listening)
-        best = recipe.output.metric_for_best_model
-        if best and best != "eval_loss" and (listening is None or not recipe.logging.eval_audio_metrics):
-            raise ValueError(f"metric_for_best_model={best} scores synthesised samples: set "
-                             "logging.eval_audio_samples > 0 and eval_audio_metrics true, with a validation split "
-                             "(and T3 trained).")
-        needs = {"eval_wer": ("eval_asr_model", recipe.logging.eval_asr_model),
-                 "eval_accent_prob": ("eval_accent_model", recipe.logging.eval_accent_model)}
-        if scorer is None and best in needs and not needs[best][1]:
-            raise ValueError(f"metric_for_best_model={best} needs a model to score it: set logging.{needs[best][0]}.")
-        if best and eval_split is None:
-            raise ValueError(f"metric_for_best_model={best} needs evaluations: the prepared data has no validation "
-                             "split (prepare with validation_size > 0).")
+        if s3gen is not None and samples:
+            callbacks.append(AudioSamplesCallback(_synthesizer(s3gen, checkpoint.generation), samples,
+                                                  sample_rate=S3GEN_SR, score=recipe.training.eval_audio_metrics,
+                                                  scorer=scorer, asr_model=recipe.training.eval_asr_model,
+                                                  accent_model=recipe.training.eval_accent_model))
         metadata = {"base_model": recipe.model.base_model, "model_variant": checkpoint.layout.name,
                     "model_revision": checkpoint.revision, "support_revision": checkpoint.support_revision,
                     "tokenizer": checkpoint.tokenizer_record(),
@@ -317,7 +276,7 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
         trainer = ChatterboxTrainer(model=model, args=args, train_dataset=train_split, eval_dataset=eval_split,
                                     data_collator=collator, callbacks=callbacks,
                                     record_batch_ids=recipe.training.record_batch_ids, adapter_metadata=metadata)
-        resume = find_resume_checkpoint(output_dir, recipe.output.resume)
+        resume = find_resume_checkpoint(output_dir, recipe.training.resume_from_checkpoint)
         trainer.train(resume_from_checkpoint=resume)
         stopped_early = trainer.state.max_steps and trainer.state.global_step < trainer.state.max_steps
         if stopped_early:
@@ -334,15 +293,15 @@ def run_finetune(recipe: Recipe, scorer: Scorer | None = None) -> list[TrainingR
         if trainer.args.should_save:
             save_adapters(final, model.t3, model.flow, metadata)
         trainer.accelerator.wait_for_everyone()
-        trainer._finish_current_push()
+        finish_pushes(trainer)  # the last checkpoint's push to the Hub
         speech = [entry["loss_speech"] for entry in trainer.state.log_history if "loss_speech" in entry]
         outputs.append(TrainingResult(name, final, speech[0] if speech else None, speech[-1] if speech else None))
-    if recipe.output.push_to_hub and PartialState().is_main_process:
+    if recipe.training.push_to_hub and PartialState().is_main_process:
         from ..hub.push import push_model
 
         # The final adapters (all accents of a per-accent run) with their card, in one commit.
-        folder = outputs[0].adapter_dir if recipe.training.adapters == "shared" else recipe.output.checkpoint_dir
-        url = push_model(folder, recipe.output.hub_model_id, private=recipe.output.hub_private)
+        folder = outputs[0].adapter_dir if recipe.training.adapters == "shared" else recipe.training.output_dir
+        url = push_model(folder, recipe.training.hub_model_id, private=recipe.training.hub_private_repo)
         logger.info("pushed the adapters to %s", url)
     return outputs
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from ..compat import checkpoint_root, keep_signature_columns, prepared_inputs
 from ..models.lora import load_adapter_weights, save_adapters
 from ..utils import write_atomic
 from .checkpoints import COMPLETE_MARKER
@@ -34,8 +35,15 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def _load_adapters(model: nn.Module, folder: str) -> None:
+    """The adapters of a checkpoint `folder` into the (possibly wrapped) `ChatterboxForTraining`'s T3 and flow."""
+    model = unwrap_model(model)
+    load_adapter_weights(folder, model.t3, model.flow)
+
+
 class ChatterboxTrainer(Trainer):
-    """Trainer for `ChatterboxForTraining` (see module docstring)."""
+    """Trainer for `ChatterboxForTraining` (see module docstring). The Trainer's private hooks it overrides are
+    registered in `compat` with the transformers versions they were checked against."""
 
     def __init__(self, *args, record_batch_ids: bool = False, adapter_metadata: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -46,8 +54,7 @@ class ChatterboxTrainer(Trainer):
         self._interval_start = time.perf_counter()
 
     def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = list(TRAINING_COLUMNS)
+        keep_signature_columns(self, TRAINING_COLUMNS)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         ids = inputs.pop("ids", None)
@@ -67,7 +74,7 @@ class ChatterboxTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
+        inputs = prepared_inputs(self, inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
@@ -95,8 +102,7 @@ class ChatterboxTrainer(Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        model = unwrap_model(model or self.model)
-        load_adapter_weights(resume_from_checkpoint, model.t3, model.flow)
+        _load_adapters(model or self.model, resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
         """`load_best_model_at_end`: the adapters of the checkpoint that scored best on `metric_for_best_model`
@@ -104,7 +110,7 @@ class ChatterboxTrainer(Trainer):
         hold)."""
         logger.info("loading the best checkpoint, %s (%s %s)", self.state.best_model_checkpoint,
                     self.args.metric_for_best_model, self.state.best_metric)
-        self._load_from_checkpoint(self.state.best_model_checkpoint)
+        _load_adapters(self.model, self.state.best_model_checkpoint)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """With `push_to_hub`, each checkpoint's adapters go to the repo (under `<accent>/` for per-accent
@@ -130,7 +136,7 @@ class ChatterboxTrainer(Trainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            folder = Path(checkpoint_root(self, trial)) / f"checkpoint-{self.state.global_step}"
             marker = {"global_step": self.state.global_step, "time": time.time()}
             write_atomic(folder / COMPLETE_MARKER, json.dumps(marker).encode())
 

@@ -11,7 +11,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from chatterbox_latam.config import DEFAULT_ACCENT_MODEL
+from chatterbox_latam.constants import DEFAULT_ACCENT_MODEL
 from chatterbox_latam.evaluation.accent import load_accent_classifier, score_accent
 
 

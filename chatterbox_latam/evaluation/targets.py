@@ -1,4 +1,4 @@
-"""The seed's goals besides pronunciation, measured: expressivity control kept, voices cloned from a few seconds.
+"""The project's targets besides pronunciation, measured: expressivity control kept, voices cloned from a few seconds.
 
 - **Expressivity** ("conservar el control sobre la exageración emocional"): the same sentences at exaggeration
   0.25, 0.5 and 0.9; for each, the pitch spread (standard deviation of F0 in semitones over voiced frames, pYIN),
@@ -10,7 +10,7 @@
   sentence's own recording (the same yardstick for every length; a sentence is never spoken from its own audio).
   Where a speaker has less audio than asked, the reference is all there is and its length is recorded.
 
-Both per system and per accent, in `results.json` (`goals`), the report and `plots/expressivity.png`,
+Both per system and per accent, in `results.json` (`measured_targets`), the report and `plots/expressivity.png`,
 `plots/cloning.png`.
 """
 
@@ -129,7 +129,7 @@ def cloning_by_reference_length(synthesize: Callable[[Any, np.ndarray], np.ndarr
                            for accent in sorted({row[0] for row in rows})}}
 
 
-def write_goal_plots(goals: dict[str, Any], plots) -> None:
+def write_target_plots(targets: dict[str, Any], plots) -> None:
     """`expressivity.png` (each measure against exaggeration, a line per system) and `cloning.png` (similarity
     against reference length)."""
     import matplotlib
@@ -137,10 +137,10 @@ def write_goal_plots(goals: dict[str, Any], plots) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if goals.get("expressivity"):
+    if targets.get("expressivity"):
         fig, axes = plt.subplots(1, len(PROSODY), figsize=(4 * len(PROSODY), 3.2))
         for ax, key in zip(axes, PROSODY):
-            for system, result in goals["expressivity"].items():
+            for system, result in targets["expressivity"].items():
                 ax.plot(EXAGGERATIONS, [result["by_exaggeration"][str(e)][key] for e in EXAGGERATIONS], marker="o",
                         label=system)
             ax.set_xlabel("exaggeration")
@@ -150,9 +150,9 @@ def write_goal_plots(goals: dict[str, Any], plots) -> None:
         fig.tight_layout()
         fig.savefig(plots / "expressivity.png", dpi=100)
         plt.close(fig)
-    if goals.get("cloning"):
+    if targets.get("cloning"):
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        for system, result in goals["cloning"].items():
+        for system, result in targets["cloning"].items():
             ax.plot(REFERENCE_SECONDS, [result["by_reference_seconds"][str(s)]["speaker_sim"]
                                         for s in REFERENCE_SECONDS], marker="o", label=system)
         ax.set_xlabel("reference (s)")
@@ -163,14 +163,14 @@ def write_goal_plots(goals: dict[str, Any], plots) -> None:
         plt.close(fig)
 
 
-def goals_report(goals: dict[str, Any]) -> list[str]:
-    """The report's section for the goals (markdown lines)."""
-    lines = ["## The seed's goals", ""]
-    if goals.get("expressivity"):
+def targets_report(targets: dict[str, Any]) -> list[str]:
+    """The report's section for the targets (markdown lines)."""
+    lines = ["## The project's targets: expressivity and cloning", ""]
+    if targets.get("expressivity"):
         lines += ["Expressivity control kept: the same sentences at each exaggeration (F0 spread in semitones, "
                   "energy spread in dB, letters per second). `rises`: higher at 0.9 than at 0.25.", "",
                   "| system | exaggeration | F0 spread | energy spread | rate |", "|---|---|---:|---:|---:|"]
-        for system, result in goals["expressivity"].items():
+        for system, result in targets["expressivity"].items():
             for e in EXAGGERATIONS:
                 row = result["by_exaggeration"][str(e)]
                 lines.append(f"| {system} | {e} | {row['f0_spread']:.2f} | {row['energy_spread']:.2f} | "
@@ -178,12 +178,12 @@ def goals_report(goals: dict[str, Any]) -> list[str]:
             rises = ", ".join(f"{k} {'rises' if v else 'does not rise'}" for k, v in result["rises"].items())
             lines.append(f"| {system} | | {rises} | | |")
         lines += ["", "![expressivity](plots/expressivity.png)", ""]
-    if goals.get("cloning"):
+    if targets.get("cloning"):
         lines += ["Cloning from a few seconds: similarity to the sentence's own recording, the voice taken from "
                   "references of each length (the length used, where the speaker had less, in brackets).", "",
                   "| system | " + " | ".join(f"{s:g} s" for s in REFERENCE_SECONDS) + " |",
                   "|---|" + "---:|" * len(REFERENCE_SECONDS)]
-        for system, result in goals["cloning"].items():
+        for system, result in targets["cloning"].items():
             cells = []
             for s in REFERENCE_SECONDS:
                 row = result["by_reference_seconds"][str(s)]

@@ -1,4 +1,4 @@
-"""The seed's goals measured: prosody spreads on signals whose spreads are known, and the whole measurement on the
+"""The project's targets measured: prosody spreads on signals whose spreads are known, and the whole measurement on the
 tiny model (fine-tune and base, exaggerations, references cut to 3, 6 and 10 s of corpus speech)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chatterbox_latam.config import EvalConfig
-from chatterbox_latam.evaluation.goals import REFERENCE_SECONDS, prosody, reference_of
+from chatterbox_latam.evaluation.config import EvalConfig
+from chatterbox_latam.evaluation.targets import REFERENCE_SECONDS, prosody, reference_of
 from chatterbox_latam.evaluation.harness import load_test_items
 
 SR = 24_000
@@ -62,6 +62,6 @@ def test_a_folders_references_are_the_same_wherever_it_lies(corpus, tmp_path):
 
 
 def test_the_full_evaluation_measures_the_goals_unless_told_otherwise():
-    assert EvalConfig(checkpoint="x", test_data="y", output_dir="z").goals
-    assert not EvalConfig(checkpoint="x", test_data="y", output_dir="z", metrics=["rtf"]).goals
-    assert not EvalConfig(checkpoint="x", test_data="y", output_dir="z", goals=False).goals
+    assert EvalConfig(checkpoint="x", test_data="y", output_dir="z").targets
+    assert not EvalConfig(checkpoint="x", test_data="y", output_dir="z", metrics=["rtf"]).targets
+    assert not EvalConfig(checkpoint="x", test_data="y", output_dir="z", targets=False).targets

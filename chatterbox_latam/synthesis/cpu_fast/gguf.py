@@ -1,4 +1,5 @@
-"""T3's Llama backbone as a GGUF file, for llama.cpp (`synthesis.engine`) and for llama.cpp users.
+"""T3's Llama backbone as a GGUF file, for llama.cpp (`cpu_fast.engine`) and for llama.cpp users (`merged_gguf`:
+`training/merge.py --gguf`).
 
 T3 is a plain Llama (30 layers, width 1024, Llama-3 RoPE scaling) between its own input and output layers: the
 input is a sum of embeddings (conditioning, text, speech, learned positions) that no token id can stand for, and
@@ -9,7 +10,7 @@ the output is the speech head. The file holds the backbone as llama.cpp's `llama
   as llama.cpp's own converter does), and the Llama-3 frequency factors as `rope_freqs.weight`.
 A caller feeds T3's input embeddings (llama.cpp's embeddings input) and reads the final normed hidden states or the
 speech logits. Weights are written as f32, f16, q8_0 or q4_0 by the `gguf` package (llama.cpp's own Python
-writer and quantisers); norms stay f32 and the speech head keeps 8 bits or more.
+writer and quantisers, the cpu-fast extra); norms stay f32 and the speech head keeps 8 bits or more.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import GGUF_TYPES
+from ...constants import GGUF_TYPES
+from . import missing_extra
+
+
+def _gguf(what: str):
+    """The `gguf` package, or `missing_extra`'s error for `what` where it is not installed."""
+    try:
+        import gguf
+    except ImportError as error:
+        raise missing_extra(what) from error
+    return gguf
 
 
 def gguf_name(weights: str) -> str:
@@ -104,9 +115,9 @@ def _tensor_type(name: str, weights: str):
 
 def write_t3_gguf(t3, path: str | os.PathLike, weights: str = "q4_0", name: str = "chatterbox-t3") -> Path:
     """Writes T3's backbone (see the module docstring) to `path` at `weights` (`GGUF_TYPES`), atomically."""
-    import gguf
+    from ...utils import atomic_path
 
-    from ..utils import atomic_path
+    gguf = _gguf("Writing T3 as a GGUF")
 
     if weights not in GGUF_TYPES:
         raise ValueError(f"weights={weights!r}: use one of {GGUF_TYPES}.")
@@ -143,3 +154,19 @@ def write_t3_gguf(t3, path: str | os.PathLike, weights: str = "q4_0", name: str 
         writer.write_tensors_to_file()
         writer.close()
     return path
+
+
+def merged_gguf(weights: str):
+    """`models.merge.merge_adapter`'s `extra_files` for `training/merge.py --gguf`: the merged T3, in fp32 whatever
+    dtype its safetensors get, written as `t3-<weights>.gguf` beside them and named in config.json (`gguf`).
+    Without the cpu-fast extra it fails here, before the merge, not after it."""
+    if weights not in GGUF_TYPES:
+        raise ValueError(f"gguf={weights!r}: use one of {GGUF_TYPES}.")
+    _gguf(f"--gguf {weights}")
+
+    def write(model, folder: Path, config: dict) -> dict:
+        name = f"chatterbox-es-latam-t3-{config.get('accent') or 'es'}"
+        write_t3_gguf(model.t3, folder / gguf_name(weights), weights, name=name)
+        return {"gguf": gguf_name(weights)}
+
+    return write

@@ -1,7 +1,7 @@
-"""T3's backbone on llama.cpp (`llama-cpp-python`): the `llamacpp-q4_0` / `llamacpp-q8_0` modes of
-`synthesis.precision`.
+"""T3's backbone on llama.cpp (`llama-cpp-python`, the cpu-fast extra): the `llamacpp-q4_0` / `llamacpp-q8_0` modes
+of `synthesis.precision`.
 
-T3's Llama backbone and speech head are written as a GGUF (`models.gguf`) and run by llama.cpp's CPU kernels, which
+T3's Llama backbone and speech head are written as a GGUF (`cpu_fast.gguf`) and run by llama.cpp's CPU kernels, which
 decode from 4- or 8-bit blocks at close to the memory bound; everything around them stays upstream's and PyTorch's:
 the conditioning, text and speech embeddings with their learned positions (fed as llama.cpp's embeddings input),
 CFG and the sampling (`decoding`), on the speech logits llama.cpp computes (its output layer is the speech head, at
@@ -40,13 +40,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import ENGINE_MODES
-from ..utils import cache_dir, write_atomic
+from ...compat import module_copy_with
+from ...constants import ENGINE_MODES
+from ...utils import cache_dir, write_atomic
+from . import missing_extra
 
 
 def available() -> bool:
-    """Whether llama-cpp-python is installed (`make install` builds it from source for this CPU)."""
+    """Whether the cpu-fast extra is installed: llama-cpp-python (`make install` builds it from source for this CPU)
+    and gguf (which writes the file llama.cpp runs)."""
     try:
+        import gguf  # noqa: F401
         import llama_cpp  # noqa: F401
     except ImportError:
         return False
@@ -166,7 +170,7 @@ def amx_runs(path: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         known = {}
     if key not in known:
-        probe = ("import sys; from chatterbox_latam.synthesis.engine import _decode_with_amx; "
+        probe = ("import sys; from chatterbox_latam.synthesis.cpu_fast.engine import _decode_with_amx; "
                  "_decode_with_amx(sys.argv[1])")
         try:
             done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, timeout=600)
@@ -392,19 +396,16 @@ def engine_t3(t3, mode: str, threads: int | None = None, weights: str | None = N
     LoRA adapters (the active one) are folded in first."""
     import copy
 
-    from ..models.gguf import write_t3_gguf
+    from .gguf import write_t3_gguf
 
     if not available():
-        raise ValueError(f"mode={mode!r} needs llama-cpp-python (`make install` builds it; or `pip install "
-                         "llama-cpp-python`).")
+        raise missing_extra(f"mode={mode!r}")
     fast = copy.deepcopy(t3).merge_and_unload() if hasattr(t3, "merge_and_unload") else t3
     weights = weights or ENGINE_MODES[mode]
     path = cache_dir() / "gguf" / f"t3-{weights_key(fast)}-{weights}.gguf"
     if not path.exists():
         write_t3_gguf(fast, path, weights)
-    engine = copy.copy(fast)
     # a shallow copy shares the upstream modules (embeddings, speech head, conditioning); only the backbone differs
-    object.__setattr__(engine, "_modules", dict(fast._modules))
-    engine._modules["tfmr"] = None
+    engine = module_copy_with(fast, tfmr=None)
     object.__setattr__(engine, "engine", LlamaCppBackbone(path, fast.tfmr.config, threads, logits=True))
     return engine
