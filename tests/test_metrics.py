@@ -89,8 +89,25 @@ def test_wavlm_similarity_runs_a_local_checkpoint_and_fails_clearly_without_one(
     Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=True).save_pretrained(tmp_path / "wavlm")
     a, sr = _clip(corpus, "speaker_001", 1)
     b, _ = _clip(corpus, "speaker_001", 2)
-    [self_score, other] = speaker_similarity_wavlm([(a, a), (a, b)], sr, model=str(tmp_path / "wavlm"))
-    assert self_score == pytest.approx(1.0, abs=1e-4) and -1.0 <= other <= 1.0
+    other, _ = _clip(corpus, "speaker_003", 2)
+    scores = speaker_similarity_wavlm([(a, b), (a, other), (other, b)], sr, model=str(tmp_path / "wavlm"))
+
+    # each score is the cosine of the two clips' x-vectors, each clip embedded alone at 16 kHz (padded beside a
+    # longer clip, a clip's features change: the convolutional front end's group norm spans the padding)
+    import torch
+    from transformers import AutoFeatureExtractor
+
+    from chatterbox_latam.data.audio import resample
+
+    extractor, network = AutoFeatureExtractor.from_pretrained(tmp_path / "wavlm"), WavLMForXVector.from_pretrained(
+        tmp_path / "wavlm").eval()
+    with torch.no_grad():
+        x = {name: torch.nn.functional.normalize(network(**extractor(
+            [resample(wav, sr, 16_000)], sampling_rate=16_000, return_tensors="pt")).embeddings[0], dim=0)
+             for name, wav in (("a", a), ("b", b), ("other", other))}
+    expected = [float(x["a"] @ x["b"]), float(x["a"] @ x["other"]), float(x["other"] @ x["b"])]
+    assert sr != 16_000 and len({round(e, 4) for e in expected}) == 3  # three different answers to get right
+    assert scores == pytest.approx(expected, abs=1e-5)
     with pytest.raises(MetricModelUnavailable, match=r"microsoft/wavlm-base-plus-sv.*--wavlm_model DIR"):
         speaker_similarity_wavlm([(a, b)], sr)
 

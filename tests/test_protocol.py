@@ -51,8 +51,15 @@ def test_speaker_verification_checkpoint_in_unispeech_format(corpus, tmp_path):
     similarity = load_wavlm_ecapa(str(checkpoint))
     a, sr = sf.read(corpus / "audio" / "speaker_001" / "audio_001.wav", dtype="float32")
     b, _ = sf.read(corpus / "audio" / "speaker_003" / "audio_001.wav", dtype="float32")
-    same, other = similarity([(a, a), (a, b)], sr)
-    assert same == pytest.approx(1.0, abs=1e-5) and -1.0 <= other < 0.9999
+    c, _ = sf.read(corpus / "audio" / "speaker_001" / "audio_002.wav", dtype="float32")
+    scores = similarity([(a, b), (b, a), (a, c)], sr)
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6) and abs(scores[0] - scores[2]) > 1e-4
+    # every weight comes from the file: loaded again, the same scores (weights left at a random init would differ
+    # between loads); the checkpoint of another seed, other scores
+    torch.manual_seed(123)
+    assert load_wavlm_ecapa(str(checkpoint))([(a, b), (a, c)], sr) == pytest.approx([scores[0], scores[2]], abs=1e-6)
+    other = write_sv_checkpoint(tmp_path / "other.pth", seed=1)
+    assert abs(load_wavlm_ecapa(str(other))([(a, b)], sr)[0] - scores[0]) > 1e-4
 
     saved = torch.load(checkpoint, weights_only=True)["model"]
     del saved["layer2.SE_Connect.linear2.weight"]

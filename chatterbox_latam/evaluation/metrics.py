@@ -151,14 +151,15 @@ def load_wavlm(model: str = DEFAULT_WAVLM_SV) -> Callable[[Sequence[tuple[np.nda
         ) from error
 
     @torch.inference_mode()
+    def embed(wav: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """One clip's x-vector, the clip alone: padded beside a longer one, its features would change (the
+        convolutional front end's group norm spans the padding too)."""
+        audio = resample(np.asarray(wav, np.float32), sample_rate, 16_000)
+        inputs = extractor([audio], sampling_rate=16_000, return_tensors="pt")
+        return torch.nn.functional.normalize(network(**inputs).embeddings[0], dim=-1)
+
     def similarity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> list[float]:
-        scores = []
-        for a, b in pairs:
-            audio = [resample(np.asarray(w, np.float32), sample_rate, 16_000) for w in (a, b)]
-            inputs = extractor(audio, sampling_rate=16_000, return_tensors="pt", padding=True)
-            embeddings = torch.nn.functional.normalize(network(**inputs).embeddings, dim=-1)
-            scores.append(float((embeddings[0] * embeddings[1]).sum()))
-        return scores
+        return [float((embed(a, sample_rate) * embed(b, sample_rate)).sum()) for a, b in pairs]
 
     return similarity
 
