@@ -125,12 +125,12 @@ def test_batched_decoding_gives_each_texts_own_tokens(t3, stop_scale, cfg_weight
     try:
         with torch.no_grad():
             t3.speech_head.weight[t3.hp.stop_speech_token] *= stop_scale
-        alone = [fast_decode(t3, cond(), text, budget, greedy) for text, budget in zip(texts, budgets)]
+        alone = [fast_decode(t3, cond(), text, budget, greedy) for text, budget in zip(texts, budgets, strict=True)]
         together = fast_decode_batch(t3, cond(), texts, budgets, greedy)
     finally:
         with torch.no_grad():
             t3.speech_head.weight[t3.hp.stop_speech_token] = row
-    for one, batched in zip(alone, together):
+    for one, batched in zip(alone, together, strict=True):
         assert torch.equal(one, batched)
     if stop_scale == 1.0:  # random weights never stop: each runs to its own budget
         assert [t.shape[1] for t in together] == budgets
@@ -193,9 +193,19 @@ def test_synthesis_uses_the_chosen_mode(tiny_checkpoint, corpus):
 
     reference = sorted((corpus / "audio").rglob("*.wav"))[0]
     model = ChatterboxLatamTTS.from_pretrained(tiny_checkpoint, mode="int8")
-    wav = model.generate("Hola.", audio_prompt_path=reference, seed=0, max_new_tokens=20)
-    assert wav.shape[1] > 0 and model.mode == "int8"
-    assert model._t3(None) is not model.tts.t3  # a quantised copy; the fp32 model stays as it was
+    quantised = model._t3(None)
+    assert quantised is not model.tts.t3 and model.mode == "int8"  # a quantised copy; the fp32 model stays
+    ran = {"int8": 0, "fp32": 0}
+    hooks = [t.tfmr.register_forward_hook(lambda *args, name=name: ran.__setitem__(name, ran[name] + 1))
+             for name, t in (("int8", quantised), ("fp32", model.tts.t3))]
+    try:
+        wav = model.generate("Hola.", audio_prompt_path=reference, seed=0, max_new_tokens=20)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # every decoding step ran on the copy's backbone (the prompt's prefill, then one per token), none on fp32's
+    assert ran["int8"] >= 20 and ran["fp32"] == 0 and torch.isfinite(wav).all()
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantised.tfmr.modules())
     with pytest.raises(ValueError, match="use one of"):
         model.set_mode("fp8")
 

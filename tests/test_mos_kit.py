@@ -38,7 +38,9 @@ def test_listening_test_is_blinded_shuffled_and_complete(eval_dir, tmp_path):
     html = page.read_text(encoding="utf-8")
     for row in key:
         assert row["sample"].startswith("sample_") and row["system"] not in row["sample"]  # blinded
-        assert (tmp_path / "mos" / "audio" / f"{row['sample']}.wav").exists()
+        # the key is right: each anonymous sample is its system's clip, byte for byte
+        sample = (tmp_path / "mos" / "audio" / f"{row['sample']}.wav").read_bytes()
+        assert sample == (eval_dir / "audio" / row["system"] / f"{row['id']}.wav").read_bytes()
         assert f'name="{row["sample"]}" value="5"' in html
     assert "finetuned" not in html and "ground_truth" not in html
     assert "Frase número 1." in html
