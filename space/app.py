@@ -168,7 +168,8 @@ def build_app() -> FastAPI:
     @app.post("/generate", response_class=Response, responses={
         200: {"content": {"audio/wav": {}}, "description": "The speech, 24 kHz 16-bit WAV, watermarked."},
         413: {"description": "Text or reference too large."}, 415: {"description": "Reference is not audio."},
-        422: {"description": "Bad input; the detail says what to change."}, 503: {"description": "Busy."}})
+        422: {"description": "Bad input; the detail says what to change."},
+        503: {"description": "Busy: QUEUE_SIZE requests are already waiting; retry after Retry-After seconds."}})
     def generate(text: str = Form(..., description="Text to speak."),
                  reference: UploadFile = File(..., description="A few seconds of the voice to clone."),
                  exaggeration: float = Form(DEFAULTS.exaggeration), cfg_weight: float = Form(DEFAULTS.cfg_weight),
@@ -184,8 +185,8 @@ def build_app() -> FastAPI:
             wav = SERVICE.synthesize(text, voice, settings)
         except InputError as error:
             raise HTTPException(status_code=error.status, detail=str(error)) from error
-        except Busy as error:
-            raise HTTPException(status_code=503, detail=str(error)) from error
+        except Busy as error:  # "try again in a minute"
+            raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "60"}) from error
         return Response(wav_bytes(wav, SERVICE.model.sr), media_type="audio/wav")
 
     demo = build_demo()

@@ -124,7 +124,7 @@ def test_a_pack_without_a_default_voice_loads_offline(pack, tmp_path, monkeypatc
         with pytest.raises(ValueError, match="no default voice"):
             model.generate("Hola.", max_new_tokens=20)
         assert "conds" not in resolve_checkpoint(folder).paths  # resolved again: not said again
-    assert wav.shape[1] > 0 and torch.isfinite(wav).all()
+    assert torch.isfinite(wav).all() and wav.abs().max() > 1e-3
     said = [r.getMessage() for r in caplog.records if "has no default voice" in r.getMessage()]
     assert len(said) == 1 and SUPPORT_REPO in said[0]
     # without its tokenizer the pack still needs the support repo, and the error says so

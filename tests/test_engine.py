@@ -118,7 +118,7 @@ def test_engine_modes_against_fp32_under_greedy_sampling(t3):
     assert torch.equal(fast_decode(exact, cond(), text, 40, no_cfg), fast_decode(t3, cond(), text, 40, no_cfg))
     together = fast_decode_batch(exact, cond(), [text, shorter], [30, 20], no_cfg)
     assert [torch.equal(t, fast_decode(t3, cond(), one, budget, no_cfg))
-            for t, one, budget in zip(together, [text, shorter], [30, 20])] == [True, True]
+            for t, one, budget in zip(together, [text, shorter], [30, 20], strict=True)] == [True, True]
 
 
 def test_engine_modes_through_the_model(tiny_checkpoint, corpus):
@@ -131,7 +131,7 @@ def test_engine_modes_through_the_model(tiny_checkpoint, corpus):
     wav = model.generate("Hola.", reference, seed=0, max_new_tokens=20)
     [batched] = model.generate_batch(["Hola."], reference, seed=0, max_new_tokens=20)
     streamed = list(model.stream("Hola.", reference, seed=0, max_new_tokens=20, chunk_tokens=8))
-    assert wav.shape[1] > 0 and torch.equal(batched, wav) and sum(map(len, streamed)) == wav.shape[1]
+    assert wav.abs().max() > 1e-3 and torch.equal(batched, wav) and sum(map(len, streamed)) == wav.shape[1]
 
 
 def test_merge_writes_a_gguf_that_loads_back(trained_adapter, tmp_path):
@@ -168,6 +168,6 @@ def test_the_conditioning_is_computed_once_per_voice(t3, tmp_path):
     shared = [engine.prefill(rows, [0], 5, shared=12)] + [engine.step(step) for _ in range(2)]
     again = [engine.prefill(rows, [0], 5, shared=12)] + [engine.step(step) for _ in range(2)]
     assert engine.prefixes_computed == 1
-    assert max(_relative(a, b) for a, b in zip(shared + again, fresh + fresh)) < 1e-4
+    assert max(_relative(a, b) for a, b in zip(shared + again, fresh + fresh, strict=True)) < 1e-4
     engine.prefill(torch.cat([other.expand(2, -1, -1), texts], dim=1) * 0.5, [0], 5, shared=12)
     assert engine.prefixes_computed == 2

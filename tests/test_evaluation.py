@@ -80,7 +80,8 @@ def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tm
         assert set(targets["expressivity"][system]["rises"]) == {"f0_spread", "energy_spread", "speaking_rate"}
         cloning = targets["cloning"][system]["by_reference_seconds"]
         assert 0 < cloning["3.0"]["reference_seconds"] <= cloning["10.0"]["reference_seconds"] <= 10.0
-        assert all(-1 <= cloning[s]["speaker_sim"] <= 1 for s in cloning)
+        # the untrained model clones no voice: below the recordings' ceiling at every reference length
+        assert all(cloning[s]["speaker_sim"] < truth["speaker_sim"] for s in cloning), cloning
         assert set(targets["cloning"][system]["per_accent"]) == {items[0].accent}  # on the first sentence
     assert "## The project's targets: expressivity and cloning" in report and "| finetuned | 0.9 |" in report and "| base | 0.25 |" in report
     for plot in ("expressivity.png", "cloning.png"):
@@ -144,7 +145,7 @@ def test_more_systems_side_by_side_and_no_sentence_spoken_from_its_own_audio(ada
     clips = sorted((corpus / "audio" / "speaker_001").glob("*.wav"))[:2] + [
         sorted((corpus / "audio" / "speaker_002").glob("*.wav"))[0]]
     lines = ["audio_path,transcript,speaker_id"]
-    for i, (clip, speaker) in enumerate(zip(clips, ["pair", "pair", "alone"])):
+    for i, (clip, speaker) in enumerate(zip(clips, ["pair", "pair", "alone"], strict=True)):
         shutil.copy(clip, data / "audio" / f"{i}.wav")
         lines.append(f"audio/{i}.wav,Hola número {i}.,{speaker}")
     (data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -45,8 +45,8 @@ def test_tiny_checkpoint_is_seeded(tiny_checkpoint, tmp_path):
 
     again = build_tiny_checkpoint(tmp_path / "again", seed=0)
     first, second = load_t3(resolve_checkpoint(tiny_checkpoint)), load_t3(resolve_checkpoint(again))
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
-        assert torch.equal(a, b), name
+    for (name, a), (other, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert name == other and torch.equal(a, b), name
 
 
 def test_same_loader_serves_a_hub_repo_id(tiny_checkpoint, hub):

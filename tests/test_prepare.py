@@ -320,7 +320,7 @@ def test_batched_extraction_equals_clip_by_clip(tiny_checkpoint, corpus):
     extractor = FeatureExtractor(resolve_checkpoint(tiny_checkpoint), device="cpu")
     wavs = [clean_audio(*decode_audio(_wav(corpus, "speaker_005", n)), CleaningConfig()) for n in (1, 2, 3, 4)]
     batched = extractor.extract(wavs)
-    for wav, together in zip(wavs, batched):
+    for wav, together in zip(wavs, batched, strict=True):
         alone = extractor.extract([wav])[0]
         np.testing.assert_array_equal(together.speech_tokens, alone.speech_tokens)
         np.testing.assert_array_equal(together.prompt_tokens, alone.prompt_tokens)

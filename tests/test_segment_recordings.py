@@ -105,7 +105,7 @@ def test_a_read_script_gives_one_clip_per_line_offline_and_bad_files_are_reporte
     rows = _rows(out)
     assert [r["transcript"] for r in rows] == SENTENCES  # every line, in order, even those shorter than min_seconds
     assert {r["speaker_id"] for r in rows} == {"speaker_007"} and {r["accent"] for r in rows} == {"mx"}
-    for row, span in zip(rows, truth["spans"]):
+    for row, span in zip(rows, truth["spans"], strict=True):
         info = sf.info(str(out / row["audio_path"]))  # its sentence whole, with a little of the pauses around it
         assert span[1] - span[0] <= info.duration <= span[1] - span[0] + 0.45
         assert float(row["duration"]) == pytest.approx(info.duration, abs=1e-3)
@@ -130,7 +130,7 @@ class StandInAsr:
     def words(self, wav):
         self.calls += 1
         words = []
-        for index, (sentence, span) in enumerate(zip(self.truth["sentences"], self.truth["spans"])):
+        for index, (sentence, span) in enumerate(zip(self.truth["sentences"], self.truth["spans"], strict=True)):
             if index == 2:
                 continue
             if index == 3:
@@ -306,7 +306,7 @@ def test_diarised_speakers_get_their_own_clips_and_overlapped_speech_is_left_out
 
     out = tmp_path / "out"
     asr = StandInAsr({**truth, "sentences": sentences})
-    asr.words = lambda wav: [w for s, span in zip(sentences, spans) for w in _words(s, span)]
+    asr.words = lambda wav: [w for s, span in zip(sentences, spans, strict=True) for w in _words(s, span)]
     asr.confidence = lambda wav, text: -0.1
     segment_recordings(SegmentConfig(input=[str(folder / "recording.wav")], output_dir=str(out), speakers="diarize",
                                      min_dnsmos=None, device="cpu"), transcriber=asr, diarizer=diarize,

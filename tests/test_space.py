@@ -5,6 +5,7 @@ The app runs as its own process (`python space/app.py`) on the tiny checkpoint, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -31,16 +32,17 @@ def reference(corpus) -> Path:
     return sorted((corpus / "audio").rglob("*.wav"))[0]
 
 
-@pytest.fixture(scope="module")
-def space(tiny_checkpoint, tmp_path_factory):
+@contextlib.contextmanager
+def _running_space(checkpoint: Path, folder: Path, **env):
+    """`python space/app.py` on `checkpoint`, on a free port, its feedback in `folder`; `env` adds settings."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    feedback = tmp_path_factory.mktemp("feedback")
-    env = {**os.environ, "CHATTERBOX_LATAM_MODEL": str(tiny_checkpoint), "GRADIO_SERVER_PORT": str(port),
-           "FEEDBACK_DIR": str(feedback), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "ALIGNMENT": "off"}  # upstream's alignment heuristics switched off (v2's default is on): said on the page
-    log = open(feedback.parent / "space.log", "w")
+    env = {**os.environ, "CHATTERBOX_LATAM_MODEL": str(checkpoint), "GRADIO_SERVER_PORT": str(port),
+           "FEEDBACK_DIR": str(folder), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "ALIGNMENT": "off", **env}  # upstream's alignment heuristics switched off (v2's default is on)
+    log_path = folder.parent / f"{folder.name}.log"
+    log = open(log_path, "w")
     process = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -51,13 +53,22 @@ def space(tiny_checkpoint, tmp_path_factory):
                 break
         except requests.ConnectionError:
             time.sleep(1)
-        assert process.poll() is None, (feedback.parent / "space.log").read_text()[-3000:]
+        assert process.poll() is None, log_path.read_text()[-3000:]
     else:
         process.kill()
-        pytest.fail("the Space did not start: " + (feedback.parent / "space.log").read_text()[-3000:])
-    yield {"url": url, "feedback": feedback}
-    process.terminate()
-    process.wait(timeout=30)
+        pytest.fail("the Space did not start: " + log_path.read_text()[-3000:])
+    try:
+        yield {"url": url, "feedback": folder}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def space(tiny_checkpoint, tmp_path_factory):
+    with _running_space(tiny_checkpoint, tmp_path_factory.mktemp("feedback")) as running:
+        yield running
 
 
 def _post(space, reference: Path | bytes, text: str = "Hola.", **form) -> requests.Response:
@@ -166,6 +177,31 @@ def test_twenty_concurrent_requests_are_all_answered(space, reference):
         responses = list(pool.map(lambda i: _post(space, reference, "Hola.", seed=str(i)), range(20)))
     assert [r.status_code for r in responses] == [200] * 20
     assert all(sf.info(io.BytesIO(r.content)).duration > 0.5 for r in responses)
+
+
+def test_a_full_queue_answers_busy_and_frees_up(tiny_checkpoint, reference, tmp_path):
+    """QUEUE_SIZE=1 and four requests at once over HTTP: one speaks, one waits its turn and speaks, two are refused
+    at once with 503, the reason, and a Retry-After; once the queue has drained, the next request is served."""
+    with _running_space(tiny_checkpoint, tmp_path / "feedback", QUEUE_SIZE="1") as space:
+        def timed(seed):
+            start = time.perf_counter()
+            response = _post(space, reference, "Hola. ¿Qué tal? Adiós.", seed=str(seed))
+            return response, time.perf_counter() - start
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(timed, range(4)))
+        statuses = sorted(r.status_code for r, _ in answers)
+        assert statuses == [200, 200, 503, 503], [(r.status_code, r.text[:200]) for r, _ in answers]
+        served = [t for r, t in answers if r.status_code == 200]
+        for response, seconds in answers:
+            if response.status_code == 503:
+                assert "requests are waiting" in response.json()["detail"]
+                assert int(response.headers["Retry-After"]) > 0
+                assert seconds < min(served)  # refused at once, not after waiting
+            else:
+                assert sf.info(io.BytesIO(response.content)).duration > 1.0
+        after = _post(space, reference, "Hola.", seed="9")
+        assert after.status_code == 200 and sf.info(io.BytesIO(after.content)).samplerate == 24_000
 
 
 def test_user_supplied_paths_are_never_opened(tmp_path):

@@ -81,7 +81,7 @@ def test_tiny_model_learns_and_only_adapter_weights_change(prepared, tiny_checkp
 
 def _trainer_gradients(prepared, checkpoint, output_dir, *overrides, steps: int = 2):
     """Every trainable weight's gradient at each of `steps` Trainer updates (as the optimizer is about to read it),
-    the number of forward passes of T3's first Llama layer, and the logged losses: one run of the real Trainer on
+    the number of passes through T3's first Llama layer's MLP, and the logged losses: one run of the real Trainer on
     the first training rows, in order."""
     from transformers import TrainerCallback
 
@@ -93,7 +93,7 @@ def _trainer_gradients(prepared, checkpoint, output_dir, *overrides, steps: int 
 
     recipe = _recipe(prepared, checkpoint, output_dir, "--max_steps", str(steps), "--save_every", "100",
                      "--train_s3gen", "false", "--lora_dropout", "0", "--uncond_fraction", "0", "--batch_size", "4",
-                     "--log_every", "1", "--train_sampling_strategy", "sequential", *overrides)
+                     "--log_every", "1", "--train_sampling_strategy", "sequential", "--warmup_steps", "0", *overrides)
     resolved = resolve_checkpoint(checkpoint)
     dataset = tokenize_dataset(load_prepared(recipe.data.prepared_dir), load_text_tokenizer(resolved), "es")
     torch.manual_seed(0)  # LoRA's A is drawn when the adapter is added: the same in every run
@@ -106,9 +106,9 @@ def _trainer_gradients(prepared, checkpoint, output_dir, *overrides, steps: int 
             grads.append({n: None if p.grad is None else p.grad.detach().clone()
                           for n, p in model.named_parameters() if p.requires_grad})
 
-    calls = []
-    layer = model.t3.base_model.model.tfmr.layers[0]
-    hook = layer.register_forward_hook(lambda *args: calls.append(1))
+    calls = []  # a module inside the first layer: the backward's recompute runs it again (the layer's own hooks
+    mlp = model.t3.base_model.model.tfmr.layers[0].mlp  # stay outside the checkpoint)
+    hook = mlp.register_forward_hook(lambda *args: calls.append(1))
     trainer = ChatterboxTrainer(
         model=model, args=training_arguments(recipe, str(output_dir), has_eval=False),
         train_dataset=dataset["train"].select(range(4 * steps)), callbacks=[Record()],
@@ -146,6 +146,25 @@ def test_gradient_checkpointing_gives_every_lora_weight_its_gradient(prepared, t
             assert got is not None, (name, step)
             assert torch.allclose(got, expected, rtol=1e-4, atol=1e-8), (name, step, (got - expected).abs().max())
         assert checkpointed[1][name].abs().max() > 0, name
+
+
+def test_a_bf16_training_step_gives_the_fp32_loss(prepared, tiny_checkpoint, tmp_path):
+    """The same two updates, batches and seed with bf16 autocast (the Trainer's CPU autocast) and in fp32: the
+    losses agree within 0.5% (the first on the same weights; the second after a bf16 update), and every trainable
+    weight's gradient points the same way (cosine > 0.99). The residual stream stays fp32 under autocast (see
+    test_train_like_inference); only the matrix products round to bf16."""
+    plain, _, plain_losses = _trainer_gradients(prepared, tiny_checkpoint, tmp_path / "fp32")
+    bf16, _, losses = _trainer_gradients(prepared, tiny_checkpoint, tmp_path / "bf16", "--bf16", "true")
+    assert len(losses) == len(plain_losses) == 2
+    assert losses == pytest.approx(plain_losses, rel=5e-3)
+    for step in (0, 1):
+        for name, expected in plain[step].items():
+            got = bf16[step][name]
+            if expected.abs().max() == 0:  # LoRA's A at the first update (B starts at zero)
+                assert got.abs().max() == 0, name
+                continue
+            cosine = torch.nn.functional.cosine_similarity(got.flatten().double(), expected.flatten().double(), dim=0)
+            assert cosine > 0.99, (name, step, float(cosine))
 
 
 def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_checkpoint, tmp_path, caplog):
@@ -290,9 +309,18 @@ def test_accelerate_launch_and_per_accent_adapters(prepared, tiny_checkpoint, tm
 
 
 def test_streaming_training_data(prepared, tiny_checkpoint, tmp_path):
+    """Read as a stream: two batches of training rows, shuffled (not the split's first rows in order), and an
+    adapter they trained (every LoRA B moved off its zero start)."""
     [result] = run_finetune(_recipe(prepared, tiny_checkpoint, tmp_path, "--max_steps", "2", "--save_every", "2",
-                                   "--train_s3gen", "false", "--streaming_train", "true"))
-    assert (result.adapter_dir / "t3" / "adapter_model.safetensors").exists()
+                                   "--train_s3gen", "false", "--streaming_train", "true", "--warmup_steps", "0",
+                                   "--record_batch_ids", "true"))
+    batches = [json.loads(line)["ids"] for line in (tmp_path / "batches-rank0.jsonl").read_text().splitlines()]
+    train_ids = prepared[1]["train"]["id"]
+    seen = [i for batch in batches for i in batch]
+    assert [len(b) for b in batches] == [4, 4] and set(seen) <= set(train_ids) and seen != train_ids[:8]
+    adapter = _adapter(result.adapter_dir)
+    lora_b = [k for k in adapter if "lora_B" in k]
+    assert lora_b and all(adapter[k].abs().max() > 0 for k in lora_b)
 
 
 def test_monitoring_logs_losses_and_audio_to_tensorboard_and_wandb_offline(prepared, tiny_checkpoint, tmp_path,

@@ -46,7 +46,7 @@ class GenerationSettings:
     repetition_penalty: float | None = field(default=None, metadata={
         "help": "Penalty on repeated speech tokens (default: the model's generation's: v2 2.0, v3 and the "
                 "language packs 1.2)."})
-    min_p: float = field(default=0.05, metadata={"help": "Min-p sampling threshold."})
+    min_p: float = field(default=0.05, metadata={"help": "Min-p sampling threshold (1: only the likeliest token)."})
     top_p: float = field(default=1.0, metadata={"help": "Top-p (nucleus) sampling threshold."})
     max_new_tokens: int | None = field(default=None, metadata={
         "help": "The most speech tokens a sentence may take (25 per second): the budget from the text (up to "
@@ -73,8 +73,8 @@ class GenerationSettings:
                              "(25 per second), or leave it out for the budget from the text.")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: must be > 0.")
-        if not 0 <= self.min_p < 1 or not 0 < self.top_p <= 1:
-            raise ValueError(f"min_p={self.min_p}, top_p={self.top_p}: use 0 <= min_p < 1 and 0 < top_p <= 1.")
+        if not 0 <= self.min_p <= 1 or not 0 < self.top_p <= 1:  # min_p 1: only the likeliest token (greedy)
+            raise ValueError(f"min_p={self.min_p}, top_p={self.top_p}: use 0 <= min_p <= 1 and 0 < top_p <= 1.")
 
     def replace(self, **changes: Any) -> "GenerationSettings":
         """A copy with `changes`; an unknown name is an error that lists the settings."""
