@@ -81,7 +81,7 @@ def test_tiny_model_learns_and_only_adapter_weights_change(prepared, tiny_checkp
 
 def _trainer_gradients(prepared, checkpoint, output_dir, *overrides, steps: int = 2):
     """Every trainable weight's gradient at each of `steps` Trainer updates (as the optimizer is about to read it),
-    the number of passes through T3's first Llama layer's MLP, and the logged losses: one run of the real Trainer on
+    the number of times T3's first Llama layer's MLP is entered, and the logged losses: one run of the real Trainer on
     the first training rows, in order."""
     from transformers import TrainerCallback
 
@@ -106,9 +106,11 @@ def _trainer_gradients(prepared, checkpoint, output_dir, *overrides, steps: int 
             grads.append({n: None if p.grad is None else p.grad.detach().clone()
                           for n, p in model.named_parameters() if p.requires_grad})
 
-    calls = []  # a module inside the first layer: the backward's recompute runs it again (the layer's own hooks
-    mlp = model.t3.base_model.model.tfmr.layers[0].mlp  # stay outside the checkpoint)
-    hook = mlp.register_forward_hook(lambda *args: calls.append(1))
+    # a module inside the first layer, counted as it is entered: the backward's recompute enters it again (the
+    # layer's own hooks stay outside the checkpoint, and the recompute stops before the module returns)
+    calls = []
+    mlp = model.t3.base_model.model.tfmr.layers[0].mlp
+    hook = mlp.register_forward_pre_hook(lambda *args: calls.append(1))
     trainer = ChatterboxTrainer(
         model=model, args=training_arguments(recipe, str(output_dir), has_eval=False),
         train_dataset=dataset["train"].select(range(4 * steps)), callbacks=[Record()],

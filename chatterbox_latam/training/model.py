@@ -74,7 +74,7 @@ class ChatterboxForTraining(nn.Module):
         """What the Trainer calls for `activation_checkpointing` / `gradient_checkpointing`: T3's Llama recomputes
         its layers' activations in the backward pass (with its kwargs, e.g. `use_reentrant`), trading compute for
         memory. The LoRA weights inside keep their gradients: the non-reentrant default needs no input that
-        requires grad, and T3 is fed `inputs_embeds`."""
+        requires grad, and with `use_reentrant: true` `t3_hidden` makes the packed `inputs_embeds` require one."""
         if self.t3 is None:
             raise ValueError("activation checkpointing applies to T3's backbone, and T3 is not trained here.")
         self.t3.tfmr.activation_checkpointing_enable(activation_checkpointing_kwargs=activation_checkpointing_kwargs,
@@ -154,6 +154,12 @@ class ChatterboxForTraining(nn.Module):
             embeds[i, len_cond : len_cond + lt] = text_emb[i, :lt]
             embeds[i, len_cond + lt : len_cond + lt + ls] = speech_emb[i, :ls]
         mask = torch.arange(length, device=embeds.device)[None] < total[:, None]
+        if torch.is_grad_enabled() and not embeds.requires_grad and any(
+                getattr(layer, "gradient_checkpointing", False) for layer in t3.tfmr.layers):
+            # Reentrant checkpointing (use_reentrant: true) gives the LoRA weights inside a checkpointed layer a
+            # gradient only through inputs that require one; transformers' remedy (`enable_input_require_grads`)
+            # hooks the token embedding, which T3, fed `inputs_embeds`, never calls.
+            embeds.requires_grad_(True)
         out = t3.tfmr(inputs_embeds=embeds, attention_mask=mask.long(), use_cache=False, return_dict=True)
         # the hidden state that predicts the first speech token: the last start token's
         return out.last_hidden_state, len_cond, speech_emb.shape[1] - speech_tokens.shape[1]
