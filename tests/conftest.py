@@ -7,8 +7,12 @@ create answer 404 at once, which is also what keeps the multilingual tokenizer f
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -87,6 +91,15 @@ def hub() -> LocalHub:
     return _HUB
 
 
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Path:
+    """A folder for the files one test module shares, removed when its tests are done: each checkpoint folder holds
+    S3Gen's full-size tokenizer, speaker encoder and vocoder (~1.4 GB), and a run keeps no copy it no longer needs."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     from chatterbox_latam.testing.tiny_model import build_tiny_checkpoint
@@ -153,6 +166,36 @@ def accent_adapters(prepared, tiny_checkpoint, tmp_path_factory) -> Path:
         "--eval_audio_samples", "0", "--report_to", "none", "--max_steps", "3", "--save_every", "10",
         "--train_s3gen", "false", "--adapters", "per_accent", "--adapter_accents", "mx", "ar"])))
     return out
+
+
+def run_command(name: str, *args) -> subprocess.CompletedProcess:
+    """`chatterbox-latam NAME ARGS...` run in this interpreter, through the `main(argv)` the console script and the
+    training/ scripts call: the exit status, stdout and stderr (its log lines included) that a process would give,
+    without a new interpreter's seconds of imports. Where a test needs a process of its own (a signal, a kill,
+    `accelerate launch`, the scripts as files), it starts one; test_cli runs each training/ script."""
+    from chatterbox_latam.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root, argv0 = logging.getLogger(), sys.argv[0]
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([name, *map(str, args)])
+            except SystemExit as exit:  # as the interpreter reports it: a message goes to stderr, status 1
+                if isinstance(exit.code, str):
+                    print(exit.code, file=sys.stderr)
+                code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        sys.argv[0] = argv0
+    return subprocess.CompletedProcess([name, *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def seed_folder(corpus: Path, dest: Path, speakers: list[tuple[str, str]], clips=(1, 2)) -> Path:

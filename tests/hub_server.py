@@ -3,7 +3,8 @@
 Tests point `HF_ENDPOINT` at it (with `HF_HUB_DISABLE_XET=1`) and then use the clients exactly as users do:
 `create_repo`, `upload_folder`, `Dataset.push_to_hub`, `snapshot_download`, `hf_hub_download`,
 `load_dataset(repo_id)` (streaming too). It keeps repositories in memory, one branch (`main`) each with the tree
-of every commit, and implements the endpoints those calls use: repo creation and info, preupload, the LFS batch API
+of every commit, and the files' bytes on disk by content (a folder removed when it stops: uploaded checkpoints take
+gigabytes), and implements the endpoints those calls use: repo creation and info, preupload, the LFS batch API
 with basic transfers, ndjson commits, tree and paths-info listings, refs, commits, and `resolve` with ranges; info,
 listings and `resolve` answer at `main` or at any commit id (`revision=`). Errors carry
 the `X-Error-Code` headers the client turns into `RepositoryNotFoundError` / `EntryNotFoundError`.
@@ -14,10 +15,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -29,18 +35,52 @@ PIPELINE_TAGS = {"text-to-speech", "text-to-audio", "automatic-speech-recognitio
 PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredFile:
-    content: bytes
+    """One file of a repo: its bytes on disk under their SHA-256, and the two ids the Hub reports for it."""
+
+    path: Path
     lfs: bool
+    size: int
+    sha256: str
+    git_oid: str
+
+    @classmethod
+    def store(cls, folder: Path, data: bytes, lfs: bool) -> "StoredFile":
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = folder / sha256
+        if not path.exists():
+            partial = folder / f".{sha256}.{threading.get_ident()}"
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        git_oid = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return cls(path, lfs, len(data), sha256, git_oid)
 
     @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
+    def content(self) -> bytes:
+        return self.path.read_bytes()
 
-    @property
-    def git_oid(self) -> str:
-        return hashlib.sha1(b"blob %d\0" % len(self.content) + self.content).hexdigest()
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes `start` to `end`, both included (an HTTP range)."""
+        with self.path.open("rb") as f:
+            f.seek(start)
+            return f.read(end - start + 1)
+
+
+class RepoFiles(Mapping):
+    """`{path: bytes}` of a repo's files, each read from disk when asked for."""
+
+    def __init__(self, files: dict[str, StoredFile]):
+        self._files = files
+
+    def __getitem__(self, path: str) -> bytes:
+        return self._files[path].content
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 @dataclass
@@ -71,9 +111,10 @@ class Repo:
 
 
 class HubState:
-    def __init__(self):
+    def __init__(self, storage: Path):
+        self.storage = storage
         self.repos: dict[tuple[str, str], Repo] = {}
-        self.lfs_objects: dict[str, bytes] = {}
+        self.lfs_objects: dict[str, StoredFile] = {}
         self.lock = threading.Lock()
         self.requests: list[str] = []
 
@@ -92,11 +133,12 @@ class HubHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def send(self, status: int, payload=b"", content_type="application/json", headers: dict | None = None,
-             head: bool = False):
+             head: bool = False, length: int | None = None):
+        """`length`: the Content-Length of a HEAD answer whose body is not read (that of the GET)."""
         data = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(data) if length is None else length))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
@@ -133,9 +175,9 @@ class HubHandler(BaseHTTPRequestHandler):
 
     @staticmethod
     def file_entry(path: str, stored: StoredFile) -> dict:
-        entry = {"type": "file", "oid": stored.git_oid, "size": len(stored.content), "path": path}
+        entry = {"type": "file", "oid": stored.git_oid, "size": stored.size, "path": path}
         if stored.lfs:
-            entry["lfs"] = {"oid": stored.sha256, "size": len(stored.content), "pointerSize": 134}
+            entry["lfs"] = {"oid": stored.sha256, "size": stored.size, "pointerSize": 134}
         return entry
 
     def repo_info(self, repo: Repo, revision: str | None = None) -> dict:
@@ -144,7 +186,7 @@ class HubHandler(BaseHTTPRequestHandler):
             "id": repo.repo_id, "_id": repo.repo_id, "modelId": repo.repo_id, "author": repo.repo_id.split("/")[0],
             "sha": commit, "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
             "tags": [], "lastModified": repo.commits[-1]["date"], "createdAt": repo.commits[0]["date"],
-            "siblings": [{"rfilename": p, "size": len(f.content)} for p, f in sorted(files.items())],
+            "siblings": [{"rfilename": p, "size": f.size} for p, f in sorted(files.items())],
         }
 
     # -- routing ------------------------------------------------------------------------------------------------------
@@ -205,7 +247,8 @@ class HubHandler(BaseHTTPRequestHandler):
         if existing:
             return self.send(409, {"error": "You already created this repo", "url": self.repo_url(existing)})
         repo = Repo(repo_type, repo_id, private=bool(payload.get("private")))
-        repo.files[".gitattributes"] = StoredFile(b"*.parquet filter=lfs diff=lfs merge=lfs -text\n", lfs=False)
+        repo.files[".gitattributes"] = StoredFile.store(self.state.storage, b"*.parquet filter=lfs diff=lfs merge=lfs -text\n",
+                                                           lfs=False)
         repo.commit("initial commit")
         self.state.repos[(repo_type, repo_id)] = repo
         self.send(200, {"url": self.repo_url(repo), "name": repo_id})
@@ -282,7 +325,7 @@ class HubHandler(BaseHTTPRequestHandler):
         data = self.body()
         if hashlib.sha256(data).hexdigest() != oid:
             return self.send(400, {"error": "sha256 mismatch"})
-        self.state.lfs_objects[oid] = data
+        self.state.lfs_objects[oid] = StoredFile.store(self.state.storage, data, lfs=True)
         self.send(200, {})
 
     def api(self, method: str, repo_type: str, repo_id: str, rest: str, query: dict):
@@ -342,11 +385,12 @@ class HubHandler(BaseHTTPRequestHandler):
             if key == "header":
                 title = value.get("summary", title)
             elif key == "file":
-                repo.files[value["path"]] = StoredFile(base64.b64decode(value["content"]), lfs=False)
+                repo.files[value["path"]] = StoredFile.store(self.state.storage, base64.b64decode(value["content"]),
+                                                                    lfs=False)
             elif key == "lfsFile":
                 if value["oid"] not in self.state.lfs_objects:
                     return self.send(422, {"error": f"LFS object {value['oid']} was never uploaded"})
-                repo.files[value["path"]] = StoredFile(self.state.lfs_objects[value["oid"]], lfs=True)
+                repo.files[value["path"]] = self.state.lfs_objects[value["oid"]]
             elif key == "deletedFile":
                 repo.files.pop(value["path"], None)
             elif key == "deletedFolder":
@@ -366,27 +410,29 @@ class HubHandler(BaseHTTPRequestHandler):
         stored = files.get(file_path)
         if stored is None:
             return self.error(404, "EntryNotFound", f"{file_path} does not exist on {revision}", head=head)
-        content = stored.content
+        size = stored.size
         headers = {"X-Repo-Commit": commit, "ETag": f'"{stored.sha256 if stored.lfs else stored.git_oid}"',
                    "Accept-Ranges": "bytes"}
         if stored.lfs:
-            headers.update({"X-Linked-Etag": f'"{stored.sha256}"', "X-Linked-Size": str(len(content))})
-        status = 200
+            headers.update({"X-Linked-Etag": f'"{stored.sha256}"', "X-Linked-Size": str(size)})
+        start, end, status = 0, size - 1, 200
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
-        if match and content:
-            start = int(match.group(1)) if match.group(1) else max(0, len(content) - int(match.group(2)))
-            end = int(match.group(2)) if match.group(1) and match.group(2) else len(content) - 1
-            end = min(end, len(content) - 1)
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
-            content, status = content[start : end + 1], 206
-        self.send(status, content, content_type="application/octet-stream", headers=headers, head=head)
+        if match and size:
+            start = int(match.group(1)) if match.group(1) else max(0, size - int(match.group(2)))
+            end = int(match.group(2)) if match.group(1) and match.group(2) else size - 1
+            end = min(end, size - 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            status = 206
+        content = b"" if head else stored.read(start, end)
+        self.send(status, content, content_type="application/octet-stream", headers=headers, head=head,
+                  length=end - start + 1)
 
 
 class LocalHub:
     """Runs the server on 127.0.0.1 in a thread: `with LocalHub() as hub: os.environ["HF_ENDPOINT"] = hub.url`."""
 
     def __init__(self, port: int = 0):
-        self.state = HubState()
+        self.state = HubState(Path(tempfile.mkdtemp(prefix="local-hub-")))
         handler = type("Handler", (HubHandler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -400,7 +446,8 @@ class LocalHub:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+        shutil.rmtree(self.state.storage, ignore_errors=True)
 
-    def files(self, repo_id: str, repo_type: str = "model") -> dict[str, bytes]:
-        repo = self.state.repos[(repo_type, repo_id)]
-        return {path: stored.content for path, stored in repo.files.items()}
+    def files(self, repo_id: str, repo_type: str = "model") -> Mapping[str, bytes]:
+        """`{path: bytes}` of the repo's files at `main`, each read when asked for."""
+        return RepoFiles(dict(self.state.repos[(repo_type, repo_id)].files))

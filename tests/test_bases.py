@@ -21,11 +21,11 @@ PACK_REPO = "ResembleAI/Chatterbox-Multilingual-es-mx-latam"
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory, hub) -> dict[str, Path]:
+def bases(module_tmp, hub) -> dict[str, Path]:
     """`ResembleAI/chatterbox` (v2 and v3 T3) and the es-mx-latam pack on the local Hub, the es-es pack in a folder."""
     from huggingface_hub import HfApi
 
-    root = tmp_path_factory.mktemp("bases")
+    root = module_tmp
     folders = {name: build_tiny_checkpoint(root / name, layout=name)
                for name in ("multilingual-v3", "es-mx-latam", "es-es")}
     api = HfApi()

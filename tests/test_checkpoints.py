@@ -46,13 +46,13 @@ def upload(folder: Path, repo_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pack(tmp_path_factory, hub) -> Path:
+def pack(module_tmp, hub) -> Path:
     """The support repo's tokenizer and VE (the tiny base's, as test_bases.py serves them) on the local Hub, and a
     pack folder holding its own tokenizer (ids of "a" and "o" swapped: it loads the same, tokenises differently) and
     its own VE, also served as PACK_REPO."""
     from chatterbox.models.voice_encoder import VoiceEncoder
 
-    root = tmp_path_factory.mktemp("packs")
+    root = module_tmp
     support = root / "support"
     support.mkdir()
     (support / PACK.tokenizer).write_text(build_grapheme_tokenizer_json(), encoding="utf-8")

@@ -69,3 +69,27 @@ def test_the_console_script_is_installed_and_train_hands_over_to_accelerate():
     assert "launching:" in handed.stdout and "accelerate.commands.launch" in handed.stdout
     assert "--num_processes 1 -m chatterbox_latam.cli.train --help" in handed.stdout
     assert "--per_device_train_batch_size" in handed.stdout  # the launched process printed train's help
+
+
+SCRIPTS = {"segment_recordings.py": "segment", "prepare_data.py": "prepare", "run.py": "train",
+           "evaluate.py": "evaluate", "merge.py": "merge", "push_to_hub.py": "push", "generate.py": "generate",
+           "mos_kit.py": "mos-kit", "sync_checkpoints.py": "sync"}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_each_training_script_is_its_command(script, monkeypatch, capsys):
+    """`python training/SCRIPT --help` (the seed's way, and `accelerate launch training/run.py`) runs the command's
+    own parser: the same fields as `chatterbox-latam COMMAND --help`."""
+    import runpy
+
+    from conftest import ROOT
+
+    path = ROOT / "training" / script
+    monkeypatch.setattr(sys, "argv", [str(path), "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(path), run_name="__main__")
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    flag, phrase = FIELDS[SCRIPTS[script]]
+    assert (flag is None or flag in shown) and phrase in shown, shown[:400]
+    assert set(SCRIPTS) == {p.name for p in (ROOT / "training").glob("*.py")}

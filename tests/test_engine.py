@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, t3_inputs
+from conftest import ROOT, run_command, t3_inputs
 
 from chatterbox_latam.synthesis.cpu_fast.engine import LlamaCppBackbone, amx_runs, cpu_buffer_types, engine_t3
 from chatterbox_latam.synthesis.cpu_fast.gguf import write_t3_gguf
@@ -140,8 +140,7 @@ def test_merge_writes_a_gguf_that_loads_back(trained_adapter, tmp_path):
     import gguf
 
     out = tmp_path / "merged"
-    run = subprocess.run([sys.executable, str(ROOT / "training" / "merge.py"), "--adapter", str(trained_adapter),
-                          "--output_dir", str(out), "--gguf"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    run = run_command("merge", "--adapter", trained_adapter, "--output_dir", out, "--gguf")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "T3 for llama.cpp in t3-q4_0.gguf" in run.stdout
     assert json.loads((out / "config.json").read_text())["gguf"] == "t3-q4_0.gguf"

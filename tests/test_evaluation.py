@@ -202,17 +202,13 @@ def test_a_dataset_without_a_test_split_is_refused_and_another_split_is_scored_k
                                                                                           tmp_path):
     """Without a `test` split the evaluation refuses, naming the splits there are and `--split` (it used to score the
     training rows silently); a split chosen knowingly is scored, and the report's first line says which."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
+    from conftest import run_command
 
     no_test = tmp_path / "no-test"
     dataset = prepared[1]
     type(dataset)({name: split for name, split in dataset.items() if name != "test"}).save_to_disk(str(no_test))
-    command = [sys.executable, str(ROOT / "training" / "evaluate.py"), "--checkpoint", str(adapter), "--test_data",
-               str(no_test), "--output_dir", str(tmp_path / "eval"), "--metric", "rtf", "--max_samples", "1"]
-    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    refused = run_command("evaluate", "--checkpoint", adapter, "--test_data", no_test, "--output_dir",
+                          tmp_path / "eval", "--metric", "rtf", "--max_samples", "1")
     assert refused.returncode != 0
     assert "has no 'test' split (its splits: train, validation)" in refused.stderr and "--split" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "eval" / "results.json").exists()

@@ -4,11 +4,9 @@ sentences, blank lines skipped, re-runs skip finished files, a manifest of what 
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import soundfile as sf
-from conftest import ROOT
+from conftest import run_command
 
 from chatterbox_latam.synthesis.tts import ChatterboxLatamTTS, generate_speech
 
@@ -29,17 +27,16 @@ def test_batch_generation_resumes_and_writes_a_manifest(tiny_checkpoint, corpus,
     texts = tmp_path / "texts.txt"
     texts.write_text("Hola.\n\n   \nBuenos días.\n", encoding="utf-8")
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "training" / "generate.py"), "--model", str(tiny_checkpoint), "--texts",
-               str(texts), "--reference", str(reference), "--output_dir", str(out), "--seed", "0",
-               "--lines_together", "2", "--mode", "int4-wo", "--s3gen", "meanflow"]  # two lines decoded together
-    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    command = ["--model", tiny_checkpoint, "--texts", texts, "--reference", reference, "--output_dir", out, "--seed",
+               "0", "--lines_together", "2", "--mode", "int4-wo", "--s3gen", "meanflow"]  # two lines decoded together
+    first = run_command("generate", *command)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "2 written, 0 already there" in first.stdout
     assert sorted(p.name for p in out.glob("*.wav")) == ["audio_0001.wav", "audio_0004.wav"]
     kept = (out / "audio_0001.wav").stat().st_mtime_ns
 
     texts.write_text("Hola.\n\n   \nBuenos días.\n¿Qué tal?\n", encoding="utf-8")
-    second = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    second = run_command("generate", *command)
     assert "1 written, 2 already there" in second.stdout, second.stdout + second.stderr[-2000:]
     assert (out / "audio_0001.wav").stat().st_mtime_ns == kept
     rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))

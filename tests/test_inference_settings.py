@@ -79,11 +79,11 @@ ALIGNED = {"num_hidden_layers": 14, "intermediate_size": 256}
 
 
 @pytest.fixture(scope="module")
-def aligned_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+def aligned_checkpoint(tiny_checkpoint, module_tmp) -> Path:
     """The tiny checkpoint with a 14-layer multilingual T3, as `ResembleAI/chatterbox` with v2 and v3 files."""
     from safetensors.torch import save_file
 
-    folder = tmp_path_factory.mktemp("aligned") / "base"
+    folder = module_tmp / "base"
     shutil.copytree(tiny_checkpoint, folder)
     config = json.loads((folder / "config.json").read_text())
     config["t3"] = {"llama": ALIGNED}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT, make_configs
+from conftest import ROOT, make_configs, run_command
 
 from chatterbox_latam.data.dataset import load_prepared
 from chatterbox_latam.data.prepare import prepare_dataset
@@ -365,7 +365,7 @@ def test_killed_run_resumes_where_it_stopped(prepared, tiny_checkpoint, corpus, 
     assert 6 <= len(clip_features) < 48
     assert not (out / "dataset").exists()  # nothing that looks complete
 
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finished = run_command("prepare", *command[2:])  # in this process: only the kill needed one
     assert finished.returncode == 0, finished.stderr[-2000:]
     after = _cache_files(features)
     assert {k: after[k] for k in done_before if k.endswith(".safetensors")} == {

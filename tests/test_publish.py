@@ -4,13 +4,11 @@ accent adapters chosen per call, cards with valid metadata, pushes through the r
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_command
 
 from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
 from chatterbox_latam.parser import parse_recipe
@@ -43,14 +41,9 @@ def reference_wav(corpus) -> Path:
     return next((corpus / "audio").rglob("*.wav"))
 
 
-def _run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "training" / script), *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
-
-
 def test_merged_model_equals_the_adapter_model(shared_adapter, reference_wav, tmp_path):
     out = tmp_path / "merged"
-    run = _run("merge.py", "--adapter", str(shared_adapter), "--output_dir", str(out),
+    run = run_command("merge", "--adapter", str(shared_adapter), "--output_dir", str(out),
                "--default_voice", str(reference_wav))
     assert run.returncode == 0, run.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
@@ -84,7 +77,7 @@ def test_bfloat16_merge_is_cast_after_an_fp32_merge(shared_adapter, tmp_path):
     from safetensors import safe_open
 
     out = tmp_path / "merged-bf16"
-    run = _run("merge.py", "--adapter", str(shared_adapter), "--output_dir", str(out), "--dtype", "bfloat16")
+    run = run_command("merge", "--adapter", str(shared_adapter), "--output_dir", str(out), "--dtype", "bfloat16")
     assert run.returncode == 0, run.stderr[-3000:]
     with safe_open(str(out / "t3_mtl23ls_v2.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
@@ -118,7 +111,7 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
     with pytest.raises(ValueError, match=r"adapters for \['ar', 'mx'\]"):
         model.generate(TEXT, audio_prompt_path=reference_wav, accent="co")
 
-    run = _run("merge.py", "--adapter", f"mx={accent_adapters / 'mx' / 'final'}",
+    run = run_command("merge", "--adapter", f"mx={accent_adapters / 'mx' / 'final'}",
                "--adapter", f"ar={accent_adapters / 'ar' / 'final'}", "--output_dir", str(tmp_path / "merged"))
     assert run.returncode == 0, run.stderr[-3000:]
     for accent, other in (("mx", "ar"), ("ar", "mx")):
@@ -128,7 +121,7 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
         assert max(compare_outputs(probes[accent], outputs).values()) <= MERGE_TOLERANCE
         assert compare_outputs(probes[other], outputs)["t3"] > 100 * MERGE_TOLERANCE
         assert torch.allclose(merged.generate(TEXT, **speak), together[accent], atol=1e-3), accent
-    bad = _run("merge.py", "--adapter", str(accent_adapters / "mx" / "final"), "--adapter", "x", "--output_dir",
+    bad = run_command("merge", "--adapter", str(accent_adapters / "mx" / "final"), "--adapter", "x", "--output_dir",
                str(tmp_path / "bad"))
     assert bad.returncode != 0 and "name each one" in bad.stderr and not (tmp_path / "bad").exists()
 
@@ -154,7 +147,7 @@ def test_full_size_merge_also_loads_with_upstream_from_local(tmp_path):
                     parameter.normal_(0, 0.01, generator=torch.Generator().manual_seed(0))
         save_adapters(tmp_path / "adapter", t3, None, {"base_model": str(base), "language": "es", "accent": "mx"})
         del t3
-        run = _run("merge.py", "--adapter", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "merged"))
+        run = run_command("merge", "--adapter", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "merged"))
         assert run.returncode == 0, run.stderr[-3000:]
         assert "upstream layout too" in run.stdout
         assert {"ve.pt", "s3gen.pt", "t3_mtl23ls_v2.safetensors"} <= {p.name for p in (tmp_path / "merged").iterdir()}
@@ -195,12 +188,12 @@ def test_merged_model_round_trip_with_evaluation_in_the_card(shared_adapter, pre
     from chatterbox_latam.evaluation.harness import evaluate_checkpoint
 
     merged = tmp_path / "merged"
-    assert _run("merge.py", "--adapter", str(shared_adapter), "--output_dir", str(merged),
+    assert run_command("merge", "--adapter", str(shared_adapter), "--output_dir", str(merged),
                 "--default_voice", str(reference_wav)).returncode == 0
     evaluate_checkpoint(EvalConfig(checkpoint=str(merged), test_data=str(Path(prepared[0].dataset_dir).parent),
                                    output_dir=str(tmp_path / "eval"), metrics=["speaker_sim", "mos", "rtf"],
                                    max_samples=1, max_new_tokens=100))
-    run = _run("push_to_hub.py", "--repo_id", "latam/tiny-merged", "--what", "merged", "--path", str(merged),
+    run = run_command("push", "--repo_id", "latam/tiny-merged", "--what", "merged", "--path", str(merged),
                "--results", str(tmp_path / "eval" / "results.json"), "--base_model_id", "ResembleAI/chatterbox")
     assert run.returncode == 0, run.stderr[-3000:]
     files = hub.files("latam/tiny-merged")
@@ -222,7 +215,7 @@ def test_merged_model_round_trip_with_evaluation_in_the_card(shared_adapter, pre
     local = ChatterboxLatamTTS.from_pretrained(merged)
     assert torch.equal(model.generate(TEXT, seed=2, max_new_tokens=30), local.generate(TEXT, seed=2, max_new_tokens=30))
 
-    wrong = _run("push_to_hub.py", "--repo_id", "latam/x", "--what", "adapter", "--path", str(merged))
+    wrong = run_command("push", "--repo_id", "latam/x", "--what", "adapter", "--path", str(merged))
     assert wrong.returncode == 1 and "--what merged" in wrong.stderr
 
 
@@ -249,7 +242,7 @@ def test_dataset_push_and_load_dataset_streaming(prepared, hub):
     import datasets
 
     folder = Path(prepared[0].dataset_dir).parent
-    run = _run("push_to_hub.py", "--repo_id", "latam/tiny-data", "--what", "dataset", "--path", str(folder))
+    run = run_command("push", "--repo_id", "latam/tiny-data", "--what", "dataset", "--path", str(folder))
     assert run.returncode == 0, run.stderr[-3000:]
     loaded = datasets.load_dataset("latam/tiny-data")
     assert loaded["train"].num_rows == prepared[1]["train"].num_rows

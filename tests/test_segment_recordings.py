@@ -6,13 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
+from conftest import run_command
 
 from chatterbox_latam.data.config import DataConfig, SegmentConfig
 from chatterbox_latam.data.recordings import segment_recordings
@@ -263,11 +261,9 @@ def test_script_runs_from_a_recipe_section_and_says_what_to_do_without_an_asr(ta
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"model:\n  base_model: x\nsegmentation:\n  input: [{folder / 'recording.wav'}]\n"
                       f"  output_dir: {tmp_path / 'out'}\n  min_dnsmos: 2.0\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "training/segment_recordings.py", "--config", str(recipe),
-                           "--asr_model", str(tmp_path / "missing-asr")], cwd=ROOT, capture_output=True, text=True)
+    done = run_command("segment", "--config", recipe, "--asr_model", tmp_path / "missing-asr")
     assert done.returncode != 0 and re.search(r"cannot be loaded .*--script", done.stderr), done.stderr
-    done = subprocess.run([sys.executable, "training/segment_recordings.py", "--config", str(recipe),
-                           "--script", str(folder / "script.txt")], cwd=ROOT, capture_output=True, text=True)
+    done = run_command("segment", "--config", recipe, "--script", folder / "script.txt")
     assert done.returncode == 0, done.stderr
     assert "| clips kept |" in done.stdout and (tmp_path / "out" / "metadata.csv").exists()
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_configs
+from conftest import ROOT, make_configs, run_command
 
 from chatterbox_latam.data.config import DataConfig
 from chatterbox_latam.data.dataset import load_prepared
@@ -91,13 +90,9 @@ def test_openslr_prepares_and_pushes_with_a_card(openslr, tiny_checkpoint, tmp_p
     """The whole command, as users run it, including --push_to_hub to the (local) Hub."""
     import datasets
 
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "training" / "prepare_data.py"), "--config",
-         str(ROOT / "training" / "recipes" / "tiny_cpu.yaml"), "--base_model", str(tiny_checkpoint),
-         "--input", str(openslr), "--format", "openslr", "--output_dir", str(tmp_path / "out"),
-         "--train_s3gen", "false", "--push_to_hub", "latam/openslr-prepared"],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = run_command("prepare", "--config", ROOT / "training" / "recipes" / "tiny_cpu.yaml", "--base_model",
+                         tiny_checkpoint, "--input", openslr, "--format", "openslr", "--output_dir", tmp_path / "out",
+                         "--train_s3gen", "false", "--push_to_hub", "latam/openslr-prepared")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| kept | 4 |" in result.stdout and "| ar |" in result.stdout
     readme = hub.files("latam/openslr-prepared", "dataset")["README.md"].decode()

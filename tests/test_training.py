@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_command
 from safetensors.torch import load_file
 
 from chatterbox_latam.training.config import RECIPE_SECTIONS, Recipe
@@ -264,8 +264,7 @@ def test_sigterm_writes_a_complete_checkpoint_then_resumes(prepared, tiny_checkp
     step = int(checkpoints[0].name.split("-")[1])
     assert 1 <= step < 500 and (checkpoints[0] / "t3" / "adapter_model.safetensors").exists()
 
-    again = subprocess.run(command + ["--max_steps", str(step + 2), "--resume", "latest"],
-                           capture_output=True, text=True, timeout=600)
+    again = run_command("train", *command[2:], "--max_steps", step + 2, "--resume", "latest")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     state = json.loads((out / f"checkpoint-{step + 2}" / "trainer_state.json").read_text())
     assert state["global_step"] == step + 2
