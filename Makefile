@@ -57,9 +57,10 @@ demo: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q --durations=25 tests
 
-# The same without the few whole-pipeline tests (marker `pipeline`): every stage on its own, in a fraction of the time.
+# The same without the whole-pipeline tests (marker `pipeline`) and the slow ones (`slow`: 20 s or more each): every
+# stage on its own, in a fraction of the time.
 test-fast: install
-	$(OFFLINE) $(PY) -m pytest -q -m "not pipeline" tests
+	$(OFFLINE) $(PY) -m pytest -q --durations=10 -m "not pipeline and not slow" tests
 
 # The manual as a site (mkdocs-material) in site/, which git ignores. --strict: a broken link or anchor, a page left out
 # of the nav, a config field without a help text or an API name that does not import fails the build.

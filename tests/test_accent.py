@@ -71,6 +71,7 @@ class AlwaysMexico:
                 for _ in wavs]
 
 
+@pytest.mark.slow
 def test_accent_table_with_per_accent_adapters_each_on_its_own_accent(accent_adapters, corpus, tmp_path):
     """mx and ar adapters in one folder: each speaks its accent's sentences (the co sentences have no adapter and
     are left out); a classifier that always answers "mexico" gives accuracy 1 for mx and 0 for ar."""

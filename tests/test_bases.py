@@ -35,6 +35,7 @@ def bases(module_tmp, hub) -> dict[str, Path]:
     return folders
 
 
+@pytest.mark.slow
 def test_pack_s3gen_loads_without_exactly_its_two_computed_buffers(bases):
     from chatterbox.models.s3gen import S3Gen
 
@@ -59,6 +60,7 @@ def test_pack_s3gen_loads_without_exactly_its_two_computed_buffers(bases):
         torch.save(state, checkpoint.paths["s3gen"])
 
 
+@pytest.mark.slow
 def test_v3_and_pack_layouts_resolve_with_upstreams_names(bases, tmp_path):
     v2 = resolve_checkpoint("ResembleAI/chatterbox")
     v3 = resolve_checkpoint("ResembleAI/chatterbox", t3_model="v3")

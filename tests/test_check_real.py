@@ -116,6 +116,7 @@ def test_layout_check_passes_training_and_fails_each_wrong_layout(trained_t3):
         assert abs(wrong.figures["speech_loss"] - right.figures["speech_loss"]) < 1.0  # the loss check is blind to it
 
 
+@pytest.mark.slow
 def test_s3gen_check_prefers_each_rows_own_speaker(prepared, tiny_checkpoint):
     """A tiny flow trained until it tells two speakers apart by their x-vectors alone (one clip read by both, one
     speaker's mel 3 units above the other's: the tiny model's random CAMPPlus gives every voice nearly the same

@@ -25,6 +25,7 @@ def adapter(trained_adapter) -> Path:
     return trained_adapter
 
 
+@pytest.mark.slow
 def test_evaluation_compares_systems_and_writes_the_report(adapter, prepared, tmp_path):
     test_data = str(Path(prepared[0].dataset_dir).parent)
     items = load_test_items(test_data, max_samples=2)
@@ -157,6 +158,7 @@ def test_more_systems_side_by_side_and_no_sentence_spoken_from_its_own_audio(ada
     assert "1 test sentences were left out" in (tmp_path / "eval" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_both_alignment_settings_are_scored_when_the_adapter_changes_the_watched_attention(tmp_path, corpus):
     """Upstream's heuristics read attention maps of layers 9, 12 and 13: with LoRA on T3's attention there, the
     evaluation scores the fine-tune without them (its synthesis default: the adapter moved the attention they read)

@@ -345,6 +345,7 @@ def test_rerun_recomputes_nothing(prepared, tiny_checkpoint, corpus):
         assert reloaded[split]["speech_tokens"] == dataset[split]["speech_tokens"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_where_it_stopped(prepared, tiny_checkpoint, corpus, tmp_path):
     out = tmp_path / "out"
     command = [

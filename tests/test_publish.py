@@ -88,6 +88,7 @@ def test_bfloat16_merge_is_cast_after_an_fp32_merge(shared_adapter, tmp_path):
         ChatterboxLatamTTS.from_pretrained(out).generate(TEXT)
 
 
+@pytest.mark.slow
 def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapters, reference_wav, tmp_path):
     """mx and ar adapters in one model: a call with an accent runs that accent's adapter (T3's probe logits right
     after it are that adapter's, loaded alone, and apart from the other's by more than any merge may move them) and
@@ -126,6 +127,7 @@ def test_per_accent_adapters_load_together_and_merge_one_model_each(accent_adapt
     assert bad.returncode != 0 and "name each one" in bad.stderr and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_full_size_merge_also_loads_with_upstream_from_local(tmp_path):
     """Upstream sizes (random weights): the merged folder holds upstream's file layout as well as safetensors."""
     import shutil
@@ -219,6 +221,7 @@ def test_merged_model_round_trip_with_evaluation_in_the_card(shared_adapter, pre
     assert wrong.returncode == 1 and "--what merged" in wrong.stderr
 
 
+@pytest.mark.slow  # the per-accent adapters' training
 def test_adapter_card_metadata_is_valid(accent_adapters, hub):
     card = render_model_card(accent_adapters, "latam/accents", base_model_id="ResembleAI/chatterbox")
     card.validate()  # the Hub's metadata check (local server)
@@ -229,6 +232,7 @@ def test_adapter_card_metadata_is_valid(accent_adapters, hub):
     assert "LoRA rank / alpha / dropout" in card.text  # the recipe summary from adapter.json
 
 
+@pytest.mark.slow  # the per-accent adapters' training
 def test_per_accent_adapters_push_as_one_repo_and_load_together(accent_adapters, hub):
     push_model(accent_adapters, "latam/accents-lora")
     files = set(hub.files("latam/accents-lora"))

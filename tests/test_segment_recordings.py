@@ -268,6 +268,7 @@ def test_script_runs_from_a_recipe_section_and_says_what_to_do_without_an_asr(ta
     assert "| clips kept |" in done.stdout and (tmp_path / "out" / "metadata.csv").exists()
 
 
+@pytest.mark.slow
 def test_noise_over_a_line_is_rejected_by_its_quality_score_or_left_unmatched(take, tmp_path):
     """Noise under a line lowers its DNSMOS below the threshold: rejected as low_quality. Louder noise hides the
     speech from the VAD: the line finds no speech and is reported, and the other lines still get their own."""

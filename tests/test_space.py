@@ -172,6 +172,7 @@ def test_bad_inputs_get_a_4xx_with_the_reason(space, reference):
             assert reason in response.json()["detail"], response.text
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_requests_are_all_answered(space, reference):
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(pool.map(lambda i: _post(space, reference, "Hola.", seed=str(i)), range(20)))
@@ -179,6 +180,7 @@ def test_twenty_concurrent_requests_are_all_answered(space, reference):
     assert all(sf.info(io.BytesIO(r.content)).duration > 0.5 for r in responses)
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_busy_and_frees_up(tiny_checkpoint, reference, tmp_path):
     """QUEUE_SIZE=1 and four requests at once over HTTP: one speaks, one waits its turn and speaks, two are refused
     at once with 503, the reason, and a Retry-After; once the queue has drained, the next request is served."""

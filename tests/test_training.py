@@ -169,6 +169,7 @@ def test_a_bf16_training_step_gives_the_fp32_loss(prepared, tiny_checkpoint, tmp
             assert cosine > 0.99, (name, step, float(cosine))
 
 
+@pytest.mark.slow
 def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_checkpoint, tmp_path, caplog):
     """Resumed from step 2 of 6, with an epoch boundary after step 5 (38 training rows, batches of 8): each row's
     prompt and unconditional draw per epoch come out the same, so the adapters are bitwise those of a straight run."""
@@ -205,6 +206,7 @@ def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_
         find_resume_checkpoint(resumed, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_the_checkpoint_the_listening_scores_prefer_is_the_final_adapter_and_resume_stays_exact(
         prepared, tiny_checkpoint, tmp_path):
     """Checkpoints every 2 steps of 6, each evaluation speaking a held-out sentence; a stand-in scorer prefers the
@@ -244,6 +246,7 @@ def test_the_checkpoint_the_listening_scores_prefer_is_the_final_adapter_and_res
                              "--metric_for_best_model", "speaker_sim"))
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_complete_checkpoint_then_resumes(prepared, tiny_checkpoint, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, str(ROOT / "training" / "run.py"),
@@ -270,6 +273,7 @@ def test_sigterm_writes_a_complete_checkpoint_then_resumes(prepared, tiny_checkp
     assert state["global_step"] == step + 2
 
 
+@pytest.mark.slow
 def test_two_processes_shard_the_data_and_save_one_adapter(prepared, tiny_checkpoint, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -290,6 +294,7 @@ def test_two_processes_shard_the_data_and_save_one_adapter(prepared, tiny_checkp
     assert result.stdout.count("adapters in") == 2  # both ranks report the one folder
 
 
+@pytest.mark.slow
 def test_accelerate_launch_and_per_accent_adapters(prepared, tiny_checkpoint, tmp_path):
     out = tmp_path / "accents"
     result = subprocess.run(
