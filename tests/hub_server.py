@@ -46,8 +46,9 @@ class StoredFile:
     git_oid: str
 
     @classmethod
-    def store(cls, folder: Path, data: bytes, lfs: bool) -> "StoredFile":
-        sha256 = hashlib.sha256(data).hexdigest()
+    def store(cls, folder: Path, data: bytes, lfs: bool, sha256: str | None = None) -> "StoredFile":
+        """Writes `data` under its SHA-256 (`sha256`: already computed and checked by the caller)."""
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         path = folder / sha256
         if not path.exists():
             partial = folder / f".{sha256}.{threading.get_ident()}"
@@ -247,8 +248,8 @@ class HubHandler(BaseHTTPRequestHandler):
         if existing:
             return self.send(409, {"error": "You already created this repo", "url": self.repo_url(existing)})
         repo = Repo(repo_type, repo_id, private=bool(payload.get("private")))
-        repo.files[".gitattributes"] = StoredFile.store(self.state.storage, b"*.parquet filter=lfs diff=lfs merge=lfs -text\n",
-                                                           lfs=False)
+        attributes = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
+        repo.files[".gitattributes"] = StoredFile.store(self.state.storage, attributes, lfs=False)
         repo.commit("initial commit")
         self.state.repos[(repo_type, repo_id)] = repo
         self.send(200, {"url": self.repo_url(repo), "name": repo_id})
@@ -325,7 +326,7 @@ class HubHandler(BaseHTTPRequestHandler):
         data = self.body()
         if hashlib.sha256(data).hexdigest() != oid:
             return self.send(400, {"error": "sha256 mismatch"})
-        self.state.lfs_objects[oid] = StoredFile.store(self.state.storage, data, lfs=True)
+        self.state.lfs_objects[oid] = StoredFile.store(self.state.storage, data, lfs=True, sha256=oid)
         self.send(200, {})
 
     def api(self, method: str, repo_type: str, repo_id: str, rest: str, query: dict):
@@ -385,8 +386,8 @@ class HubHandler(BaseHTTPRequestHandler):
             if key == "header":
                 title = value.get("summary", title)
             elif key == "file":
-                repo.files[value["path"]] = StoredFile.store(self.state.storage, base64.b64decode(value["content"]),
-                                                                    lfs=False)
+                data = base64.b64decode(value["content"])
+                repo.files[value["path"]] = StoredFile.store(self.state.storage, data, lfs=False)
             elif key == "lfsFile":
                 if value["oid"] not in self.state.lfs_objects:
                     return self.send(422, {"error": f"LFS object {value['oid']} was never uploaded"})

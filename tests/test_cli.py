@@ -92,4 +92,9 @@ def test_each_training_script_is_its_command(script, monkeypatch, capsys):
     shown = " ".join(capsys.readouterr().out.split())
     flag, phrase = FIELDS[SCRIPTS[script]]
     assert (flag is None or flag in shown) and phrase in shown, shown[:400]
+
+
+def test_every_training_script_is_checked():
+    from conftest import ROOT
+
     assert set(SCRIPTS) == {p.name for p in (ROOT / "training").glob("*.py")}
