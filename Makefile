@@ -54,13 +54,16 @@ $(STAMP): requirements.lock setup.cfg setup.py
 demo: install
 	$(OFFLINE) $(VENV)/bin/chatterbox-latam demo --output_dir $(DEMO) --accelerate_config accelerate_configs/cpu.yaml
 
+# TEST_WORKERS pytest-xdist processes, each test file whole on one of them (its module fixtures built once); each
+# worker peaks near 9 GB of memory, so the default stays at 2 whatever the core count.
+TEST_WORKERS ?= 2
 test: install
-	$(OFFLINE) $(PY) -m pytest -q --durations=25 tests
+	$(OFFLINE) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 
 # The same without the whole-pipeline tests (marker `pipeline`) and the slow ones (`slow`: 20 s or more each): every
 # stage on its own, in a fraction of the time.
 test-fast: install
-	$(OFFLINE) $(PY) -m pytest -q --durations=10 -m "not pipeline and not slow" tests
+	$(OFFLINE) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 -m "not pipeline and not slow" tests
 
 # The manual as a site (mkdocs-material) in site/, which git ignores. --strict: a broken link or anchor, a page left out
 # of the nav, a config field without a help text or an API name that does not import fails the build.

@@ -41,6 +41,9 @@ def pytest_configure(config):
     )
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.pop(name, None)
+    if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in ORIGINAL_ENV:
+        # `make test` runs a worker per core: one thread each (their processes too) instead of each taking all cores
+        os.environ["OMP_NUM_THREADS"] = "1"
     config._hf_home = home
 
 
@@ -93,8 +96,9 @@ def hub() -> LocalHub:
 
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory, request) -> Path:
-    """A folder for the files one test module shares, removed when its tests are done: each checkpoint folder holds
-    S3Gen's full-size tokenizer, speaker encoder and vocoder (~1.4 GB), and a run keeps no copy it no longer needs."""
+    """A folder for the files one test module shares, removed when its tests are done: a tiny checkpoint folder
+    still holds about 450 MB (T3 keeps upstream's 1024 width and vocabularies), and a run keeps no copy it no longer
+    needs."""
     path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
     yield path
     shutil.rmtree(path, ignore_errors=True)

@@ -170,13 +170,42 @@ def test_a_bf16_training_step_gives_the_fp32_loss(prepared, tiny_checkpoint, tmp
 
 
 @pytest.mark.slow
-def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_checkpoint, tmp_path, caplog):
-    """Resumed from step 2 of 6, with an epoch boundary after step 5 (38 training rows, batches of 8): each row's
-    prompt and unconditional draw per epoch come out the same, so the adapters are bitwise those of a straight run."""
+def test_resume_is_exact_and_the_final_adapter_is_the_checkpoint_the_listening_scores_prefer(
+        prepared, tiny_checkpoint, tmp_path, caplog):
+    """T3 and S3Gen trained 6 steps, checkpoints every 2, with an epoch boundary after step 5 (38 training rows,
+    batches of 8); each evaluation speaks a held-out sentence and a stand-in scorer prefers the audio of step 4.
+    Resumed from step 2 (`latest` skipping a checkpoint-4 left incomplete), the run is bitwise the straight one: each
+    row's prompt and unconditional draw per epoch come out the same, and the synthesis at each evaluation leaves
+    training's random numbers alone. In both, the final adapter is checkpoint-4's, not the last one's."""
+    preference = {2: 0.2, 4: 0.9, 6: 0.5}
+    heard = []
+
+    def scorer(wavs, samples, sample_rate, step):
+        heard.append((step, len(samples), all(len(w) > 0 for w in wavs)))
+        return {"eval_speaker_sim": preference[step], "eval_dnsmos": 1.0}
+
     common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "8", "--train_s3gen", "true",
-              "--save_total_limit", "10", "--uncond_fraction", "0.3"]
+              "--save_total_limit", "10", "--uncond_fraction", "0.3", "--eval_audio_samples", "1",
+              "--metric_for_best_model", "speaker_sim"]
     straight = tmp_path / "straight"
-    run_finetune(_recipe(prepared, tiny_checkpoint, straight, *common))
+    run_finetune(_recipe(prepared, tiny_checkpoint, straight, *common), scorer=scorer)
+    assert heard == [(2, 1, True), (4, 1, True), (6, 1, True)]
+    final = _adapter(straight / "final")
+    chosen, last = _adapter(straight / "checkpoint-4"), _adapter(straight / "checkpoint-6")
+    assert final.keys() == last.keys() and any(k.startswith("s3gen/") for k in final)
+    assert all(torch.equal(final[k], chosen[k]) for k in final)
+    assert any(not torch.equal(final[k], last[k]) for k in final)
+    early = _adapter(straight / "checkpoint-2")
+    assert all(not torch.equal(early[k], last[k]) for k in last if "lora_B" in k)  # training moved every LoRA B
+    metadata = json.loads((straight / "final" / "adapter.json").read_text())
+    assert metadata["chosen_checkpoint"] == {"checkpoint": "checkpoint-4", "metric": "eval_speaker_sim",
+                                             "value": 0.9}
+    # the adapter records how its text and clips were prepared: inference treats them the same way
+    assert metadata["normalize_text"] is True and metadata["left_out_of_training"] == 0
+    assert metadata["reference_cleaning"] == {"trim_silence": True, "trim_top_db": 40.0, "target_loudness": -23.0}
+    state = json.loads((straight / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["epoch"] > 1.0  # the run crossed an epoch: the prompts were drawn again
+    assert [h["eval_speaker_sim"] for h in state["log_history"] if "eval_speaker_sim" in h][:3] == [0.2, 0.9, 0.5]
 
     resumed = tmp_path / "resumed"
     resumed.mkdir()
@@ -187,60 +216,15 @@ def test_resume_is_exact_and_latest_skips_incomplete_checkpoints(prepared, tiny_
     assert find_resume_checkpoint(resumed, "latest") == str(resumed / "checkpoint-2")
     assert "Skipping" in caplog.text and "checkpoint-4" in caplog.text
     shutil.rmtree(resumed / "checkpoint-4")
-    run_finetune(_recipe(prepared, tiny_checkpoint, resumed, *common, "--resume", "latest"))
-
-    a, b = _adapter(straight / "final"), _adapter(resumed / "final")
-    assert a.keys() == b.keys() and any(k.startswith("s3gen/") for k in a)
-    for key in a:
-        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
-    early = _adapter(straight / "checkpoint-2")
-    assert all(not torch.equal(early[k], a[k]) for k in a if "lora_B" in k)  # training moved every LoRA B
-    state = json.loads((straight / "checkpoint-6" / "trainer_state.json").read_text())
-    assert state["epoch"] > 1.0  # the run crossed an epoch: the prompts were drawn again
-    # the adapter records how its text and clips were prepared: inference treats them the same way
-    metadata = json.loads((straight / "final" / "adapter.json").read_text())
-    assert metadata["normalize_text"] is True and metadata["left_out_of_training"] == 0
-    assert metadata["reference_cleaning"] == {"trim_silence": True, "trim_top_db": 40.0, "target_loudness": -23.0}
-
-    with pytest.raises(ValueError, match="not a complete checkpoint"):
-        find_resume_checkpoint(resumed, str(tmp_path))
-
-
-@pytest.mark.slow
-def test_the_checkpoint_the_listening_scores_prefer_is_the_final_adapter_and_resume_stays_exact(
-        prepared, tiny_checkpoint, tmp_path):
-    """Checkpoints every 2 steps of 6, each evaluation speaking a held-out sentence; a stand-in scorer prefers the
-    audio of step 4: the final adapter is checkpoint-4's, not the last one's, in a straight run and in one resumed
-    from step 2 (bitwise: the synthesis at each evaluation leaves training's random numbers alone)."""
-    preference = {2: 0.2, 4: 0.9, 6: 0.5}
-    heard = []
-
-    def scorer(wavs, samples, sample_rate, step):
-        heard.append((step, len(samples), all(len(w) > 0 for w in wavs)))
-        return {"eval_speaker_sim": preference[step], "eval_dnsmos": 1.0}
-
-    common = ["--max_steps", "6", "--save_every", "2", "--batch_size", "4", "--save_total_limit", "10",
-              "--eval_audio_samples", "1", "--metric_for_best_model", "speaker_sim"]
-    straight = tmp_path / "straight"
-    run_finetune(_recipe(prepared, tiny_checkpoint, straight, *common), scorer=scorer)
-    assert heard == [(2, 1, True), (4, 1, True), (6, 1, True)]
-    final = _adapter(straight / "final")
-    chosen, last = _adapter(straight / "checkpoint-4"), _adapter(straight / "checkpoint-6")
-    assert all(torch.equal(final[k], chosen[k]) for k in final)
-    assert any(not torch.equal(final[k], last[k]) for k in final)
-    metadata = json.loads((straight / "final" / "adapter.json").read_text())
-    assert metadata["chosen_checkpoint"] == {"checkpoint": "checkpoint-4", "metric": "eval_speaker_sim",
-                                             "value": 0.9}
-    history = json.loads((straight / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
-    assert [h["eval_speaker_sim"] for h in history if "eval_speaker_sim" in h][:3] == [0.2, 0.9, 0.5]
-
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
     run_finetune(_recipe(prepared, tiny_checkpoint, resumed, *common, "--resume", "latest"), scorer=scorer)
     again = _adapter(resumed / "final")
     assert all(torch.equal(again[k], final[k]) for k in final)
-    assert all(torch.equal(_adapter(resumed / "checkpoint-6")[k], last[k]) for k in last)  # the run itself is exact
+    resumed_last = _adapter(resumed / "checkpoint-6")
+    for key in last:  # the run itself is exact
+        assert torch.equal(resumed_last[key], last[key]), f"{key} differs after resume"
+
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        find_resume_checkpoint(resumed, str(tmp_path))
     with pytest.raises(ValueError, match="eval_audio_samples"):
         run_finetune(_recipe(prepared, tiny_checkpoint, tmp_path / "silent", "--max_steps", "2", "--save_every", "2",
                              "--metric_for_best_model", "speaker_sim"))

@@ -35,12 +35,29 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _weights_from(build, state: dict[str, torch.Tensor], strict: bool = True, empty: bool = True):
+    """`build()` with its parameters left unallocated (accelerate's `init_empty_weights`: buffers are still computed,
+    parameters skip their random initialisation), then filled from `state`, each cast to its parameter's dtype. A
+    checkpoint replaces every parameter anyway, and upstream's S3Gen alone spends seconds initialising weights that
+    loading overwrites. Returns the module and `load_state_dict`'s result; a parameter `state` leaves out stays
+    on the meta device, so callers check what is missing. `empty=False` builds it initialised, for a constructor
+    that writes into its own weights."""
+    from contextlib import nullcontext
+
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False) if empty else nullcontext():
+        module = build()
+    dtypes = {name: tensor.dtype for name, tensor in module.state_dict().items()}
+    state = {k: v.to(dtypes[k]) if k in dtypes and v.is_floating_point() else v for k, v in state.items()}
+    return module, module.load_state_dict(state, strict=strict, assign=True)
+
+
 def load_voice_encoder(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
     """The VoiceEncoder (16 kHz audio -> 256-d unit-norm speaker embedding)."""
     from chatterbox.models.voice_encoder import VoiceEncoder
 
-    ve = VoiceEncoder()
-    ve.load_state_dict(_load_state(checkpoint.paths["ve"]))
+    ve, _ = _weights_from(VoiceEncoder, _load_state(checkpoint.paths["ve"]))
     return ve.to(device).eval()
 
 
@@ -68,17 +85,20 @@ def build_t3(checkpoint_config: dict[str, Any], multilingual: bool = True):
 
 def load_t3(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
     """T3 (text tokens -> S3 speech tokens) built from the checkpoint's config and loaded strictly."""
-    t3 = build_t3(checkpoint.config, checkpoint.layout.multilingual)
-    t3.load_state_dict(_load_state(checkpoint.paths["t3"]))
+    t3, _ = _weights_from(lambda: build_t3(checkpoint.config, checkpoint.layout.multilingual),
+                          _load_state(checkpoint.paths["t3"]))
     return t3.to(device).eval()
 
 
 def build_s3gen(checkpoint_config: dict[str, Any], meanflow: bool = False):
-    """Upstream S3Gen; a config with `s3gen.encoder` / `s3gen.decoder` sizes gets a smaller flow of the same classes.
+    """Upstream S3Gen; a config with reduced sizes under `s3gen` gets smaller submodules of the same classes:
+    `encoder` / `decoder` (the flow's), `speaker_encoder` (CAMPPlus's arguments) and `vocoder` (HiFT's, with
+    `f0_predictor` for its F0 predictor's). S3Gen's constructor takes no sizes, so the reduced ones replace its
+    submodules after construction; what they must keep for the rest of S3Gen to fit (the 192-wide x-vector, HiFT's
+    upsampling to 24 kHz) stays upstream's. The S3 tokenizer always keeps upstream's size: the speech tokens T3
+    learns come from it, and a narrower random one gives tokens of other statistics.
     `meanflow`: the flow of Resemble's distilled decoder (`S3Gen(meanflow=True)`: a time mixer for its second time
     input, 2 steps without CFG).
-
-    The S3 tokenizer, CAMPPlus and HiFT keep upstream's fixed sizes (their constructors take none).
     """
     with warnings.catch_warnings():  # upstream's decoder uses diffusers' LoRACompatibleLinear (deprecated, works)
         warnings.filterwarnings("ignore", message=".*LoRACompatibleLinear.*", category=FutureWarning)
@@ -116,13 +136,40 @@ def _build_s3gen(sizes: dict[str, Any] | None, meanflow: bool):
         )
         decoder = CausalConditionalCFM(spk_emb_dim=80, cfm_params=CFM_PARAMS, estimator=estimator)
         s3gen.flow = CausalMaskedDiffWithXvec(encoder=encoder, decoder=decoder)
+    if sizes and "speaker_encoder" in sizes:
+        from chatterbox.models.s3gen.xvector import CAMPPlus
+
+        s3gen.speaker_encoder = CAMPPlus(memory_efficient=False, **sizes["speaker_encoder"])
+    if sizes and "vocoder" in sizes:
+        s3gen.mel2wav = _hift(dict(sizes["vocoder"]))
     return s3gen
 
 
-def _load_s3gen_state(s3gen, source: Path):
-    """Loads `source` into `s3gen` strictly except for `computed_s3gen_buffers()`: a file saved by a newer S3Gen (the
-    packs' s3gen_v3.pt) does not hold them, and the ones S3Gen computed at construction are what upstream uses."""
-    result = s3gen.load_state_dict(_load_state(source), strict=False)
+def _hift(sizes: dict[str, Any]):
+    """HiFT as `S3Token2Wav` builds it (24 kHz, upsampling 8x5x3), with `sizes` over its arguments."""
+    from chatterbox.models.s3gen.f0_predictor import ConvRNNF0Predictor
+    from chatterbox.models.s3gen.hifigan import HiFTGenerator
+
+    from ..constants import S3GEN_SR
+
+    f0_predictor = ConvRNNF0Predictor(**sizes.pop("f0_predictor", {}))
+    return HiFTGenerator(
+        **{
+            "sampling_rate": S3GEN_SR, "upsample_rates": [8, 5, 3], "upsample_kernel_sizes": [16, 11, 7],
+            "source_resblock_kernel_sizes": [7, 7, 11],
+            "source_resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], **sizes,
+        },
+        f0_predictor=f0_predictor,
+    )
+
+
+def _load_s3gen(config: dict[str, Any], source: Path, meanflow: bool = False):
+    """S3Gen built at `config`'s sizes and loaded from `source` strictly except for `computed_s3gen_buffers()`: a
+    file saved by a newer S3Gen (the packs' s3gen_v3.pt) does not hold them, and the ones S3Gen computed at
+    construction are what upstream uses."""
+    # the meanflow decoder's constructor sets its time mixer's weights itself: it needs them allocated
+    s3gen, result = _weights_from(lambda: build_s3gen(config, meanflow=meanflow), _load_state(source), strict=False,
+                                  empty=not meanflow)
     computed = computed_s3gen_buffers()
     missing = set(result.missing_keys) - computed
     if missing or result.unexpected_keys:
@@ -138,9 +185,8 @@ def _load_s3gen_state(s3gen, source: Path):
 
 def load_s3gen(checkpoint: Checkpoint, device: str | torch.device = "cpu"):
     """S3Gen (S3 tokenizer, flow-matching decoder, CAMPPlus x-vector, HiFT vocoder), loaded strictly (see
-    `_load_s3gen_state`)."""
-    s3gen = _load_s3gen_state(build_s3gen(checkpoint.config), checkpoint.paths["s3gen"])
-    return s3gen.to(device).eval()
+    `_load_s3gen`)."""
+    return _load_s3gen(checkpoint.config, checkpoint.paths["s3gen"]).to(device).eval()
 
 
 def load_meanflow_s3gen(source: str | os.PathLike | None = None, device: str | torch.device = "cpu",
@@ -151,8 +197,7 @@ def load_meanflow_s3gen(source: str | os.PathLike | None = None, device: str | t
     from .checkpoint import resolve_meanflow
 
     path, config = resolve_meanflow(source, revision)
-    s3gen = _load_s3gen_state(build_s3gen(config, meanflow=True), path)
-    return s3gen.to(device).eval()
+    return _load_s3gen(config, path, meanflow=True).to(device).eval()
 
 
 def load_text_tokenizer(checkpoint: Checkpoint):

@@ -3,10 +3,11 @@
 It is built from the upstream classes and written in the file layout of the `ResembleAI/chatterbox` Hub repo
 (`ve.pt`, `t3_mtl23ls_v2.safetensors`, `s3gen.pt`, `grapheme_mtl_merged_expanded_v1.json`), plus a `config.json`
 recording the reduced sizes, so `chatterbox_latam.models.loading` loads it exactly as it loads the real weights.
-T3 keeps width 1024 (the perceiver hard-codes it) with 2 Llama layers; S3Gen gets a one-block flow; the S3
-tokenizer, CAMPPlus and HiFT keep their upstream sizes because their constructors take none. Beside them lies a
-meanflow S3Gen (`s3gen_meanflow.safetensors`, as `ResembleAI/chatterbox-turbo` ships it) of the same sizes, which
-shares the standard one's tokenizer, speaker encoder and vocoder: only its flow decoder is its own.
+T3 keeps width 1024 (the perceiver hard-codes it) with 2 Llama layers; S3Gen gets a one-block flow, a narrow
+CAMPPlus and a narrow HiFT, each of upstream's classes, and keeps upstream's S3 tokenizer (the speech tokens T3
+learns are its output: a smaller random one gives tokens of other statistics). Beside them lies a meanflow S3Gen
+(`s3gen_meanflow.safetensors`, as `ResembleAI/chatterbox-turbo` ships it) of the same sizes, which shares the
+standard one's tokenizer, speaker encoder and vocoder: only its flow decoder is its own.
 
     python -m chatterbox_latam.testing.tiny_model --output_dir runs/demo/tiny_model
 """
@@ -26,7 +27,7 @@ from ..models.loading import build_s3gen, build_t3
 from ..utils import staged_directory
 
 # Reduced sizes (see module docstring). Bump TINY_VERSION whenever they or the tokenizer change: caches key on it.
-TINY_VERSION = 2
+TINY_VERSION = 3
 TINY_CONFIG = {
     "model_type": MODEL_TYPE,
     "layout": "multilingual",
@@ -35,6 +36,8 @@ TINY_CONFIG = {
     "s3gen": {
         "encoder": {"num_blocks": 1, "linear_units": 512},
         "decoder": {"n_blocks": 1, "num_mid_blocks": 1},
+        "speaker_encoder": {"init_channels": 32, "growth_rate": 16},
+        "vocoder": {"base_channels": 64},
     },
 }
 
