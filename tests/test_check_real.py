@@ -62,6 +62,7 @@ def trained_t3(prepared, tiny_checkpoint, tmp_path_factory):
     return trained.adapter_dir, rows
 
 
+@pytest.mark.slow
 def test_loss_check_tells_a_trained_t3_from_chance(trained_t3, tiny_checkpoint):
     """The tiny model trained 20 steps on the corpus reads those clips far below chance; untrained, it sits at
     chance."""
@@ -99,6 +100,7 @@ WRONG = {"single_bos": SingleStartToken, "positions_plus_one": PositionsPlusOne,
          "uncond_text_kept": UncondTextKept}
 
 
+@pytest.mark.slow
 def test_layout_check_passes_training_and_fails_each_wrong_layout(trained_t3):
     """The training module's log-probs are inference's teacher-forced ones, and on a T3 that learnt the layout (20
     steps) it beats each wrong one; a training module with a wrong layout fed to the check fails it, by name —
