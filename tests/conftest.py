@@ -97,8 +97,8 @@ def hub() -> LocalHub:
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory, request) -> Path:
     """A folder for the files one test module shares, removed when its tests are done: a tiny checkpoint folder
-    still holds about 450 MB (T3 keeps upstream's 1024 width and vocabularies), and a run keeps no copy it no longer
-    needs."""
+    still holds about 1.4 GB (upstream's S3 tokenizer in both S3Gen files, T3 at upstream's 1024 width), and a run
+    keeps no copy it no longer needs."""
     path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
     yield path
     shutil.rmtree(path, ignore_errors=True)
